@@ -1,0 +1,1 @@
+//! coder (placeholder: filled in by its owner)

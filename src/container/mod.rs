@@ -1,0 +1,1 @@
+//! container (placeholder: filled in by its owner)

@@ -1,0 +1,1 @@
+//! gguf (placeholder: filled in by its owner)

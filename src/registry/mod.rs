@@ -1,0 +1,1 @@
+//! registry (placeholder: filled in by its owner)

@@ -1,0 +1,1 @@
+//! tokenizer (placeholder: filled in by its owner)

@@ -1,1 +1,2 @@
-//! kernels (placeholder: filled in by its owner)
+//! Numeric kernels (docs/NUMERICS.md).
+pub mod math;

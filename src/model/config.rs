@@ -86,7 +86,7 @@ impl Config {
                 });
             }
         }
-        let head_dim = if n_head == 0 { 0 } else { n_embd / n_head };
+        let head_dim = n_embd.checked_div(n_head).unwrap_or(0);
         let cfg = Config {
             n_layer: get_usize(g, &k("block_count"))?,
             n_embd,

@@ -296,8 +296,8 @@ impl Model {
                     scalar::rope(head, cos, sin);
                 }
             };
-            self.for_rows(&mut q, e, &rope);
-            self.for_rows(&mut kb, kvd, &rope);
+            self.for_rows(&mut q, e, rope);
+            self.for_rows(&mut kb, kvd, rope);
             for (t, s) in slots.iter().enumerate() {
                 let range = t * kvd..(t + 1) * kvd;
                 caches[s.seq].write(l, s.pos, &kb[range.clone()], &vb[range]);
@@ -363,7 +363,7 @@ impl Model {
     /// thread, aligned to the kernel's row granularity.
     fn row_ranges(&self, rows: usize) -> Vec<Range<usize>> {
         if self.threads == 1 {
-            return vec![0..rows];
+            return std::iter::once(0..rows).collect();
         }
         let gran = self.kernels.row_granularity().max(1);
         let chunk = rows.div_ceil(self.threads * 4).div_ceil(gran) * gran;

@@ -287,7 +287,10 @@ mod tests {
         for removed in [4, 5, 31, 32, 33, 36, 37, 38, 40, u32::MAX] {
             assert_eq!(GgmlType::from_id(removed), None);
         }
-        assert_eq!(GgmlType::Q4_1.bytes_for(576 * 1536), Some(576 * 1536 / 32 * 20));
+        assert_eq!(
+            GgmlType::Q4_1.bytes_for(576 * 1536),
+            Some(576 * 1536 / 32 * 20)
+        );
         assert_eq!(GgmlType::Q8_0.bytes_for(33), None);
         assert_eq!(GgmlType::F32.bytes_for(u64::MAX), None);
     }

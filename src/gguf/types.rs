@@ -249,8 +249,14 @@ mod tests {
         assert_eq!(f16_to_f32(0x3c00).to_bits(), 1.0f32.to_bits());
         assert_eq!(f16_to_f32(0xc000).to_bits(), (-2.0f32).to_bits());
         assert_eq!(f16_to_f32(0x7bff).to_bits(), 65504.0f32.to_bits());
-        assert_eq!(f16_to_f32(0x0001).to_bits(), 5.960_464_5e-8f32.to_bits());
-        assert_eq!(f16_to_f32(0x03ff).to_bits(), 6.097_555_2e-5f32.to_bits());
+        assert_eq!(
+            f16_to_f32(0x0001).to_bits(),
+            (1.0f32 / 16_777_216.0).to_bits()
+        );
+        assert_eq!(
+            f16_to_f32(0x03ff).to_bits(),
+            (1023.0f32 / 16_777_216.0).to_bits()
+        );
         assert_eq!(f16_to_f32(0x8000).to_bits(), 0x8000_0000);
         assert_eq!(f16_to_f32(0x7c00), f32::INFINITY);
         assert_eq!(f16_to_f32(0xfc00), f32::NEG_INFINITY);

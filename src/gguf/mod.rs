@@ -105,12 +105,12 @@ impl Tensor<'_> {
 
     /// Elements per row (`dims[0]`).
     pub fn row_len(&self) -> u64 {
-        self.dims[0]
+        self.dims.first().copied().unwrap_or(1)
     }
 
     /// Number of rows (product of `dims[1..]`).
     pub fn n_rows(&self) -> u64 {
-        self.dims[1..].iter().product()
+        self.dims.iter().skip(1).product()
     }
 }
 

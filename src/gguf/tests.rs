@@ -158,6 +158,13 @@ fn err(bytes: Vec<u8>) -> GgufError {
 }
 
 #[test]
+fn gguf_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Gguf>();
+    check::<GgufError>();
+}
+
+#[test]
 fn parses_what_was_written() {
     let g = Gguf::from_bytes(sample()).unwrap();
     assert_eq!(g.version(), 3);

@@ -77,7 +77,9 @@ pub enum GgufError {
         block_size: u32,
     },
 
-    #[error("tensor {tensor:?} data offset {offset} is not a multiple of the alignment {alignment}")]
+    #[error(
+        "tensor {tensor:?} data offset {offset} is not a multiple of the alignment {alignment}"
+    )]
     MisalignedTensor {
         tensor: String,
         offset: u64,

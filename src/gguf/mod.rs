@@ -105,12 +105,12 @@ impl Tensor<'_> {
 
     /// Elements per row (`dims[0]`).
     pub fn row_len(&self) -> u64 {
-        self.dims[0]
+        self.dims.first().copied().unwrap_or(1)
     }
 
     /// Number of rows (product of `dims[1..]`).
     pub fn n_rows(&self) -> u64 {
-        self.dims[1..].iter().product()
+        self.dims.iter().skip(1).product()
     }
 }
 
@@ -723,7 +723,10 @@ fn parse(buf: &[u8]) -> Result<Parsed, GgufError> {
         let name = r.string("tensor info")?;
         let n_dims = r.u32("tensor info")?;
         if n_dims == 0 || n_dims > MAX_DIMS {
-            return Err(GgufError::BadDimCount { tensor: name, n_dims });
+            return Err(GgufError::BadDimCount {
+                tensor: name,
+                n_dims,
+            });
         }
         let mut dims = Vec::with_capacity(n_dims as usize);
         for index in 0..n_dims as usize {

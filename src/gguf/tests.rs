@@ -45,7 +45,9 @@ fn tt(name: &str, ty: GgmlType, dims: &[u64]) -> TestTensor {
     let n: u64 = dims.iter().product();
     let len = ty.bytes_for(n).unwrap() as usize;
     // Distinct, name-dependent bytes so swapped data would be noticed.
-    let seed = name.bytes().fold(7u8, |a, b| a.wrapping_mul(31).wrapping_add(b));
+    let seed = name
+        .bytes()
+        .fold(7u8, |a, b| a.wrapping_mul(31).wrapping_add(b));
     let data = (0..len)
         .map(|i| seed.wrapping_add((i * 13) as u8))
         .collect();
@@ -156,6 +158,13 @@ fn err(bytes: Vec<u8>) -> GgufError {
 }
 
 #[test]
+fn gguf_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Gguf>();
+    check::<GgufError>();
+}
+
+#[test]
 fn parses_what_was_written() {
     let g = Gguf::from_bytes(sample()).unwrap();
     assert_eq!(g.version(), 3);
@@ -191,7 +200,10 @@ fn typed_getters() {
     assert_eq!(g.get_i32("llama.neg").unwrap(), -3);
     assert_eq!(g.get_i32("llama.i16").unwrap(), -300);
     assert_eq!(g.get_f32("llama.eps").unwrap().to_bits(), 1e-5f32.to_bits());
-    assert_eq!(g.get_f32("llama.f64_exact").unwrap().to_bits(), 0.5f32.to_bits());
+    assert_eq!(
+        g.get_f32("llama.f64_exact").unwrap().to_bits(),
+        0.5f32.to_bits()
+    );
     assert!(g.get_bool("llama.flag").unwrap());
     assert_eq!(g.get_str("general.architecture").unwrap(), "llama");
     assert_eq!(
@@ -202,7 +214,10 @@ fn typed_getters() {
         g.get_i32_array("tokenizer.ggml.token_type").unwrap(),
         vec![1, 3, 6]
     );
-    assert_eq!(g.get_u32_array("tokenizer.ggml.token_type").unwrap(), vec![1, 3, 6]);
+    assert_eq!(
+        g.get_u32_array("tokenizer.ggml.token_type").unwrap(),
+        vec![1, 3, 6]
+    );
     let scores = g.get_f32_array("tokenizer.ggml.scores").unwrap();
     assert_eq!(
         scores.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
@@ -218,7 +233,10 @@ fn typed_getters() {
     ));
     assert!(matches!(
         g.get_u32("llama.neg"),
-        Err(GgufError::OutOfRange { expected: "u32", .. })
+        Err(GgufError::OutOfRange {
+            expected: "u32",
+            ..
+        })
     ));
     assert!(matches!(
         g.get_u32("general.name"),
@@ -230,7 +248,10 @@ fn typed_getters() {
     ));
     assert!(matches!(
         g.get_f32("llama.f64_inexact"),
-        Err(GgufError::OutOfRange { expected: "f32", .. })
+        Err(GgufError::OutOfRange {
+            expected: "f32",
+            ..
+        })
     ));
     assert!(matches!(
         g.get_f32("llama.i32"),
@@ -238,15 +259,27 @@ fn typed_getters() {
     ));
     assert!(matches!(
         g.get_str("llama.eps"),
-        Err(GgufError::WrongType { expected: "string", found: "f32", .. })
+        Err(GgufError::WrongType {
+            expected: "string",
+            found: "f32",
+            ..
+        })
     ));
     assert!(matches!(
         g.get_str_array("tokenizer.ggml.scores"),
-        Err(GgufError::WrongType { expected: "array of string", found: "array of f32", .. })
+        Err(GgufError::WrongType {
+            expected: "array of string",
+            found: "array of f32",
+            ..
+        })
     ));
     assert!(matches!(
         g.get_i32_array("tokenizer.ggml.tokens"),
-        Err(GgufError::WrongType { expected: "array of i32", found: "array of string", .. })
+        Err(GgufError::WrongType {
+            expected: "array of i32",
+            found: "array of string",
+            ..
+        })
     ));
     assert!(matches!(
         g.get_u32_array("tokenizer.ggml.scores"),
@@ -254,9 +287,15 @@ fn typed_getters() {
     ));
     assert!(matches!(
         g.get_str_array("llama.flag"),
-        Err(GgufError::WrongType { expected: "array", found: "bool", .. })
+        Err(GgufError::WrongType {
+            expected: "array",
+            found: "bool",
+            ..
+        })
     ));
-    assert!(matches!(g.tensor("nope.weight"), Err(GgufError::MissingTensor(n)) if n == "nope.weight"));
+    assert!(
+        matches!(g.tensor("nope.weight"), Err(GgufError::MissingTensor(n)) if n == "nope.weight")
+    );
 }
 
 #[test]
@@ -292,7 +331,12 @@ fn every_truncation_is_an_error() {
     // The last tensor's padding is not part of its data: dropping it is
     // legal. Cut at every length up to the end of the last tensor's data.
     let g = Gguf::from_bytes(full.clone()).unwrap();
-    let last = g.tensors().iter().map(|t| g.data_start() + t.offset + t.n_bytes()).max().unwrap();
+    let last = g
+        .tensors()
+        .iter()
+        .map(|t| g.data_start() + t.offset + t.n_bytes())
+        .max()
+        .unwrap();
     for len in 0..last as usize {
         match Gguf::from_bytes(full[..len].to_vec()) {
             Err(GgufError::Truncated { offset, .. }) => assert!(offset <= len as u64),
@@ -328,16 +372,34 @@ fn huge_counts() {
     ));
     let mut b = sample();
     b[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
-    assert!(matches!(err(b), GgufError::TooLarge { what: "metadata key/value count", .. }));
+    assert!(matches!(
+        err(b),
+        GgufError::TooLarge {
+            what: "metadata key/value count",
+            ..
+        }
+    ));
     // Within the cap but more than the file holds: Truncated, quickly.
     let mut b = sample();
     b.truncate(24);
     b[8..16].copy_from_slice(&MAX_TENSORS.to_le_bytes());
     b[16..24].copy_from_slice(&0u64.to_le_bytes());
-    assert!(matches!(err(b.clone()), GgufError::Truncated { what: "tensor info", offset: 24 }));
+    assert!(matches!(
+        err(b.clone()),
+        GgufError::Truncated {
+            what: "tensor info",
+            offset: 24
+        }
+    ));
     b[8..16].copy_from_slice(&0u64.to_le_bytes());
     b[16..24].copy_from_slice(&MAX_KV.to_le_bytes());
-    assert!(matches!(err(b), GgufError::Truncated { what: "metadata key", offset: 24 }));
+    assert!(matches!(
+        err(b),
+        GgufError::Truncated {
+            what: "metadata key",
+            offset: 24
+        }
+    ));
 }
 
 #[test]
@@ -348,10 +410,16 @@ fn huge_string_length() {
     b[at..at + 8].copy_from_slice(&(MAX_STRING_LEN + 1).to_le_bytes());
     assert!(matches!(
         err(b.clone()),
-        GgufError::TooLarge { what: "string length", max: MAX_STRING_LEN, .. }
+        GgufError::TooLarge {
+            what: "string length",
+            max: MAX_STRING_LEN,
+            ..
+        }
     ));
     b[at..at + 8].copy_from_slice(&MAX_STRING_LEN.to_le_bytes());
-    assert!(matches!(err(b), GgufError::Truncated { what: "metadata key", offset } if offset == 32));
+    assert!(
+        matches!(err(b), GgufError::Truncated { what: "metadata key", offset } if offset == 32)
+    );
 }
 
 fn one_kv(key: &str, ty: u32, payload: &[u8]) -> Vec<u8> {
@@ -391,7 +459,10 @@ fn bad_metadata_values() {
     s.extend([0xff, 0xfe]);
     assert!(matches!(
         err(one_kv("k", 8, &s)),
-        GgufError::InvalidUtf8 { what: "metadata string", .. }
+        GgufError::InvalidUtf8 {
+            what: "metadata string",
+            ..
+        }
     ));
     let mut bad_key = b"GGUF".to_vec();
     bad_key.extend(3u32.to_le_bytes());
@@ -401,7 +472,10 @@ fn bad_metadata_values() {
     bad_key.push(0x80);
     assert!(matches!(
         err(bad_key),
-        GgufError::InvalidUtf8 { what: "metadata key", offset: 32 }
+        GgufError::InvalidUtf8 {
+            what: "metadata key",
+            offset: 32
+        }
     ));
     // Array of array of array.
     let inner = array_payload(0, 0, &[]);
@@ -415,7 +489,10 @@ fn bad_metadata_values() {
     assert!(Gguf::from_bytes(one_kv("k", 9, &mid)).is_ok());
     assert!(matches!(
         err(one_kv("k", 9, &array_payload(0, MAX_ARRAY_LEN + 1, &[]))),
-        GgufError::TooLarge { what: "array length", .. }
+        GgufError::TooLarge {
+            what: "array length",
+            ..
+        }
     ));
     // A long array the file cannot hold fails as truncated without
     // reserving 16M elements up front.
@@ -428,7 +505,10 @@ fn bad_metadata_values() {
     let big = array_payload(9, 3, &array_payload(0, MAX_ARRAY_LEN - 2, &[]));
     assert!(matches!(
         err(one_kv("k", 9, &big)),
-        GgufError::TooLarge { what: "total number of metadata array elements", .. }
+        GgufError::TooLarge {
+            what: "total number of metadata array elements",
+            ..
+        }
     ));
 }
 
@@ -444,19 +524,32 @@ fn duplicates() {
 fn bad_alignment() {
     for a in [0u32, 3, 48, 1 << 21] {
         let kvs = vec![("general.alignment", Value::U32(a))];
-        assert!(matches!(err(build(3, &kvs, &[], 32)), GgufError::BadAlignment(x) if x == u64::from(a)));
+        assert!(
+            matches!(err(build(3, &kvs, &[], 32)), GgufError::BadAlignment(x) if x == u64::from(a))
+        );
     }
     let kvs = vec![("general.alignment", Value::I32(-32))];
-    assert!(matches!(err(build(3, &kvs, &[], 32)), GgufError::BadAlignment(_)));
+    assert!(matches!(
+        err(build(3, &kvs, &[], 32)),
+        GgufError::BadAlignment(_)
+    ));
     let kvs = vec![("general.alignment", Value::String("32".into()))];
     assert!(matches!(
         err(build(3, &kvs, &[], 32)),
-        GgufError::WrongType { found: "string", .. }
+        GgufError::WrongType {
+            found: "string",
+            ..
+        }
     ));
     // Any integer type holding a valid value is accepted.
     let kvs = vec![("general.alignment", Value::U64(16))];
     let ts = vec![tt("w", GgmlType::F32, &[4])];
-    assert_eq!(Gguf::from_bytes(build(3, &kvs, &ts, 16)).unwrap().alignment(), 16);
+    assert_eq!(
+        Gguf::from_bytes(build(3, &kvs, &ts, 16))
+            .unwrap()
+            .alignment(),
+        16
+    );
 }
 
 /// One-tensor image whose tensor info is given raw.
@@ -492,7 +585,11 @@ fn bad_tensor_infos() {
     ));
     assert!(matches!(
         err(raw_tensor("w", &[8, 0], 0, 0, 64)),
-        GgufError::BadDim { index: 1, value: 0, .. }
+        GgufError::BadDim {
+            index: 1,
+            value: 0,
+            ..
+        }
     ));
     assert!(matches!(
         err(raw_tensor("w", &[1 << 63], 0, 0, 64)),
@@ -510,11 +607,19 @@ fn bad_tensor_infos() {
     }
     assert!(matches!(
         err(raw_tensor("w", &[16, 2], GgmlType::Q4_1.id(), 0, 64)),
-        GgufError::NotBlockAligned { block_size: 32, dim0: 16, .. }
+        GgufError::NotBlockAligned {
+            block_size: 32,
+            dim0: 16,
+            ..
+        }
     ));
     assert!(matches!(
         err(raw_tensor("w", &[8, 2], 0, 8, 64)),
-        GgufError::MisalignedTensor { offset: 8, alignment: 32, .. }
+        GgufError::MisalignedTensor {
+            offset: 8,
+            alignment: 32,
+            ..
+        }
     ));
     assert!(matches!(
         err(raw_tensor("w", &[8, 2], 0, 32, 64)),
@@ -541,7 +646,10 @@ fn bad_tensor_infos() {
 }
 
 /// The documented fingerprint layout, written out independently.
-fn expected_fingerprint(tensors: &[TestTensor], tokenizer_kvs_sorted: &[(&str, Value)]) -> [u8; 32] {
+fn expected_fingerprint(
+    tensors: &[TestTensor],
+    tokenizer_kvs_sorted: &[(&str, Value)],
+) -> [u8; 32] {
     fn val(out: &mut Vec<u8>, v: &Value) {
         out.extend(v.type_id().to_le_bytes());
         match v {
@@ -583,7 +691,10 @@ fn fingerprint_layout() {
         .collect();
     tok.sort_by(|a, b| a.0.cmp(b.0));
     assert_eq!(tok.len(), 5);
-    assert_eq!(g.fingerprint(), expected_fingerprint(&sample_tensors(), &tok));
+    assert_eq!(
+        g.fingerprint(),
+        expected_fingerprint(&sample_tensors(), &tok)
+    );
     assert_eq!(g.fingerprint(), g.fingerprint());
 }
 
@@ -600,13 +711,28 @@ fn fingerprint_sensitivity() {
     // Tensor bytes, tensor order, and tokenizer values do.
     let mut ts = sample_tensors();
     ts[2].data[3] ^= 1;
-    assert_ne!(Gguf::from_bytes(build(3, &sample_kvs(), &ts, 32)).unwrap().fingerprint(), base);
+    assert_ne!(
+        Gguf::from_bytes(build(3, &sample_kvs(), &ts, 32))
+            .unwrap()
+            .fingerprint(),
+        base
+    );
     let mut ts = sample_tensors();
     ts.swap(0, 1);
-    assert_ne!(Gguf::from_bytes(build(3, &sample_kvs(), &ts, 32)).unwrap().fingerprint(), base);
+    assert_ne!(
+        Gguf::from_bytes(build(3, &sample_kvs(), &ts, 32))
+            .unwrap()
+            .fingerprint(),
+        base
+    );
     let mut kvs = sample_kvs();
     kvs[16].1 = Value::Array(vec![Value::I32(1), Value::I32(3), Value::I32(5)]);
-    assert_ne!(Gguf::from_bytes(build(3, &kvs, &sample_tensors(), 32)).unwrap().fingerprint(), base);
+    assert_ne!(
+        Gguf::from_bytes(build(3, &kvs, &sample_tensors(), 32))
+            .unwrap()
+            .fingerprint(),
+        base
+    );
 }
 
 /// xorshift64*: a tiny seeded generator so failures reproduce.
@@ -652,7 +778,8 @@ fn random_mutations_never_panic() {
                 1 => b[at] ^= 1 << rng.below(8),
                 // Interesting integers into a (possibly) length field.
                 2 => {
-                    let v: u64 = [0, 1, 2, 0xff, 0xffff_ffff, u64::MAX, 1 << 24, 1 << 32][rng.below(8)];
+                    let v: u64 =
+                        [0, 1, 2, 0xff, 0xffff_ffff, u64::MAX, 1 << 24, 1 << 32][rng.below(8)];
                     let end = (at + 8).min(b.len());
                     b[at..end].copy_from_slice(&v.to_le_bytes()[..end - at]);
                 }

@@ -249,8 +249,14 @@ mod tests {
         assert_eq!(f16_to_f32(0x3c00).to_bits(), 1.0f32.to_bits());
         assert_eq!(f16_to_f32(0xc000).to_bits(), (-2.0f32).to_bits());
         assert_eq!(f16_to_f32(0x7bff).to_bits(), 65504.0f32.to_bits());
-        assert_eq!(f16_to_f32(0x0001).to_bits(), 5.960_464_5e-8f32.to_bits());
-        assert_eq!(f16_to_f32(0x03ff).to_bits(), 6.097_555_2e-5f32.to_bits());
+        assert_eq!(
+            f16_to_f32(0x0001).to_bits(),
+            (1.0f32 / 16_777_216.0).to_bits()
+        );
+        assert_eq!(
+            f16_to_f32(0x03ff).to_bits(),
+            (1023.0f32 / 16_777_216.0).to_bits()
+        );
         assert_eq!(f16_to_f32(0x8000).to_bits(), 0x8000_0000);
         assert_eq!(f16_to_f32(0x7c00), f32::INFINITY);
         assert_eq!(f16_to_f32(0xfc00), f32::NEG_INFINITY);
@@ -287,7 +293,10 @@ mod tests {
         for removed in [4, 5, 31, 32, 33, 36, 37, 38, 40, u32::MAX] {
             assert_eq!(GgmlType::from_id(removed), None);
         }
-        assert_eq!(GgmlType::Q4_1.bytes_for(576 * 1536), Some(576 * 1536 / 32 * 20));
+        assert_eq!(
+            GgmlType::Q4_1.bytes_for(576 * 1536),
+            Some(576 * 1536 / 32 * 20)
+        );
         assert_eq!(GgmlType::Q8_0.bytes_for(33), None);
         assert_eq!(GgmlType::F32.bytes_for(u64::MAX), None);
     }

@@ -86,7 +86,10 @@ fn prompts_match_reference_logits() {
         assert_eq!(got_argmax, want_argmax, "prompt {:?}", p["prompt"]);
         let last = &logits[(ids.len() - 1) * vocab..];
         let top10 = p["top10_last"].as_array().unwrap();
-        let mut want3: Vec<usize> = top10[..3].iter().map(|e| e[0].as_u64().unwrap() as usize).collect();
+        let mut want3: Vec<usize> = top10[..3]
+            .iter()
+            .map(|e| e[0].as_u64().unwrap() as usize)
+            .collect();
         let mut got3 = top_k(last, 3);
         want3.sort();
         got3.sort();
@@ -97,8 +100,16 @@ fn prompts_match_reference_logits() {
             let want = e[2].as_f64().unwrap();
             let d = (last[id] as f64 - want).abs();
             worst = worst.max(d);
-            assert!(d <= 0.6, "prompt {:?} token {id}: {} vs {want}", p["prompt"], last[id]);
+            assert!(
+                d <= 0.6,
+                "prompt {:?} token {id}: {} vs {want}",
+                p["prompt"],
+                last[id]
+            );
         }
-        eprintln!("prompt {:?}: worst top-10 logit difference {worst:.4}", p["prompt"]);
+        eprintln!(
+            "prompt {:?}: worst top-10 logit difference {worst:.4}",
+            p["prompt"]
+        );
     }
 }

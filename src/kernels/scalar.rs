@@ -5,10 +5,11 @@
 //! `a.mul_add(b, c)` (one rounding); `a * b + c` is never fused by Rust.
 
 use super::math::{exp, round_small};
-use super::{BlockKind, KvView, PackedMatrix, QuantizedRows, QK};
+use super::{BlockKind, KvView, PackedMatrix, QuantizedRows, KV_TILE, QK};
 use std::ops::Range;
 
 /// `sum16` (section 1): 16 striped lane accumulators, then the fixed tree.
+#[inline]
 pub fn sum16(v: &[f32]) -> f32 {
     let mut l = [0.0f32; 16];
     for (i, &x) in v.iter().enumerate() {
@@ -18,6 +19,7 @@ pub fn sum16(v: &[f32]) -> f32 {
 }
 
 /// `sumsq16` (section 1): as [`sum16`] with `L = fma(x, x, L)`.
+#[inline]
 pub fn sumsq16(v: &[f32]) -> f32 {
     let mut l = [0.0f32; 16];
     for (i, &x) in v.iter().enumerate() {
@@ -70,46 +72,78 @@ fn dot_block(w: &[i8], a: &[i8]) -> i32 {
     w.iter().zip(a).map(|(&w, &a)| w as i32 * a as i32).sum()
 }
 
-/// Matrix product (section 3) for output rows `rows`, every activation row.
-/// `out[t][i]` receives row `rows.start + i` for activation row `t`.
-/// Shapes are checked by [`super::Kernels::matmul`].
-pub fn matmul(w: &PackedMatrix, x: &QuantizedRows, rows: Range<usize>, out: &mut [&mut [f32]]) {
-    let k = w.cols;
-    let nb = k / QK;
-    for (i, r) in rows.enumerate() {
-        let wq = &w.quants[r * k..(r + 1) * k];
-        let wd = &w.scales[r * nb..(r + 1) * nb];
-        for (t, o) in out.iter_mut().enumerate() {
-            let (aq, ad, asum) = x.row(t);
-            let mut acc = 0.0f32;
-            match w.kind {
-                BlockKind::Q8 => {
-                    for b in 0..nb {
-                        let isum = dot_block(&wq[b * QK..(b + 1) * QK], &aq[b * QK..(b + 1) * QK]);
-                        acc = (wd[b] * ad[b]).mul_add(isum as f32, acc);
-                    }
+/// Defines `pub fn name(..)` whose body is compiled twice on x86_64: for the
+/// baseline target and with the FMA instruction set enabled, chosen at run
+/// time. `mul_add` is the correctly rounded fused multiply-add either way (a
+/// library routine without hardware FMA), and Rust never contracts `a * b + c`
+/// on its own, so both copies give the same bits: the second just avoids a
+/// function call per fma.
+macro_rules! fma_dispatch {
+    ($(#[$m:meta])* pub fn $name:ident($($a:ident: $t:ty),* $(,)?) $(-> $r:ty)? $body:block) => {
+        $(#[$m])*
+        pub fn $name($($a: $t),*) $(-> $r)? {
+            #[inline(always)]
+            fn body($($a: $t),*) $(-> $r)? $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "fma")]
+                unsafe fn with_fma($($a: $t),*) $(-> $r)? {
+                    body($($a),*)
                 }
-                BlockKind::Q4 => {
-                    let wm = &w.mins[r * nb..(r + 1) * nb];
-                    for b in 0..nb {
-                        let isum = dot_block(&wq[b * QK..(b + 1) * QK], &aq[b * QK..(b + 1) * QK]);
-                        acc = (wd[b] * ad[b]).mul_add(isum as f32, acc);
-                        acc = wm[b].mul_add(asum[b], acc);
-                    }
+                if std::arch::is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU supports the FMA instructions.
+                    return unsafe { with_fma($($a),*) };
                 }
             }
-            o[i] = acc;
+            body($($a),*)
+        }
+    };
+}
+
+fma_dispatch! {
+    /// Matrix product (section 3) for output rows `rows`, every activation row.
+    /// `out[t][i]` receives row `rows.start + i` for activation row `t`.
+    /// Shapes are checked by [`super::Kernels::matmul`].
+    pub fn matmul(w: &PackedMatrix, x: &QuantizedRows, rows: Range<usize>, out: &mut [&mut [f32]]) {
+        let k = w.cols;
+        let nb = k / QK;
+        for (i, r) in rows.enumerate() {
+            let wq = &w.quants[r * k..(r + 1) * k];
+            let wd = &w.scales[r * nb..(r + 1) * nb];
+            for (t, o) in out.iter_mut().enumerate() {
+                let (aq, ad, asum) = x.row(t);
+                let mut acc = 0.0f32;
+                match w.kind {
+                    BlockKind::Q8 => {
+                        for b in 0..nb {
+                            let isum = dot_block(&wq[b * QK..(b + 1) * QK], &aq[b * QK..(b + 1) * QK]);
+                            acc = (wd[b] * ad[b]).mul_add(isum as f32, acc);
+                        }
+                    }
+                    BlockKind::Q4 => {
+                        let wm = &w.mins[r * nb..(r + 1) * nb];
+                        for b in 0..nb {
+                            let isum = dot_block(&wq[b * QK..(b + 1) * QK], &aq[b * QK..(b + 1) * QK]);
+                            acc = (wd[b] * ad[b]).mul_add(isum as f32, acc);
+                            acc = wm[b].mul_add(asum[b], acc);
+                        }
+                    }
+                }
+                o[i] = acc;
+            }
         }
     }
 }
 
-/// RMSNorm (section 4): `y_i = (x_i * r) * w_i`, `r = 1 / sqrt(sumsq16(x)/n + eps)`.
-pub fn rmsnorm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
-    assert!(x.len() == w.len() && x.len() == out.len() && !x.is_empty());
-    let mean = sumsq16(x) / x.len() as f32;
-    let r = 1.0 / (mean + eps).sqrt();
-    for ((o, &xi), &wi) in out.iter_mut().zip(x).zip(w) {
-        *o = (xi * r) * wi;
+fma_dispatch! {
+    /// RMSNorm (section 4): `y_i = (x_i * r) * w_i`, `r = 1 / sqrt(sumsq16(x)/n + eps)`.
+    pub fn rmsnorm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+        assert!(x.len() == w.len() && x.len() == out.len() && !x.is_empty());
+        let mean = sumsq16(x) / x.len() as f32;
+        let r = 1.0 / (mean + eps).sqrt();
+        for ((o, &xi), &wi) in out.iter_mut().zip(x).zip(w) {
+            *o = (xi * r) * wi;
+        }
     }
 }
 
@@ -124,74 +158,89 @@ pub fn rope(v: &mut [f32], cos: &[f32], sin: &[f32]) {
     }
 }
 
-/// Attention of one query (section 7) over keys `0..n_keys` of KV head `g`.
-/// `scratch` holds the scores; `out` (len head_dim) receives the result.
-pub fn attention(
-    q: &[f32],
-    kv: &KvView<'_>,
-    g: usize,
-    n_keys: usize,
-    scratch: &mut Vec<f32>,
-    out: &mut [f32],
-) {
-    let hd = kv.head_dim;
-    assert!(q.len() == hd && out.len() == hd && g < kv.n_kv_head && n_keys > 0);
-    assert!(kv.k.len() > kv.k_index(n_keys - 1, kv.n_kv_head - 1, hd - 1));
-    assert!(kv.v.len() >= n_keys * kv.n_kv_head * hd);
-    let scale = 1.0 / (hd as f32).sqrt();
-    scratch.clear();
-    scratch.resize(n_keys + hd, 0.0);
-    let (scores, qs) = scratch.split_at_mut(n_keys);
-    for (qs, &qi) in qs.iter_mut().zip(q) {
-        *qs = qi * scale;
-    }
-    // s_t = fma chain over d of q'_d * k_t[d].
-    for (t, st) in scores.iter_mut().enumerate() {
-        let mut acc = 0.0f32;
-        for (d, &qd) in qs.iter().enumerate() {
-            acc = qd.mul_add(kv.k[kv.k_index(t, g, d)], acc);
+fma_dispatch! {
+    /// Attention of one query (section 7) over keys `0..n_keys` of KV head `g`.
+    /// `scratch` holds the scores; `out` (len head_dim) receives the result.
+    pub fn attention(
+        q: &[f32],
+        kv: &KvView<'_>,
+        g: usize,
+        n_keys: usize,
+        scratch: &mut Vec<f32>,
+        out: &mut [f32],
+    ) {
+        let hd = kv.head_dim;
+        let nkv = kv.n_kv_head;
+        assert!(q.len() == hd && out.len() == hd && g < nkv && n_keys > 0);
+        let tiles = n_keys.div_ceil(KV_TILE);
+        assert!(kv.k.len() >= tiles * nkv * hd * KV_TILE);
+        assert!(kv.v.len() >= n_keys * nkv * hd);
+        let scale = 1.0 / (hd as f32).sqrt();
+        scratch.clear();
+        scratch.resize(tiles * KV_TILE + hd, 0.0);
+        let (scores, qs) = scratch.split_at_mut(tiles * KV_TILE);
+        for (qs, &qi) in qs.iter_mut().zip(q) {
+            *qs = qi * scale;
         }
-        *st = acc;
-    }
-    let m = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
-    for s in scores.iter_mut() {
-        *s = exp(*s - m);
-    }
-    let z = sum16(scores);
-    // o[d] = fma chain over t of e_t * v_t[d]; t outer keeps each o[d]'s
-    // chain in order while reading V contiguously.
-    out.fill(0.0);
-    for (t, &e) in scores.iter().enumerate() {
-        let vt = &kv.v[kv.v_index(t, g, 0)..kv.v_index(t, g, 0) + hd];
-        for (o, &v) in out.iter_mut().zip(vt) {
-            *o = e.mul_add(v, *o);
+        // s_t = fma chain over d of q'_d * k_t[d], for the 16 keys of a tile
+        // side by side (each key's chain still runs d = 0, 1, ...). Keys past
+        // n_keys in the last tile are computed from whatever the cache holds
+        // there and then ignored.
+        for (tile, st) in scores.chunks_exact_mut(KV_TILE).enumerate() {
+            let kt = &kv.k[(tile * nkv + g) * hd * KV_TILE..][..hd * KV_TILE];
+            let mut acc = [0.0f32; KV_TILE];
+            for (kd, &qd) in kt.chunks_exact(KV_TILE).zip(qs.iter()) {
+                for (a, &kv) in acc.iter_mut().zip(kd) {
+                    *a = qd.mul_add(kv, *a);
+                }
+            }
+            st.copy_from_slice(&acc);
         }
-    }
-    for o in out.iter_mut() {
-        *o /= z;
+        let scores = &mut scores[..n_keys];
+        let m = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+        for s in scores.iter_mut() {
+            *s = exp(*s - m);
+        }
+        let z = sum16(scores);
+        // o[d] = fma chain over t of e_t * v_t[d]; t outer keeps each o[d]'s
+        // chain in order while reading V contiguously.
+        out.fill(0.0);
+        for (t, &e) in scores.iter().enumerate() {
+            let vt = &kv.v[(t * nkv + g) * hd..][..hd];
+            for (o, &v) in out.iter_mut().zip(vt) {
+                *o = e.mul_add(v, *o);
+            }
+        }
+        for o in out.iter_mut() {
+            *o /= z;
+        }
     }
 }
 
-/// `out[i] = exp(x[i] - m)`.
-pub fn exp_sub(x: &[f32], m: f32, out: &mut [f32]) {
-    assert_eq!(x.len(), out.len());
-    for (o, &v) in out.iter_mut().zip(x) {
-        *o = exp(v - m);
+fma_dispatch! {
+    /// `out[i] = exp(x[i] - m)`.
+    pub fn exp_sub(x: &[f32], m: f32, out: &mut [f32]) {
+        assert_eq!(x.len(), out.len());
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = exp(v - m);
+        }
     }
 }
 
-/// SwiGLU gate (section 8): `g[i] = (g[i] / (1 + exp(-g[i]))) * u[i]`, in place.
-pub fn silu_mul(g: &mut [f32], u: &[f32]) {
-    assert_eq!(g.len(), u.len());
-    for (gi, &ui) in g.iter_mut().zip(u) {
-        *gi = (*gi / (1.0 + exp(-*gi))) * ui;
+fma_dispatch! {
+    /// SwiGLU gate (section 8): `g[i] = (g[i] / (1 + exp(-g[i]))) * u[i]`, in place.
+    pub fn silu_mul(g: &mut [f32], u: &[f32]) {
+        assert_eq!(g.len(), u.len());
+        for (gi, &ui) in g.iter_mut().zip(u) {
+            *gi = (*gi / (1.0 + exp(-*gi))) * ui;
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::{BlockMatrix, Kernels, KV_TILE};
+    use crate::kernels::{BlockMatrix, Kernels};
 
     /// Deterministic pseudo-random numbers for tests (SplitMix64).
     struct Rng(u64);

@@ -474,3 +474,6 @@ impl Kernels {
         scalar::sum16(x)
     }
 }
+
+#[cfg(test)]
+mod tests;

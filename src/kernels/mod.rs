@@ -296,6 +296,24 @@ impl QuantizedRows {
         scalar::quantize_row(x, &mut self.q, &mut self.d, &mut self.s);
     }
 
+    /// [`QuantizedRows::quantize`] with the rows spread over the current
+    /// rayon pool (same result: rows are independent).
+    pub fn quantize_par(&mut self, x: &[f32], k: usize) {
+        use rayon::prelude::*;
+        assert!(k > 0 && k % QK == 0 && x.len() % k == 0);
+        self.n = x.len() / k;
+        self.k = k;
+        self.q.resize(x.len(), 0);
+        self.d.resize(x.len() / QK, 0.0);
+        self.s.resize(x.len() / QK, 0.0);
+        let nb = k / QK;
+        x.par_chunks_exact(k)
+            .zip(self.q.par_chunks_exact_mut(k))
+            .zip(self.d.par_chunks_exact_mut(nb))
+            .zip(self.s.par_chunks_exact_mut(nb))
+            .for_each(|(((x, q), d), s)| scalar::quantize_row(x, q, d, s));
+    }
+
     /// Number of rows.
     pub fn n(&self) -> usize {
         self.n

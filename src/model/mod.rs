@@ -286,7 +286,7 @@ impl Model {
             self.for_rows(&mut xb, e, |t, out| {
                 k.rmsnorm(&x[t * e..(t + 1) * e], &lw.attn_norm, cfg.rms_eps, out)
             });
-            qx.quantize(&xb, e);
+            self.quantize(&mut qx, &xb, e);
             self.matmul(&lw.wq, &qx, &mut q);
             self.matmul(&lw.wk, &qx, &mut kb);
             self.matmul(&lw.wv, &qx, &mut vb);
@@ -304,7 +304,7 @@ impl Model {
             }
             let views: Vec<KvView<'_>> = caches.iter().map(|c| c.view(l)).collect();
             self.attention(&q, &slots, &views, &mut att);
-            qx.quantize(&att, e);
+            self.quantize(&mut qx, &att, e);
             self.matmul(&lw.wo, &qx, &mut xb);
             add(&mut x, &xb);
 
@@ -312,13 +312,13 @@ impl Model {
             self.for_rows(&mut xb, e, |t, out| {
                 k.rmsnorm(&x[t * e..(t + 1) * e], &lw.ffn_norm, cfg.rms_eps, out)
             });
-            qx.quantize(&xb, e);
+            self.quantize(&mut qx, &xb, e);
             self.matmul(&lw.w_gate, &qx, &mut gate);
             self.matmul(&lw.w_up, &qx, &mut up);
             self.for_rows(&mut gate, f, |t, g| {
                 scalar::silu_mul(g, &up[t * f..(t + 1) * f])
             });
-            qx.quantize(&gate, f);
+            self.quantize(&mut qx, &gate, f);
             self.matmul(&lw.w_down, &qx, &mut xb);
             add(&mut x, &xb);
         }
@@ -331,7 +331,7 @@ impl Model {
                 out,
             )
         });
-        qx.quantize(&xb, e);
+        self.quantize(&mut qx, &xb, e);
         self.matmul(&self.weights.output, &qx, logits);
 
         for (c, t) in caches.iter_mut().zip(tokens) {
@@ -356,6 +356,16 @@ impl Model {
                     .enumerate()
                     .for_each(|(t, r)| f(t, r))
             });
+        }
+    }
+
+    /// Activation quantization of `x` (`[n, k]`), across the threads when
+    /// there are enough rows.
+    fn quantize(&self, qx: &mut QuantizedRows, x: &[f32], k: usize) {
+        if self.threads == 1 || x.len() < 8 * k {
+            qx.quantize(x, k);
+        } else {
+            self.pool.install(|| qx.quantize_par(x, k));
         }
     }
 

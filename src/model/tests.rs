@@ -287,3 +287,22 @@ fn config_validation_rejects_bad_shapes() {
         );
     }
 }
+
+#[test]
+fn model_and_cache_can_be_shared_across_threads() {
+    fn check<T: Send + Sync>() {}
+    check::<Model>();
+    check::<KvCache>();
+    // Two threads using one model at once get the single-thread result.
+    let m = tiny_model(2);
+    let toks = tokens(4, 30);
+    let want = bits(&run_pieces(&m, &toks, &[30]));
+    std::thread::scope(|s| {
+        let hs: Vec<_> = (0..2)
+            .map(|_| s.spawn(|| bits(&run_pieces(&m, &toks, &[4, 11]))))
+            .collect();
+        for h in hs {
+            assert_eq!(h.join().unwrap(), want);
+        }
+    });
+}

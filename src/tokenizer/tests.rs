@@ -603,3 +603,43 @@ fn duplicate_tokens_and_merges_lowest_wins() {
     assert_eq!(t.encode(b"ab a"), [256, 32, 97]);
     assert_eq!(t.decode(&[257, 258]).unwrap(), b"aba");
 }
+
+/// Throughput report (not a timed test: it asserts nothing about time).
+/// `cargo test --release --lib encode_throughput -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn encode_throughput() {
+    let t = real();
+    let text = std::fs::read(shared_dir().join("corpus/lcet10.txt")).unwrap();
+    let mut best = f64::INFINITY;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let start = std::time::Instant::now();
+        ids = t.encode(&text);
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    println!(
+        "lcet10.txt: {} bytes -> {} tokens, {:.1} MB/s",
+        text.len(),
+        ids.len(),
+        text.len() as f64 / best / 1e6
+    );
+    let all: Vec<u8> = corpus().into_iter().flat_map(|(_, d)| d).collect();
+    let start = std::time::Instant::now();
+    let ids = t.encode(&all);
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "whole corpus: {} bytes -> {} tokens, {:.1} MB/s",
+        all.len(),
+        ids.len(),
+        all.len() as f64 / secs / 1e6
+    );
+    let big: Vec<u8> = (0..12).flat_map(|_| text.iter().copied()).collect();
+    let start = std::time::Instant::now();
+    let n = t.encode(&big).len();
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "lcet10 x12 ({} bytes) -> {n} tokens in {secs:.3} s",
+        big.len()
+    );
+}

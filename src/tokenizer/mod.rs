@@ -10,7 +10,8 @@
 //! 1. **UTF-8 runs and invalid bytes.** The input is any byte string.
 //!    Scanning left to right, a byte that does not start a well-formed UTF-8
 //!    sequence (Unicode Table 3-7; the bytes Rust's `str::from_utf8` rejects)
-//!    forms a pre-token by itself and is encoded as its single-byte token.
+//!    forms a pre-token by itself and is encoded as its single-byte token
+//!    (or escaped, rule 6).
 //!    The rest is a sequence of maximal well-formed UTF-8 runs; each run is
 //!    pre-tokenized on its own, its ends acting as ends of text.
 //! 2. **Digits.** Every `\p{N}` character is a pre-token by itself and acts
@@ -29,7 +30,6 @@
 //!    no adjacent pair has a merge. A pre-token longer than
 //!    [`MAX_PIECE_BYTES`] bytes is BPE-encoded in consecutive parts of that
 //!    many bytes (no input the compressor chunks reaches that size).
-//!
 //! 6. **Bytes without a token.** A vocabulary need not have a single-byte
 //!    token for every byte (SmolLM2's lacks 21: 0x04 0x06 0x13 0x14 0x16 0x1d
 //!    0xc0 0xc1 0xf1 0xf2 0xf5..=0xff, and no token contains them). Such a
@@ -255,8 +255,9 @@ impl Tokenizer {
     }
 
     /// Encodes any bytes (valid UTF-8 or not) by the rule in the module
-    /// documentation. Never emits a special token's id unless BPE merges
-    /// reach it.
+    /// documentation. Special-token text is plain text; the only id
+    /// emitted that is not a byte token or a merge result is the escape
+    /// token (rule 6), always followed by a byte value.
     pub fn encode(&self, bytes: &[u8]) -> Vec<u32> {
         // English averages 4+ bytes per token.
         let mut out = Vec::with_capacity(bytes.len() / 3 + 1);

@@ -85,12 +85,14 @@ const CACHE_MAX_ENTRIES: usize = 1 << 16;
 const ESCAPED: u32 = 0xFFFF_FE00;
 
 /// Errors building or using a [`Tokenizer`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum TokenizerError {
     #[error("tokenizer model {0:?} is not supported (only \"gpt2\" byte-level BPE is)")]
     Unsupported(String),
-    #[error("tokenizer metadata key {key} is missing or has the wrong type")]
-    Metadata { key: &'static str },
+    #[error("pre-tokenizer {0:?} is not supported (only \"smollm\" is: digits split individually, then the GPT-2 pattern)")]
+    UnsupportedPreTokenizer(String),
+    #[error("reading tokenizer metadata: {0}")]
+    Gguf(#[from] crate::gguf::GgufError),
     #[error("vocabulary has {0} tokens, more than the limit of {MAX_VOCAB}")]
     VocabTooLarge(usize),
     #[error("merge list has {0} entries, more than the limit of {MAX_MERGES}")]
@@ -228,6 +230,27 @@ impl Tokenizer {
             escape,
             merges: merge_map,
         })
+    }
+
+    /// Builds the tokenizer stored in a GGUF file's metadata:
+    /// `tokenizer.ggml.model` must be `"gpt2"` and `tokenizer.ggml.pre`
+    /// `"smollm"` (the only pre-tokenizer implemented: the encoding rule in
+    /// the module documentation); the vocabulary is
+    /// `tokenizer.ggml.tokens` (index = id) and `tokenizer.ggml.merges`
+    /// (index = rank). `tokenizer.ggml.token_type` is not needed: special
+    /// tokens are never matched in text.
+    pub fn from_gguf(g: &crate::gguf::Gguf) -> Result<Tokenizer, TokenizerError> {
+        let model = g.get_str("tokenizer.ggml.model")?;
+        if model != "gpt2" {
+            return Err(TokenizerError::Unsupported(model.to_owned()));
+        }
+        let pre = g.get_str("tokenizer.ggml.pre")?;
+        if pre != "smollm" {
+            return Err(TokenizerError::UnsupportedPreTokenizer(pre.to_owned()));
+        }
+        let tokens = g.get_str_array("tokenizer.ggml.tokens")?;
+        let merges = g.get_str_array("tokenizer.ggml.merges")?;
+        Tokenizer::from_vocab(&tokens, &merges)
     }
 
     /// Number of tokens in the vocabulary; valid ids are `0..vocab_size()`.

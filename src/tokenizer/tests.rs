@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 use super::bpe::{self, Scratch};
 use super::pretokenize::PreTokens;
 use super::*;
+use crate::gguf::{Gguf, Value};
 
 // ---------------------------------------------------------------- fixtures
 
@@ -27,32 +28,35 @@ fn shared_dir() -> PathBuf {
         .expect("shared/ with reference/tokenizer.json not found (set LLMC_SHARED_DIR)")
 }
 
-/// The model's token strings and merges.
-fn vocab_strings() -> &'static (Vec<String>, Vec<String>) {
-    static V: OnceLock<(Vec<String>, Vec<String>)> = OnceLock::new();
-    V.get_or_init(|| {
-        // Development stand-in until the GGUF reader lands.
-        let text = std::fs::read_to_string("/tmp/tok_dump.json").expect("dump");
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-        let strs = |k: &str| -> Vec<String> {
-            v[k].as_array()
-                .unwrap()
-                .iter()
-                .map(|s| s.as_str().unwrap().to_owned())
-                .collect()
-        };
-        (strs("tokens"), strs("merges"))
+/// The real model file (`$LLMC_TEST_MODEL` or the registry's cache).
+fn model_gguf() -> &'static Gguf {
+    static G: OnceLock<Gguf> = OnceLock::new();
+    G.get_or_init(|| {
+        let path = crate::registry::model_for_tests().expect("locate the test model");
+        Gguf::open(&path).expect("open the test model")
     })
+}
+
+/// The model's token strings and merges, read directly from the GGUF.
+fn vocab_strings() -> (Vec<&'static str>, Vec<&'static str>) {
+    let g = model_gguf();
+    (
+        g.get_str_array("tokenizer.ggml.tokens").unwrap(),
+        g.get_str_array("tokenizer.ggml.merges").unwrap(),
+    )
 }
 
 fn real() -> &'static Tokenizer {
     static T: OnceLock<Tokenizer> = OnceLock::new();
-    T.get_or_init(|| {
-        let (t, m) = vocab_strings();
-        let t: Vec<&str> = t.iter().map(String::as_str).collect();
-        let m: Vec<&str> = m.iter().map(String::as_str).collect();
-        Tokenizer::from_vocab(&t, &m).expect("model tokenizer builds")
-    })
+    T.get_or_init(|| Tokenizer::from_gguf(model_gguf()).expect("model tokenizer builds"))
+}
+
+/// Asserts that `got` is exactly the error `expected` (`TokenizerError`
+/// wraps the GGUF reader's error, which has no `PartialEq`).
+#[track_caller]
+fn assert_err<T: std::fmt::Debug>(got: Result<T, TokenizerError>, expected: TokenizerError) {
+    let e = got.expect_err("expected an error");
+    assert_eq!(format!("{e:?}"), format!("{expected:?}"));
 }
 
 /// splitmix64: a tiny seeded generator, so failures reproduce.
@@ -446,29 +450,23 @@ fn decode_rejects_bad_escapes() {
     let t = real();
     assert_eq!(t.decode(&[0, 255]).unwrap(), [0xff]);
     assert_eq!(t.decode(&[0, 65]).unwrap(), b"A");
-    assert_eq!(
+    assert_err(
         t.decode(&[19556, 0]),
-        Err(TokenizerError::BadEscape { index: 1 })
+        TokenizerError::BadEscape { index: 1 },
     );
-    assert_eq!(
-        t.decode(&[0, 256]),
-        Err(TokenizerError::BadEscape { index: 0 })
-    );
-    assert_eq!(
-        t.decode(&[0, 0, 0]),
-        Err(TokenizerError::BadEscape { index: 2 })
-    );
+    assert_err(t.decode(&[0, 256]), TokenizerError::BadEscape { index: 0 });
+    assert_err(t.decode(&[0, 0, 0]), TokenizerError::BadEscape { index: 2 });
 }
 
 #[test]
 fn decode_rejects_out_of_range_ids() {
     let t = real();
-    assert_eq!(
+    assert_err(
         t.decode(&[19556, 49152]),
-        Err(TokenizerError::IdOutOfRange {
+        TokenizerError::IdOutOfRange {
             id: 49152,
-            vocab_size: 49152
-        })
+            vocab_size: 49152,
+        },
     );
     assert!(t.decode(&[u32::MAX]).is_err());
     assert_eq!(t.decode(&[]).unwrap(), b"");
@@ -528,34 +526,34 @@ fn construction_errors() {
     let mut tokens: Vec<&str> = bytes.iter().map(String::as_str).collect();
     assert!(Tokenizer::from_vocab(&tokens, &[]).is_ok());
 
-    assert_eq!(
-        Tokenizer::from_vocab(&tokens[1..], &[]).unwrap_err(),
-        TokenizerError::MissingByteToken(0)
+    assert_err(
+        Tokenizer::from_vocab(&tokens[1..], &[]),
+        TokenizerError::MissingByteToken(0),
     );
-    assert_eq!(
-        Tokenizer::from_vocab(&tokens, &["a"]).unwrap_err(),
-        TokenizerError::MalformedMerge { rank: 0 }
+    assert_err(
+        Tokenizer::from_vocab(&tokens, &["a"]),
+        TokenizerError::MalformedMerge { rank: 0 },
     );
-    assert_eq!(
-        Tokenizer::from_vocab(&tokens, &["a b c"]).unwrap_err(),
-        TokenizerError::MalformedMerge { rank: 0 }
+    assert_err(
+        Tokenizer::from_vocab(&tokens, &["a b c"]),
+        TokenizerError::MalformedMerge { rank: 0 },
     );
-    assert_eq!(
-        Tokenizer::from_vocab(&tokens, &["a b"]).unwrap_err(),
-        TokenizerError::MergeResultMissing { rank: 0 }
+    assert_err(
+        Tokenizer::from_vocab(&tokens, &["a b"]),
+        TokenizerError::MergeResultMissing { rank: 0 },
     );
-    assert_eq!(
-        Tokenizer::from_vocab(&tokens, &["xyz a"]).unwrap_err(),
-        TokenizerError::MergeUnknownToken { rank: 0 }
+    assert_err(
+        Tokenizer::from_vocab(&tokens, &["xyz a"]),
+        TokenizerError::MergeUnknownToken { rank: 0 },
     );
-    assert_eq!(
-        Tokenizer::from_vocab(&tokens, &["中 a"]).unwrap_err(),
-        TokenizerError::MergeUnknownToken { rank: 0 }
+    assert_err(
+        Tokenizer::from_vocab(&tokens, &["中 a"]),
+        TokenizerError::MergeUnknownToken { rank: 0 },
     );
     tokens.push("a b");
-    assert_eq!(
-        Tokenizer::from_vocab(&tokens, &[]).unwrap_err(),
-        TokenizerError::InvalidTokenText { id: 256, ch: ' ' }
+    assert_err(
+        Tokenizer::from_vocab(&tokens, &[]),
+        TokenizerError::InvalidTokenText { id: 256, ch: ' ' },
     );
 }
 
@@ -580,9 +578,9 @@ fn escape_token_is_lowest_unreachable_id() {
         .map(String::as_str)
         .filter(|t| *t != bytes[5])
         .collect();
-    assert_eq!(
-        Tokenizer::from_vocab(&tokens, &[]).unwrap_err(),
-        TokenizerError::MissingByteToken(5)
+    assert_err(
+        Tokenizer::from_vocab(&tokens, &[]),
+        TokenizerError::MissingByteToken(5),
     );
     // A complete byte vocabulary has no escape.
     let tokens: Vec<&str> = bytes.iter().map(String::as_str).collect();
@@ -642,4 +640,76 @@ fn encode_throughput() {
         "lcet10 x12 ({} bytes) -> {n} tokens in {secs:.3} s",
         big.len()
     );
+}
+
+// ------------------------------------------------------------- from_gguf
+
+/// A GGUF v3 image with string / string-array metadata and no tensors.
+fn gguf_with(kvs: &[(&str, Value)]) -> Gguf {
+    fn put_str(out: &mut Vec<u8>, s: &str) {
+        out.extend((s.len() as u64).to_le_bytes());
+        out.extend(s.as_bytes());
+    }
+    let mut out = b"GGUF".to_vec();
+    out.extend(3u32.to_le_bytes());
+    out.extend(0u64.to_le_bytes());
+    out.extend((kvs.len() as u64).to_le_bytes());
+    for (k, v) in kvs {
+        put_str(&mut out, k);
+        match v {
+            Value::String(s) => {
+                out.extend(8u32.to_le_bytes());
+                put_str(&mut out, s);
+            }
+            Value::Array(a) => {
+                out.extend(9u32.to_le_bytes());
+                out.extend(8u32.to_le_bytes());
+                out.extend((a.len() as u64).to_le_bytes());
+                for e in a {
+                    put_str(&mut out, e.as_str().unwrap());
+                }
+            }
+            _ => unreachable!("only strings are written"),
+        }
+    }
+    Gguf::from_bytes(out).unwrap()
+}
+
+fn str_array(items: &[&str]) -> Value {
+    Value::Array(items.iter().map(|s| Value::String(s.to_string())).collect())
+}
+
+#[test]
+fn from_gguf_checks_model_and_pre_tokenizer() {
+    let bytes = byte_tokens();
+    let mut tokens: Vec<&str> = bytes.iter().map(String::as_str).collect();
+    tokens.push("ab");
+    let kvs = |model: &str, pre: &str| {
+        vec![
+            ("tokenizer.ggml.model", Value::String(model.into())),
+            ("tokenizer.ggml.pre", Value::String(pre.into())),
+            ("tokenizer.ggml.tokens", str_array(&tokens)),
+            ("tokenizer.ggml.merges", str_array(&["a b"])),
+        ]
+    };
+    let t = Tokenizer::from_gguf(&gguf_with(&kvs("gpt2", "smollm"))).unwrap();
+    assert_eq!(t.vocab_size(), 257);
+    assert_eq!(t.encode(b"abab ab"), [256, 256, 32, 256]);
+    assert_err(
+        Tokenizer::from_gguf(&gguf_with(&kvs("llama", "smollm"))),
+        TokenizerError::Unsupported("llama".into()),
+    );
+    assert_err(
+        Tokenizer::from_gguf(&gguf_with(&kvs("gpt2", "qwen2"))),
+        TokenizerError::UnsupportedPreTokenizer("qwen2".into()),
+    );
+    let mut no_merges = kvs("gpt2", "smollm");
+    no_merges.pop();
+    let e = Tokenizer::from_gguf(&gguf_with(&no_merges)).unwrap_err();
+    assert!(matches!(e, TokenizerError::Gguf(_)), "{e:?}");
+    assert!(e.to_string().contains("tokenizer.ggml.merges"), "{e}");
+    assert!(matches!(
+        Tokenizer::from_gguf(&gguf_with(&[])),
+        Err(TokenizerError::Gguf(_))
+    ));
 }

@@ -370,7 +370,8 @@ fn pack_interleaved(m: BlockMatrix, variant: Variant, g: usize, q8_offset: u8) -
                         }
                     } else {
                         for j in 0..8 {
-                            c[j * 4 * g + 4 * r + i] = (q[4 * j + i] as u8).wrapping_add(q8_offset) as i8;
+                            c[j * 4 * g + 4 * r + i] =
+                                (q[4 * j + i] as u8).wrapping_add(q8_offset) as i8;
                         }
                     }
                 }

@@ -202,7 +202,10 @@ unsafe fn tile<const T: usize, const Q4: bool>(w: &Grp, a: &Act, t0: usize) -> [
 #[inline(always)]
 unsafe fn exp8(x: __m256) -> __m256 {
     let k = _mm256_sub_ps(
-        _mm256_add_ps(_mm256_mul_ps(x, _mm256_set1_ps(c::LOG2E)), _mm256_set1_ps(c::MAGIC)),
+        _mm256_add_ps(
+            _mm256_mul_ps(x, _mm256_set1_ps(c::LOG2E)),
+            _mm256_set1_ps(c::MAGIC),
+        ),
         _mm256_set1_ps(c::MAGIC),
     );
     let r = _mm256_fmadd_ps(k, _mm256_set1_ps(-c::LN2_HI), x);
@@ -374,8 +377,10 @@ unsafe fn score_tiles<const N: usize>(
     scores: &mut [f32],
 ) {
     let hd = kv.head_dim;
-    let base: [*const f32; N] =
-        std::array::from_fn(|i| kv.k.as_ptr().add(((tile + i) * kv.n_kv_head + g) * hd * KV_TILE));
+    let base: [*const f32; N] = std::array::from_fn(|i| {
+        kv.k.as_ptr()
+            .add(((tile + i) * kv.n_kv_head + g) * hd * KV_TILE)
+    });
     let mut acc = [[_mm256_setzero_ps(); 2]; N];
     for (d, &q) in qs.iter().enumerate() {
         let qd = _mm256_set1_ps(q);

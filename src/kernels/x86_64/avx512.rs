@@ -233,7 +233,10 @@ unsafe fn tile<const T: usize, const Q4: bool>(w: &Grp, a: &Act, t0: usize) -> [
 #[inline(always)]
 unsafe fn exp16(x: __m512) -> __m512 {
     let k = _mm512_sub_ps(
-        _mm512_add_ps(_mm512_mul_ps(x, _mm512_set1_ps(c::LOG2E)), _mm512_set1_ps(c::MAGIC)),
+        _mm512_add_ps(
+            _mm512_mul_ps(x, _mm512_set1_ps(c::LOG2E)),
+            _mm512_set1_ps(c::MAGIC),
+        ),
         _mm512_set1_ps(c::MAGIC),
     );
     let r = _mm512_fmadd_ps(k, _mm512_set1_ps(-c::LN2_HI), x);
@@ -374,8 +377,10 @@ unsafe fn score_tiles<const N: usize>(
     scores: &mut [f32],
 ) {
     let hd = kv.head_dim;
-    let base: [*const f32; N] =
-        std::array::from_fn(|i| kv.k.as_ptr().add(((tile + i) * kv.n_kv_head + g) * hd * KV_TILE));
+    let base: [*const f32; N] = std::array::from_fn(|i| {
+        kv.k.as_ptr()
+            .add(((tile + i) * kv.n_kv_head + g) * hd * KV_TILE)
+    });
     let mut acc = [_mm512_setzero_ps(); N];
     for (d, &q) in qs.iter().enumerate() {
         let qd = _mm512_set1_ps(q);
@@ -411,7 +416,11 @@ unsafe fn pv<const N: usize>(
     }
     let zv = _mm512_set1_ps(z);
     for (c, a) in acc.iter().enumerate() {
-        _mm512_mask_storeu_ps(out.as_mut_ptr().add(d0 + 16 * c), m[c], _mm512_div_ps(*a, zv));
+        _mm512_mask_storeu_ps(
+            out.as_mut_ptr().add(d0 + 16 * c),
+            m[c],
+            _mm512_div_ps(*a, zv),
+        );
     }
 }
 

@@ -6,6 +6,7 @@
 
 use llmc::gguf::Gguf;
 use llmc::model::{KvCache, Model, ModelOptions};
+use llmc::tokenizer::Tokenizer;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -168,7 +169,15 @@ fn cross_entropy_of_apache_text_matches_reference() {
     )
     .unwrap();
     let want = reference["cross_entropy"]["total_bits"].as_f64().unwrap();
-    let ids = apache_ids();
+    // Our tokenizer must agree with llama.cpp's on this text.
+    let text = std::fs::read(reference_dir().join("apache-2.0-first4000.txt")).unwrap();
+    let g = Gguf::open(&llmc::registry::model_for_tests().unwrap()).unwrap();
+    let ids = Tokenizer::from_gguf(&g).unwrap().encode(&text);
+    assert_eq!(
+        ids,
+        apache_ids(),
+        "tokenizer differs from the llama.cpp ids"
+    );
     assert_eq!(
         ids.len() as u64,
         reference["cross_entropy"]["tokens"].as_u64().unwrap()

@@ -30,18 +30,13 @@ fn model() -> &'static Path {
             .stdin(Stdio::null())
             .output()
             .expect("run llmc model fetch");
-        if out.status.success() {
-            let s = String::from_utf8(out.stdout).expect("utf-8 path");
-            return PathBuf::from(s.trim_end_matches('\n'));
-        }
-        // Development fallback until the registry can download (COMMON.md).
-        let dev = PathBuf::from("/work/model/SmolLM2-135M-Instruct.Q4_1.gguf");
         assert!(
-            dev.is_file(),
-            "no model: llmc model fetch failed: {}",
+            out.status.success(),
+            "llmc model fetch failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        dev
+        let s = String::from_utf8(out.stdout).expect("utf-8 path");
+        PathBuf::from(s.trim_end_matches('\n'))
     })
 }
 

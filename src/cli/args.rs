@@ -116,8 +116,9 @@ pub struct GlobalArgs {
     #[arg(short = 'T', long, value_name = "N", global = true,
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub threads: Option<u32>,
-    /// Model file (GGUF) [default: the registry's model, fetched on first use]
-    #[arg(long, value_name = "PATH", env = "LLMC_MODEL", global = true)]
+    /// Model file (GGUF) [env: LLMC_MODEL; default: SmolLM2-135M-Instruct Q4_1, fetched into
+    /// the cache ($LLMC_HOME) on first use]
+    #[arg(long, value_name = "PATH", global = true)]
     pub model: Option<PathBuf>,
 }
 

@@ -4,9 +4,9 @@
 //! behind this small surface, so the file handling can be written (and tested)
 //! independently of them.
 //!
-//! STAND-IN: until the library's codec, container and registry land, this
-//! module implements the surface with a trivial *stored* format (magic
-//! `LLMCSTUB`, no model coding). It exists only so that file handling, exit
+//! STAND-IN: until the library's codec and container land, this module
+//! implements compression with a trivial *stored* format (magic `LLMCSTUB`,
+//! no model coding). It exists only so that file handling, exit
 //! codes and temporary-file discipline can be tested; it is replaced by
 //! adapters over `llmc::codec` / `llmc::container` / `llmc::registry`.
 
@@ -50,6 +50,8 @@ pub struct EngineOptions {
     /// `--model` / `LLMC_MODEL`; `None`: the registry's default model.
     pub model: Option<PathBuf>,
     pub threads: usize,
+    /// No download messages.
+    pub quiet: bool,
 }
 
 /// Cross-entropy of a file under the model.
@@ -79,41 +81,70 @@ pub struct Engine {
     threads: usize,
 }
 
-/// Find the model file: explicit path, else the registry's default model.
-pub fn resolve_model(explicit: Option<&Path>) -> Result<PathBuf> {
-    if let Some(p) = explicit {
-        ensure!(p.is_file(), "{}: no such model file", p.display());
-        return Ok(p.to_path_buf());
-    }
-    // STAND-IN for llmc::registry::resolve_model (which also downloads).
-    let home = match std::env::var_os("LLMC_HOME") {
-        Some(h) => PathBuf::from(h),
-        None => match std::env::var_os("XDG_CACHE_HOME") {
-            Some(c) => PathBuf::from(c).join("llmc"),
-            None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/llmc"),
-        },
-    };
-    let p = home.join("models").join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    ensure!(
-        p.is_file(),
-        "default model not found at {} (automatic download is not wired in yet; use --model PATH)",
-        p.display()
-    );
-    Ok(p)
+/// Find the model file: `--model`, else `$LLMC_MODEL`, else the registry's
+/// default model (downloaded into the cache on first use, with a message on
+/// stderr unless `quiet`).
+pub fn resolve_model(explicit: Option<&Path>, quiet: bool) -> Result<PathBuf> {
+    Ok(llmc::registry::resolve_model_quiet(explicit, quiet)?)
+}
+
+/// Download the default model into the cache unless it is there, and return its path.
+pub fn fetch_default_model(quiet: bool) -> Result<PathBuf> {
+    Ok(llmc::registry::fetch(
+        &llmc::registry::DEFAULT_MODEL,
+        quiet,
+    )?)
 }
 
 /// Key facts about a model file, as `(name, value)` rows for `llmc model info`.
 pub fn model_info(path: &Path) -> Result<Vec<(String, String)>> {
-    let meta = std::fs::metadata(path).with_context(|| path.display().to_string())?;
-    Ok(vec![
-        ("path".into(), path.display().to_string()),
-        ("size".into(), format!("{} bytes", meta.len())),
-    ])
+    let g = llmc::gguf::Gguf::open(path)?;
+    let mut rows = vec![("path".to_string(), path.display().to_string())];
+    rows.push(("size".into(), format!("{} bytes", g.file_len())));
+    rows.push(("gguf version".into(), g.version().to_string()));
+    let arch = g.get_str("general.architecture").ok().map(str::to_owned);
+    if let Ok(name) = g.get_str("general.name") {
+        rows.push(("name".into(), name.to_owned()));
+    }
+    if let Some(arch) = &arch {
+        rows.push(("architecture".into(), arch.clone()));
+        for (label, key) in [
+            ("layers", "block_count"),
+            ("width", "embedding_length"),
+            ("ffn width", "feed_forward_length"),
+            ("heads", "attention.head_count"),
+            ("kv heads", "attention.head_count_kv"),
+            ("context", "context_length"),
+        ] {
+            if let Ok(v) = g.get_u32(&format!("{arch}.{key}")) {
+                rows.push((label.into(), v.to_string()));
+            }
+        }
+    }
+    if let Ok(tokens) = g.get_array("tokenizer.ggml.tokens") {
+        rows.push(("vocabulary".into(), tokens.len().to_string()));
+    }
+    let mut types: Vec<(String, usize)> = Vec::new();
+    for t in g.tensors() {
+        let n = t.ggml_type.name().to_string();
+        match types.iter_mut().find(|(k, _)| *k == n) {
+            Some((_, c)) => *c += 1,
+            None => types.push((n, 1)),
+        }
+    }
+    let types: Vec<String> = types.iter().map(|(k, c)| format!("{k} x{c}")).collect();
+    rows.push((
+        "tensors".into(),
+        format!("{} ({})", g.tensors().len(), types.join(", ")),
+    ));
+    let fp: String = g.fingerprint().iter().map(|b| format!("{b:02x}")).collect();
+    rows.push(("fingerprint".into(), fp));
+    Ok(rows)
 }
 
 impl Engine {
     pub fn load(opts: &EngineOptions) -> Result<Engine> {
-        let model_path = resolve_model(opts.model.as_deref())?;
+        let model_path = resolve_model(opts.model.as_deref(), opts.quiet)?;
         std::fs::File::open(&model_path)
             .with_context(|| format!("{}: cannot open model", model_path.display()))?;
         Ok(Engine {

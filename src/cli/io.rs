@@ -22,12 +22,29 @@ pub struct IoMsg(pub io::Error);
 
 impl fmt::Display for IoMsg {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = self.0.to_string();
-        match s.rfind(" (os error ") {
-            Some(i) if s.ends_with(')') => f.write_str(&s[..i]),
-            _ => f.write_str(&s),
+        f.write_str(&strip_os_error(&self.0.to_string()))
+    }
+}
+
+/// Remove every ` (os error N)` from a message.
+pub fn strip_os_error(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find(" (os error ") {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i + " (os error ".len()..];
+        match tail.find(')') {
+            Some(j) if tail[..j].bytes().all(|b| b.is_ascii_digit() || b == b'-') => {
+                rest = &tail[j + 1..];
+            }
+            _ => {
+                out.push_str(" (os error ");
+                rest = tail;
+            }
         }
     }
+    out.push_str(rest);
+    out
 }
 
 impl std::error::Error for IoMsg {}
@@ -301,6 +318,15 @@ mod tests {
         assert!(decompressed_name(Path::new("b.txt")).is_err());
         assert!(decompressed_name(Path::new(".llmc")).is_err());
         assert!(decompressed_name(Path::new("dir/.llmc")).is_err());
+    }
+
+    #[test]
+    fn strips_os_error() {
+        assert_eq!(
+            strip_os_error("x: No such file (os error 2): y (os error 13)"),
+            "x: No such file: y"
+        );
+        assert_eq!(strip_os_error("a (os error zz)"), "a (os error zz)");
     }
 
     #[test]

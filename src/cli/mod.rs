@@ -41,6 +41,7 @@ pub fn main() -> i32 {
         EngineOptions {
             model: g.model.clone(),
             threads,
+            quiet: level < 2,
         },
     );
 
@@ -87,7 +88,7 @@ pub fn main() -> i32 {
             files,
             chunk_tokens,
         }) => tools::bench(&mut ctx, files, *chunk_tokens),
-        Some(Command::Model(ModelCommand::Fetch)) => tools::model_fetch(&ctx, g.model.as_deref()),
+        Some(Command::Model(ModelCommand::Fetch)) => tools::model_fetch(&ctx),
         Some(Command::Model(ModelCommand::Info)) => tools::model_info(&ctx, g.model.as_deref()),
     }
 }

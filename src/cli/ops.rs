@@ -46,7 +46,7 @@ impl Ctx {
     /// `llmc: <message chain>` on stderr, unless -qq.
     pub fn error(&self, e: &anyhow::Error) {
         if self.level >= 1 {
-            eprintln!("llmc: {e:#}");
+            eprintln!("llmc: {}", render(e));
         }
     }
 
@@ -87,6 +87,21 @@ impl LazyEngine {
         }
         Ok(self.slot.as_ref().expect("loaded above"))
     }
+}
+
+/// One line from an error chain: `a: b: c`, leaving out a cause that its
+/// parent's message already quotes (library errors often include their source
+/// in their own text) and std's `(os error N)` tails.
+pub fn render(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let msg = super::io::strip_os_error(&cause.to_string());
+        if parts.last().is_some_and(|p| p.contains(&msg)) {
+            continue;
+        }
+        parts.push(msg);
+    }
+    parts.join(": ")
 }
 
 pub fn is_interrupt(e: &anyhow::Error) -> bool {

@@ -227,10 +227,10 @@ fn bench_row(name: &str, n: u64, size: u64, tc: f64, td: f64) -> Vec<String> {
     ]
 }
 
-/// `llmc model fetch`: make sure the model is present (downloading it if it
-/// is the default one) and print its path.
-pub fn model_fetch(ctx: &Ctx, explicit: Option<&std::path::Path>) -> i32 {
-    match engine::resolve_model(explicit) {
+/// `llmc model fetch`: make sure the default model is in the cache
+/// (downloading and verifying it if not) and print its path.
+pub fn model_fetch(ctx: &Ctx) -> i32 {
+    match engine::fetch_default_model(ctx.level < 2) {
         Ok(p) => {
             println!("{}", p.display());
             0
@@ -244,7 +244,7 @@ pub fn model_fetch(ctx: &Ctx, explicit: Option<&std::path::Path>) -> i32 {
 
 /// `llmc model info`: facts about the model file.
 pub fn model_info(ctx: &Ctx, explicit: Option<&std::path::Path>) -> i32 {
-    match engine::resolve_model(explicit).and_then(|p| engine::model_info(&p)) {
+    match engine::resolve_model(explicit, ctx.level < 2).and_then(|p| engine::model_info(&p)) {
         Ok(rows) => {
             let w = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
             for (k, v) in rows {

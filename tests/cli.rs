@@ -481,3 +481,97 @@ fn model_info_names_the_model() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains(&*model().display().to_string()), "{out}");
 }
+
+/// Send SIGINT to a child with the system's `kill`.
+#[cfg(unix)]
+fn sigint(child: &std::process::Child) {
+    let st = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(st.success());
+}
+
+/// Ctrl-C while the input is still being read: the operation stops at the
+/// next check, exits 130, and leaves neither output nor temporary file.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_leaves_no_file() {
+    let d = tempdir();
+    let mut child = llmc(d.path())
+        .args(["-o", "out.llmc", "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(TEXT.as_bytes()).unwrap();
+    // Give the process time to install its handler and block in read.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    sigint(&child);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    drop(stdin);
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "stderr: {}", stderr(&o));
+    assert!(stderr(&o).contains("interrupted"), "{}", stderr(&o));
+    assert!(listing(d.path()).is_empty(), "{:?}", listing(d.path()));
+}
+
+/// A second Ctrl-C exits at once, even while blocked.
+#[cfg(unix)]
+#[test]
+fn second_ctrl_c_exits_at_once() {
+    let d = tempdir();
+    let mut child = llmc(d.path())
+        .args(["-o", "out.llmc", "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    sigint(&child);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    sigint(&child);
+    let o = child.wait_with_output().unwrap();
+    drop(stdin);
+    assert_eq!(o.status.code(), Some(130), "stderr: {}", stderr(&o));
+    assert!(listing(d.path()).is_empty(), "{:?}", listing(d.path()));
+}
+
+/// Run `llmc ARGS` under `script` so that stdin and stdout are a terminal.
+/// None if `script` (util-linux) is not installed.
+fn in_terminal(dir: &Path, args: &str) -> Option<Output> {
+    let cmd = format!("{BIN} {args}");
+    Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .current_dir(dir)
+        .env("LLMC_MODEL", model())
+        .stdin(Stdio::null())
+        .output()
+        .ok()
+}
+
+#[test]
+fn refuses_compressed_data_on_a_terminal() {
+    let d = tempdir();
+    write(d.path(), "a.txt", TEXT.as_bytes());
+    let Some(o) = in_terminal(d.path(), "-c a.txt") else {
+        eprintln!("script(1) not available: skipped");
+        return;
+    };
+    fails(&o);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("llmc: stdout is a terminal"), "{out}");
+    // -f forces; decompressed data may go to a terminal without -f.
+    let o = in_terminal(d.path(), "-f -c a.txt").unwrap();
+    ok(&o);
+    ok(&run(d.path(), &["a.txt"]));
+    let o = in_terminal(d.path(), "-dc a.txt.llmc").unwrap();
+    ok(&o);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("quick brown fox"));
+    // No file and stdin a terminal: refused.
+    let o = in_terminal(d.path(), "-d").unwrap();
+    fails(&o);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("stdin is a terminal"));
+}

@@ -20,6 +20,8 @@ use ops::{Ctx, Job, Mode};
 /// 0 success, 1 any error (usage errors included, like zstd and gzip),
 /// 130 interrupted by Ctrl-C.
 pub fn main() -> i32 {
+    // First, so that a Ctrl-C at any later point takes the clean path.
+    progress::install_interrupt_handler();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -27,7 +29,6 @@ pub fn main() -> i32 {
             return if e.use_stderr() { 1 } else { 0 };
         }
     };
-    progress::install_interrupt_handler();
 
     let g = &cli.global;
     let threads = g.threads.map(|t| t as usize).unwrap_or_else(|| {

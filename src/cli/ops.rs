@@ -207,9 +207,11 @@ fn one(ctx: &mut Ctx, job: &Job, src: &Source, dest: &Dest) -> Result<()> {
     let meta = src.check()?;
     check_dest(dest, src, job.force)?;
     let input = src.read_all()?;
+    progress::check_interrupt()?;
     let level = ctx.level;
     let show = ctx.progress;
     let engine = ctx.engine.get(level)?;
+    progress::check_interrupt()?;
 
     let total = match job.mode {
         Mode::Compress => Some(input.len() as u64),

@@ -283,7 +283,9 @@ impl OutFile {
     }
 }
 
-/// Counts bytes passing through a writer.
+/// Counts bytes passing through a writer, and fails writes after Ctrl-C (so
+/// that a codec whose progress callback cannot abort still stops at its next
+/// write).
 pub struct Counting<'a> {
     pub inner: &'a mut dyn Write,
     pub count: u64,
@@ -291,6 +293,7 @@ pub struct Counting<'a> {
 
 impl Write for Counting<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        progress::check_interrupt().map_err(io::Error::other)?;
         let n = self.inner.write(buf)?;
         self.count += n as u64;
         Ok(n)

@@ -369,7 +369,9 @@ impl Gguf {
     ///     u32 ggml type id
     ///     u32 number of dims, then each dim as u64 (ggml order)
     ///     u64 data length in bytes, then the data bytes
-    /// u64 number of metadata keys starting with "tokenizer."
+    /// u64 number of metadata keys that `fingerprint_covers` (all but
+    ///     `general.*` and `tokenizer.chat_template`: hyperparameters such as
+    ///     RoPE base and RMSNorm epsilon change the probabilities too)
     /// for each such key, in ascending bytewise order of the key:
     ///     u64 key length, key bytes
     ///     value
@@ -404,7 +406,7 @@ impl Gguf {
         let mut tok: Vec<&(String, Value)> = self
             .metadata
             .iter()
-            .filter(|(k, _)| k.starts_with("tokenizer."))
+            .filter(|(k, _)| fingerprint_covers(k))
             .collect();
         tok.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         h.update((tok.len() as u64).to_le_bytes());
@@ -415,6 +417,14 @@ impl Gguf {
         }
         h.finalize().into()
     }
+}
+
+/// Whether a metadata key is part of the model's fingerprint: everything that
+/// can change what the model computes. Names, licences and the chat template
+/// (`general.*`, `tokenizer.chat_template`) are left out, so renaming a model
+/// does not orphan the files compressed with it.
+pub fn fingerprint_covers(key: &str) -> bool {
+    !key.starts_with("general.") && key != "tokenizer.chat_template"
 }
 
 fn hash_value(h: &mut Sha256, v: &Value) {

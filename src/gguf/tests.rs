@@ -687,10 +687,10 @@ fn fingerprint_layout() {
     let g = Gguf::from_bytes(sample()).unwrap();
     let mut tok: Vec<(&str, Value)> = sample_kvs()
         .into_iter()
-        .filter(|(k, _)| k.starts_with("tokenizer."))
+        .filter(|(k, _)| fingerprint_covers(k))
         .collect();
     tok.sort_by(|a, b| a.0.cmp(b.0));
-    assert_eq!(tok.len(), 5);
+    assert_eq!(tok.len(), 17);
     assert_eq!(
         g.fingerprint(),
         expected_fingerprint(&sample_tensors(), &tok)
@@ -727,6 +727,16 @@ fn fingerprint_sensitivity() {
     );
     let mut kvs = sample_kvs();
     kvs[16].1 = Value::Array(vec![Value::I32(1), Value::I32(3), Value::I32(5)]);
+    assert_ne!(
+        Gguf::from_bytes(build(3, &kvs, &sample_tensors(), 32))
+            .unwrap()
+            .fingerprint(),
+        base
+    );
+    // Hyperparameters change the probabilities, so they count too.
+    let mut kvs = sample_kvs();
+    let eps = kvs.iter().position(|(k, _)| *k == "llama.eps").unwrap();
+    kvs[eps].1 = Value::F32(1e-6);
     assert_ne!(
         Gguf::from_bytes(build(3, &kvs, &sample_tensors(), 32))
             .unwrap()

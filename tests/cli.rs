@@ -575,3 +575,15 @@ fn refuses_compressed_data_on_a_terminal() {
     fails(&o);
     assert!(String::from_utf8_lossy(&o.stdout).contains("stdin is a terminal"));
 }
+
+#[test]
+fn output_into_missing_directory_fails_cleanly() {
+    let d = tempdir();
+    write(d.path(), "a.txt", TEXT.as_bytes());
+    let o = run(d.path(), &["-o", "nodir/x.llmc", "a.txt"]);
+    fails(&o);
+    let e = stderr(&o);
+    assert!(e.starts_with("llmc: nodir/x.llmc: "), "{e}");
+    assert!(!e.contains(".tmp"), "no temp name in the message: {e}");
+    assert_eq!(listing(d.path()), ["a.txt"]);
+}

@@ -233,9 +233,19 @@ impl OutFile {
             use std::os::unix::fs::PermissionsExt;
             b.permissions(fs::Permissions::from_mode(0o666));
         }
-        let tmp = b
-            .tempfile_in(&dir)
-            .map_err(|e| io_err(dir.display(), e).context("cannot create output"))?;
+        let tmp = b.tempfile_in(&dir).map_err(|e| {
+            // tempfile appends `at path "..."` naming the random file; show the OS's reason only.
+            let full = IoMsg(e).to_string();
+            let msg = match full.find(" at path ") {
+                Some(i) => full[..i].to_string(),
+                None => full,
+            };
+            anyhow!(msg).context(format!(
+                "{}: cannot create a temporary file in {}",
+                dest.display(),
+                dir.display()
+            ))
+        })?;
         progress::register_temp(Some(tmp.path().to_path_buf()));
         Ok(OutFile {
             tmp: BufWriter::with_capacity(1 << 16, tmp),

@@ -474,6 +474,20 @@ fn directory_input_is_ignored_with_error() {
 }
 
 #[test]
+fn model_path_prints_the_model_in_use() {
+    let d = tempdir();
+    let o = run(d.path(), &["model", "path"]);
+    ok(&o);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim_end(),
+        model().display().to_string()
+    );
+    let o = run(d.path(), &["model", "path", "--model", "nope.gguf"]);
+    fails(&o);
+    assert!(stderr(&o).starts_with("llmc: model: "), "{}", stderr(&o));
+}
+
+#[test]
 fn model_info_names_the_model() {
     let d = tempdir();
     let o = run(d.path(), &["model", "info"]);

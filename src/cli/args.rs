@@ -181,6 +181,9 @@ pub enum Command {
 pub enum ModelCommand {
     /// Download the default model into the cache (if not there yet) and print its path
     Fetch,
+    /// Print the path of the model llmc would use (--model, LLMC_MODEL, else the default,
+    /// fetched if needed)
+    Path,
     /// Print the model's path, architecture and fingerprint
     Info,
 }

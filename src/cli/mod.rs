@@ -90,6 +90,7 @@ pub fn main() -> i32 {
             chunk_tokens,
         }) => tools::bench(&mut ctx, files, *chunk_tokens),
         Some(Command::Model(ModelCommand::Fetch)) => tools::model_fetch(&ctx),
+        Some(Command::Model(ModelCommand::Path)) => tools::model_path(&ctx, g.model.as_deref()),
         Some(Command::Model(ModelCommand::Info)) => tools::model_info(&ctx, g.model.as_deref()),
     }
 }

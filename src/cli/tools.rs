@@ -242,6 +242,20 @@ pub fn model_fetch(ctx: &Ctx) -> i32 {
     }
 }
 
+/// `llmc model path`: the model a run would use.
+pub fn model_path(ctx: &Ctx, explicit: Option<&std::path::Path>) -> i32 {
+    match engine::resolve_model(explicit, ctx.level < 2) {
+        Ok(p) => {
+            println!("{}", p.display());
+            0
+        }
+        Err(e) => {
+            ctx.error(&e.context("model"));
+            1
+        }
+    }
+}
+
 /// `llmc model info`: facts about the model file.
 pub fn model_info(ctx: &Ctx, explicit: Option<&std::path::Path>) -> i32 {
     match engine::resolve_model(explicit, ctx.level < 2).and_then(|p| engine::model_info(&p)) {

@@ -96,9 +96,13 @@ pub struct ChunkDecoder<B: AsRef<[u8]>> {
 
 impl<B: AsRef<[u8]>> ChunkDecoder<B> {
     /// Starts decoding `payload` for a model with `vocab` tokens.
+    ///
+    /// The decoder re-encodes what it decodes (a range-coder step per token,
+    /// negligible next to the model) so that [`ChunkDecoder::is_canonical`]
+    /// can reject payloads that were altered without changing the tokens.
     pub fn new(kind: CoderKind, vocab: usize, payload: B) -> Self {
         ChunkDecoder {
-            dec: RangeDecoder::new(payload),
+            dec: RangeDecoder::new_verifying(payload),
             state: State::new(kind, vocab),
         }
     }
@@ -115,6 +119,12 @@ impl<B: AsRef<[u8]>> ChunkDecoder<B> {
             }
             State::Rank(m) => m.decode(&mut self.dec, logits),
         }
+    }
+
+    /// True if the payload is exactly the encoder's output for the tokens
+    /// decoded so far; ask after the last token.
+    pub fn is_canonical(&self) -> bool {
+        self.dec.is_canonical()
     }
 
     /// Payload bytes consumed so far (zeros past the end included).

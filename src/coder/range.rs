@@ -144,6 +144,11 @@ pub struct RangeDecoder<B: AsRef<[u8]>> {
     r: u64,
     input: B,
     pos: usize,
+    /// Total of the symbol being decoded (for the verifying encoder).
+    total: u64,
+    /// Re-encodes every decoded symbol, so the end can check that the input
+    /// is exactly the canonical encoding (see [`RangeDecoder::is_canonical`]).
+    verify: Option<RangeEncoder>,
 }
 
 impl<B: AsRef<[u8]>> RangeDecoder<B> {
@@ -155,11 +160,35 @@ impl<B: AsRef<[u8]>> RangeDecoder<B> {
             r: 1,
             input,
             pos: 0,
+            total: 1,
+            verify: None,
         };
         for _ in 0..8 {
             d.code = (d.code << 8) | d.next_byte() as u64;
         }
         d
+    }
+
+    /// Like [`RangeDecoder::new`], and also re-encodes every decoded symbol
+    /// so that [`RangeDecoder::is_canonical`] can be asked at the end.
+    pub fn new_verifying(input: B) -> Self {
+        let mut d = Self::new(input);
+        d.verify = Some(RangeEncoder::new());
+        d
+    }
+
+    /// True if the input is byte for byte what [`RangeEncoder`] writes for
+    /// the symbols decoded so far (requires [`RangeDecoder::new_verifying`]).
+    ///
+    /// Several byte strings decode to the same symbols (the last bytes have
+    /// slack, and zero bytes may be appended); only one is canonical. Asking
+    /// for it turns every altered payload into an error instead of a silent
+    /// acceptance.
+    pub fn is_canonical(&self) -> bool {
+        match &self.verify {
+            Some(enc) => enc.clone().finish() == self.input.as_ref(),
+            None => false,
+        }
     }
 
     #[inline]
@@ -175,6 +204,7 @@ impl<B: AsRef<[u8]>> RangeDecoder<B> {
     pub fn target(&mut self, total: u64) -> Result<u64, RangeCorrupt> {
         debug_assert!((1..=MAX_TOTAL).contains(&total));
         self.r = self.range / total;
+        self.total = total;
         // A valid stream keeps code < r * total <= range.
         let t = self.code / self.r;
         if t >= total {
@@ -186,6 +216,9 @@ impl<B: AsRef<[u8]>> RangeDecoder<B> {
     /// Removes the symbol `[cum, cum + freq)` chosen from the last target.
     #[inline]
     pub fn consume(&mut self, cum: u64, freq: u64) {
+        if let Some(enc) = &mut self.verify {
+            enc.encode(cum, freq, self.total);
+        }
         // cum <= target = code / r, so this cannot underflow.
         self.code -= self.r * cum;
         self.range = self.r * freq;
@@ -232,12 +265,13 @@ mod tests {
             enc.encode(c, f, t);
         }
         let bytes = enc.finish();
-        let mut dec = RangeDecoder::new(&bytes[..]);
+        let mut dec = RangeDecoder::new_verifying(&bytes[..]);
         for &(c, f, t) in symbols {
             let v = dec.target(t).unwrap();
             assert!(v >= c && v < c + f, "target {v} not in [{c}, {})", c + f);
             dec.consume(c, f);
         }
+        assert!(dec.is_canonical());
         bytes.len()
     }
 
@@ -314,6 +348,41 @@ mod tests {
         let mut dec = RangeDecoder::new(&bytes[..]);
         for &(v, n) in &vals {
             assert_eq!(dec.decode_bits(n).unwrap(), v);
+        }
+    }
+
+    #[test]
+    fn altered_payloads_are_not_canonical() {
+        let total = 1u64 << 24;
+        let syms: Vec<(u64, u64, u64)> = (0..200u64)
+            .map(|i| ((i * 7919) % (total - 5000), 1 + (i * 104729) % 4000, total))
+            .collect();
+        let mut enc = RangeEncoder::new();
+        for &(c, f, t) in &syms {
+            enc.encode(c, f, t);
+        }
+        let bytes = enc.finish();
+        let decodes_same = |b: &[u8]| {
+            let mut dec = RangeDecoder::new_verifying(b);
+            for &(c, f, t) in &syms {
+                match dec.target(t) {
+                    Ok(v) if v >= c && v < c + f => dec.consume(c, f),
+                    _ => return None,
+                }
+            }
+            Some(dec.is_canonical())
+        };
+        assert_eq!(decodes_same(&bytes), Some(true));
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(decodes_same(&longer), Some(false));
+        for i in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut b = bytes.clone();
+                b[i] ^= 1 << bit;
+                // Either the symbols change, or the bytes are not canonical.
+                assert_ne!(decodes_same(&b), Some(true), "byte {i} bit {bit}");
+            }
         }
     }
 

@@ -224,7 +224,11 @@ impl RankModel {
     }
 
     /// Decodes one token given the same logits row.
-    pub fn decode(&mut self, dec: &mut RangeDecoder<impl AsRef<[u8]>>, logits: &[f32]) -> Result<u32, RangeCorrupt> {
+    pub fn decode(
+        &mut self,
+        dec: &mut RangeDecoder<impl AsRef<[u8]>>,
+        logits: &[f32],
+    ) -> Result<u32, RangeCorrupt> {
         let ctx = self.context(logits);
         let b = self.buckets[ctx].decode(dec)? as u32;
         let r = if b >= 2 {

@@ -63,6 +63,7 @@ fn code(kind: CoderKind, rows: &[Vec<f32>], toks: &[u32], total_bits: u32) -> Ve
     for (r, &t) in rows.iter().zip(toks) {
         assert_eq!(dec.decode(&mut table, r).unwrap(), t);
     }
+    assert!(dec.is_canonical());
     bytes
 }
 

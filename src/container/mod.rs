@@ -173,7 +173,10 @@ pub fn varint_len(v: u64) -> usize {
 
 /// Serializes a frame header.
 pub fn encode_header(h: &FrameHeader) -> Vec<u8> {
-    assert!(h.model_name.len() <= 255, "model name longer than 255 bytes");
+    assert!(
+        h.model_name.len() <= 255,
+        "model name longer than 255 bytes"
+    );
     let mut out = Vec::with_capacity(64 + h.model_name.len());
     out.extend_from_slice(&MAGIC);
     out.push(VERSION);
@@ -189,7 +192,12 @@ pub fn encode_header(h: &FrameHeader) -> Vec<u8> {
 }
 
 /// Writes a model-coded chunk record.
-pub fn write_model_chunk<W: Write>(w: &mut W, coder: CoderKind, tokens: u32, payload: &[u8]) -> io::Result<()> {
+pub fn write_model_chunk<W: Write>(
+    w: &mut W,
+    coder: CoderKind,
+    tokens: u32,
+    payload: &[u8],
+) -> io::Result<()> {
     let mut head = Vec::with_capacity(12);
     head.push(match coder {
         CoderKind::Arithmetic => KIND_ARITHMETIC,
@@ -297,7 +305,11 @@ impl<R: Read> FrameReader<R> {
     }
 
     /// Reads a varint; `raw` (if given) receives its bytes.
-    fn varint(&mut self, what: &'static str, mut raw: Option<&mut Vec<u8>>) -> Result<u64, ContainerError> {
+    fn varint(
+        &mut self,
+        what: &'static str,
+        mut raw: Option<&mut Vec<u8>>,
+    ) -> Result<u64, ContainerError> {
         let start = self.offset;
         let mut v = 0u64;
         for i in 0..10 {
@@ -319,7 +331,10 @@ impl<R: Read> FrameReader<R> {
                 return Ok(v);
             }
         }
-        Err(ContainerError::Varint { what, offset: start })
+        Err(ContainerError::Varint {
+            what,
+            offset: start,
+        })
     }
 
     fn ranged(
@@ -397,7 +412,8 @@ impl<R: Read> FrameReader<R> {
         let mut name = vec![0u8; name_len];
         self.exact(&mut name, "model name")?;
         raw.extend_from_slice(&name);
-        let chunk_tokens = self.ranged("chunk tokens", 1, MAX_CHUNK_TOKENS as u64, Some(&mut raw))?;
+        let chunk_tokens =
+            self.ranged("chunk tokens", 1, MAX_CHUNK_TOKENS as u64, Some(&mut raw))?;
         let start_token = self.ranged("start token", 0, u32::MAX as u64, Some(&mut raw))?;
         let mut check = [0u8; 4];
         self.exact(&mut check, "frame header check")?;
@@ -414,7 +430,9 @@ impl<R: Read> FrameReader<R> {
                 offset: start + 5,
             });
         }
-        let model_name = String::from_utf8(name).map_err(|_| ContainerError::Name { offset: name_offset })?;
+        let model_name = String::from_utf8(name).map_err(|_| ContainerError::Name {
+            offset: name_offset,
+        })?;
         Ok(Some(FrameHeader {
             fingerprint,
             model_name,
@@ -450,11 +468,15 @@ impl<R: Read> FrameReader<R> {
                 Ok(Record::Stored(self.payload(len, "stored chunk")?))
             }
             KIND_ZSTD => {
-                let original_len = self.ranged("zstd chunk original length", 1, MAX_RAW_CHUNK, None)?;
+                let original_len =
+                    self.ranged("zstd chunk original length", 1, MAX_RAW_CHUNK, None)?;
                 let max = max_zstd_payload(original_len);
                 let len = self.ranged("zstd chunk payload length", 1, max, None)?;
                 let payload = self.payload(len, "zstd chunk payload")?;
-                Ok(Record::Zstd { original_len, payload })
+                Ok(Record::Zstd {
+                    original_len,
+                    payload,
+                })
             }
             KIND_END => {
                 let original_len = self.varint("frame original length", None)?;

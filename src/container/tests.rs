@@ -40,7 +40,17 @@ fn read_all(bytes: &[u8]) -> Result<Vec<(FrameHeader, Vec<Record>)>, ContainerEr
 
 #[test]
 fn varints_round_trip_and_lengths() {
-    for v in [0u64, 1, 127, 128, 300, 16383, 16384, u32::MAX as u64, u64::MAX] {
+    for v in [
+        0u64,
+        1,
+        127,
+        128,
+        300,
+        16383,
+        16384,
+        u32::MAX as u64,
+        u64::MAX,
+    ] {
         let mut b = Vec::new();
         put_varint(&mut b, v);
         assert_eq!(b.len(), varint_len(v), "{v}");
@@ -59,7 +69,10 @@ fn overlong_and_oversized_varints_are_rejected() {
         &[0xff; 11],
     ] {
         let mut r = FrameReader::new(bad);
-        assert!(matches!(r.varint("x", None), Err(ContainerError::Varint { .. })), "{bad:?}");
+        assert!(
+            matches!(r.varint("x", None), Err(ContainerError::Varint { .. })),
+            "{bad:?}"
+        );
     }
 }
 
@@ -165,44 +178,80 @@ fn caps_are_enforced_before_allocation() {
     f.push(KIND_ARITHMETIC);
     put_varint(&mut f, 4096);
     let err = read_all(&f).unwrap_err();
-    assert!(matches!(err, ContainerError::OutOfRange { what: "chunk token count", value: 4096, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            ContainerError::OutOfRange {
+                what: "chunk token count",
+                value: 4096,
+                ..
+            }
+        ),
+        "{err}"
+    );
 
     // A payload longer than 8 bytes per token.
     let mut f = encode_header(&h);
     f.push(KIND_ARITHMETIC);
     put_varint(&mut f, 2);
     put_varint(&mut f, 2 * MAX_PAYLOAD_PER_TOKEN + MODEL_PAYLOAD_SLACK + 1);
-    assert!(matches!(read_all(&f).unwrap_err(), ContainerError::OutOfRange { .. }));
+    assert!(matches!(
+        read_all(&f).unwrap_err(),
+        ContainerError::OutOfRange { .. }
+    ));
 
     // A huge stored chunk and a huge zstd claim.
     let mut f = encode_header(&h);
     f.push(KIND_STORED);
     put_varint(&mut f, MAX_RAW_CHUNK + 1);
-    assert!(matches!(read_all(&f).unwrap_err(), ContainerError::OutOfRange { .. }));
+    assert!(matches!(
+        read_all(&f).unwrap_err(),
+        ContainerError::OutOfRange { .. }
+    ));
     let mut f = encode_header(&h);
     f.push(KIND_ZSTD);
     put_varint(&mut f, 1 << 40);
-    assert!(matches!(read_all(&f).unwrap_err(), ContainerError::OutOfRange { .. }));
+    assert!(matches!(
+        read_all(&f).unwrap_err(),
+        ContainerError::OutOfRange { .. }
+    ));
 
     // A legal but unbacked length: truncation, not a giant allocation.
     let mut f = encode_header(&h);
     f.push(KIND_STORED);
     put_varint(&mut f, MAX_RAW_CHUNK);
     f.extend_from_slice(b"abc");
-    assert!(matches!(read_all(&f).unwrap_err(), ContainerError::Truncated { what: "stored chunk", .. }));
+    assert!(matches!(
+        read_all(&f).unwrap_err(),
+        ContainerError::Truncated {
+            what: "stored chunk",
+            ..
+        }
+    ));
 
     // Unknown kind.
     let mut f = encode_header(&h);
     f.push(9);
-    assert!(matches!(read_all(&f).unwrap_err(), ContainerError::ChunkKind { kind: 9, .. }));
+    assert!(matches!(
+        read_all(&f).unwrap_err(),
+        ContainerError::ChunkKind { kind: 9, .. }
+    ));
 }
 
 #[test]
 fn garbage_is_rejected() {
-    assert!(matches!(read_all(b"PK\x03\x04 zip").unwrap_err(), ContainerError::BadMagic { offset: 0 }));
-    assert!(matches!(read_all(b"LL").unwrap_err(), ContainerError::Truncated { .. }));
+    assert!(matches!(
+        read_all(b"PK\x03\x04 zip").unwrap_err(),
+        ContainerError::BadMagic { offset: 0 }
+    ));
+    assert!(matches!(
+        read_all(b"LL").unwrap_err(),
+        ContainerError::Truncated { .. }
+    ));
     let mut f = sample_frame();
     f.extend_from_slice(b"xyzw");
     let err = read_all(&f).unwrap_err();
-    assert!(matches!(err, ContainerError::BadMagic { offset } if offset as usize == sample_frame().len()));
+    assert!(
+        matches!(err, ContainerError::BadMagic { offset } if offset as usize == sample_frame().len())
+    );
 }

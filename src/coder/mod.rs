@@ -7,7 +7,8 @@
 //! [`ChunkEncoder`] / [`ChunkDecoder`] code one chunk's tokens with either
 //! coder; both directions see only the same logits rows.
 
-pub mod exp_spec;
+#[cfg(test)]
+mod exp_spec;
 pub mod freq;
 pub mod range;
 pub mod rank;

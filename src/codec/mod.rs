@@ -51,6 +51,11 @@ pub trait LanguageModel {
     fn max_context(&self) -> usize;
     /// A fresh, empty state.
     fn new_state(&self) -> Self::State;
+    /// Empties `state` for reuse by another chunk (a model whose state owns
+    /// large buffers should keep them).
+    fn reset_state(&self, state: &mut Self::State) {
+        *state = self.new_state();
+    }
     /// Appends `tokens[s]` to `states[s]` for every sequence `s` (one batched
     /// pass) and writes the logits after every appended token, sequence by
     /// sequence, token by token, `vocab_size()` each, into the front of
@@ -355,6 +360,7 @@ pub fn compress_stream<R: Read, W: Write, M: LanguageModel, T: TextTokenizer>(
         tokenizer,
         opts,
         logits: Vec::new(),
+        state: None,
         tokens_done: 0,
     };
     let mut hasher = Xxh64::new(0);
@@ -429,6 +435,51 @@ fn cut_point(buf: &[u8], eof: bool) -> usize {
     n
 }
 
+/// How many tokens a chunk may be shortened by to find a cut where it
+/// decodes on its own.
+const MAX_SHRINK: usize = 8;
+
+/// Cuts a segment's tokens into chunks of at most `n_chunk` tokens whose
+/// bytes are the segment's bytes in order; returns each chunk's token range
+/// and byte length, and how many bytes of `seg` they cover.
+///
+/// A chunk must decode on its own to the next bytes of the segment. A cut
+/// inside a multi-token unit (e.g. an escape token and its byte) breaks
+/// that; a few tokens earlier it holds again. If a tokenizer breaks it
+/// anyway (or emits ids outside the model's vocabulary), planning stops and
+/// the rest of the segment is left for raw coding, rather than undecodable.
+fn plan_chunks<T: TextTokenizer>(
+    tokenizer: &T,
+    tokens: &[u32],
+    seg: &[u8],
+    n_chunk: usize,
+    vocab: usize,
+) -> (Vec<(std::ops::Range<usize>, usize)>, usize) {
+    let chunk_bytes = |chunk: &[u32], rest: &[u8]| -> Option<usize> {
+        if chunk.iter().any(|&t| t as usize >= vocab) {
+            return None;
+        }
+        match tokenizer.decode(chunk) {
+            Ok(b) if !b.is_empty() && rest.starts_with(&b) => Some(b.len()),
+            _ => None,
+        }
+    };
+    let mut cuts = Vec::new();
+    let mut pos = 0usize;
+    let mut start = 0usize;
+    while start < tokens.len() {
+        let end = (start + n_chunk).min(tokens.len());
+        let cut = (0..=MAX_SHRINK)
+            .take_while(|&k| end - k > start)
+            .find_map(|k| chunk_bytes(&tokens[start..end - k], &seg[pos..]).map(|n| (end - k, n)));
+        let Some((end, bytes)) = cut else { break };
+        cuts.push((start..end, bytes));
+        pos += bytes;
+        start = end;
+    }
+    (cuts, pos)
+}
+
 /// One chunk's outcome before records are written.
 enum Coded {
     /// Model-coded with `(tokens, payload)`; `bytes` is its original length.
@@ -447,6 +498,8 @@ struct SegmentCoder<'a, M: LanguageModel, T: TextTokenizer> {
     opts: &'a CompressOptions,
     /// `piece_tokens * vocab` logits, allocated on first use.
     logits: Vec<f32>,
+    /// The model state, reused from chunk to chunk.
+    state: Option<M::State>,
     tokens_done: u64,
 }
 
@@ -459,17 +512,11 @@ impl<M: LanguageModel, T: TextTokenizer> SegmentCoder<'_, M, T> {
     ) -> Result<(), CodecError> {
         let vocab = self.model.vocab_size();
         let tokens = self.tokenizer.encode(seg);
-        let mut coded = Vec::new();
-        let mut pos = 0usize;
-        for chunk in tokens.chunks(self.opts.chunk_tokens as usize) {
-            // The chunk's bytes must be the next bytes of the segment; a
-            // tokenizer that breaks this (or emits out-of-vocabulary ids)
-            // makes the rest of the segment raw rather than undecodable.
-            let ok_ids = chunk.iter().all(|&t| (t as usize) < vocab);
-            let bytes = match self.tokenizer.decode(chunk) {
-                Ok(b) if ok_ids && seg[pos..].starts_with(&b) && !b.is_empty() => b.len(),
-                _ => break,
-            };
+        let n_chunk = self.opts.chunk_tokens as usize;
+        let (cuts, mut pos) = plan_chunks(self.tokenizer, &tokens, seg, n_chunk, vocab);
+        let mut coded = Vec::with_capacity(cuts.len() + 1);
+        for (range, bytes) in cuts {
+            let chunk = &tokens[range];
             let payload = self.code_chunk(chunk, table)?;
             self.tokens_done += chunk.len() as u64;
             coded.push(Coded::Model {
@@ -477,8 +524,8 @@ impl<M: LanguageModel, T: TextTokenizer> SegmentCoder<'_, M, T> {
                 payload,
                 bytes,
             });
-            pos += bytes;
         }
+        pos = pos.min(seg.len());
         if pos < seg.len() {
             coded.push(Coded::Raw {
                 bytes: seg.len() - pos,
@@ -494,7 +541,13 @@ impl<M: LanguageModel, T: TextTokenizer> SegmentCoder<'_, M, T> {
         if self.logits.len() < piece * vocab {
             self.logits.resize(piece * vocab, 0.0);
         }
-        let mut state = self.model.new_state();
+        let mut state = match self.state.take() {
+            Some(mut s) => {
+                self.model.reset_state(&mut s);
+                s
+            }
+            None => self.model.new_state(),
+        };
         let mut enc = ChunkEncoder::new(self.opts.coder, vocab);
         let mut input = Vec::with_capacity(piece);
         for (p, targets) in chunk.chunks(piece).enumerate() {
@@ -515,6 +568,7 @@ impl<M: LanguageModel, T: TextTokenizer> SegmentCoder<'_, M, T> {
                 enc.encode(table, row, t);
             }
         }
+        self.state = Some(state);
         Ok(enc.finish())
     }
 
@@ -722,6 +776,8 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoder<'_, M, T> {
         let mut end: Option<(u64, u64)> = None;
         let mut record = 0u64;
         let mut logits: Vec<f32> = Vec::new();
+        // States of finished chunks, reused by later ones.
+        let mut pool: Vec<M::State> = Vec::new();
         loop {
             // Read ahead while there is room in the batch and the queue.
             while end.is_none()
@@ -747,7 +803,13 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoder<'_, M, T> {
                         active.push(Slot {
                             entry,
                             dec: ChunkDecoder::new(coder, vocab, payload),
-                            state: self.model.new_state(),
+                            state: match pool.pop() {
+                                Some(mut s) => {
+                                    self.model.reset_state(&mut s);
+                                    s
+                                }
+                                None => self.model.new_state(),
+                            },
                             input: [self.header.start_token],
                             decoded: Vec::with_capacity(tokens as usize),
                             want: tokens as usize,
@@ -819,6 +881,7 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoder<'_, M, T> {
                             chunk: slot.entry,
                             source: Box::new(e),
                         })?;
+                pool.push(slot.state);
                 let idx = (slot.entry - queue_base) as usize;
                 pending_bytes += bytes.len();
                 queue[idx] = Some(bytes);

@@ -109,6 +109,10 @@ impl LanguageModel for HashModel {
         Vec::new()
     }
 
+    fn reset_state(&self, state: &mut Vec<u32>) {
+        state.clear();
+    }
+
     fn forward(
         &self,
         states: &mut [&mut Vec<u32>],

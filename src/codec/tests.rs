@@ -524,3 +524,96 @@ fn cut_points() {
     assert_eq!(cut_point(&[0xe2, 0x82], false), 2);
     assert_eq!(cut_point(&[0x80, 0x80, 0x80, 0x80, 0x80], false), 5);
 }
+
+/// Bytes below 0x80 are tokens; a byte >= 0x80 is the escape token 257
+/// followed by the byte's own id: a two-token unit that only decodes whole.
+struct Escaping;
+impl TextTokenizer for Escaping {
+    type Error = super::synthetic::NoBytes;
+    fn encode(&self, b: &[u8]) -> Vec<u32> {
+        let mut out = Vec::new();
+        for &x in b {
+            if x >= 0x80 {
+                out.push(257);
+            }
+            out.push(x as u32);
+        }
+        out
+    }
+    fn decode(&self, t: &[u32]) -> Result<Vec<u8>, Self::Error> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < t.len() {
+            match t[i] {
+                257 => match t.get(i + 1) {
+                    Some(&b) if (0x80..=0xff).contains(&b) => {
+                        out.push(b as u8);
+                        i += 2;
+                        continue;
+                    }
+                    _ => return Err(super::synthetic::NoBytes(257)),
+                },
+                b @ 0..=0x7f => out.push(b as u8),
+                other => return Err(super::synthetic::NoBytes(other)),
+            }
+            i += 1;
+        }
+        Ok(out)
+    }
+    fn vocab_size(&self) -> usize {
+        258
+    }
+}
+
+#[test]
+fn chunks_never_split_a_multi_token_unit() {
+    let tok = Escaping;
+    let data: Vec<u8> = rng_bytes(3000, 4);
+    let tokens = tok.encode(&data);
+    let (cuts, covered) = plan_chunks(&tok, &tokens, &data, 16, 258);
+    // Everything is planned for the model; chunks ending after an escape
+    // were shortened by one token.
+    assert_eq!(covered, data.len());
+    assert_eq!(cuts.last().unwrap().0.end, tokens.len());
+    assert!(cuts.iter().any(|(r, _)| r.len() == 15));
+    let mut next = 0;
+    for (r, _) in &cuts {
+        assert_eq!(r.start, next);
+        assert!(r.len() <= 16 && r.len() >= 8);
+        assert_ne!(tokens[r.end - 1], 257);
+        next = r.end;
+    }
+    // And the driver round-trips it.
+    let model = HashModel::new(258, 1);
+    let packed = compress(
+        &data,
+        &model,
+        &tok,
+        &id("hash", 1),
+        &opts(16, CoderKind::Arithmetic),
+    )
+    .unwrap();
+    let out = decompress(
+        &packed,
+        &model,
+        &tok,
+        &id("hash", 1),
+        &DecompressOptions::default(),
+    )
+    .unwrap();
+    assert!(out == data);
+}
+
+#[test]
+fn planning_stops_at_a_tokenizer_that_does_not_round_trip() {
+    let tok = Lying(PairTokenizer::english());
+    let data = b"abc abc abc q abc abc".to_vec();
+    let tokens = tok.encode(&data);
+    let (cuts, covered) = plan_chunks(&tok, &tokens, &data, 4, 300);
+    // Planning covers at most the bytes before the q (byte 12).
+    assert!((8..=12).contains(&covered), "{covered}");
+    assert_eq!(cuts.iter().map(|c| c.1).sum::<usize>(), covered);
+    // Ids outside the model's vocabulary stop planning at once.
+    let (cuts, covered) = plan_chunks(&PairTokenizer::english(), &tokens, &data, 4, 32);
+    assert!(cuts.is_empty() && covered == 0);
+}

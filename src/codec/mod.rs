@@ -311,7 +311,7 @@ pub fn compress<M: LanguageModel, T: TextTokenizer>(
 }
 
 /// Compresses everything `reader` yields into one frame on `writer`;
-/// `progress` is called after every segment. Returns the bytes written.
+/// `progress` is called after every chunk. Returns the bytes written.
 pub fn compress_stream<R: Read, W: Write, M: LanguageModel, T: TextTokenizer>(
     mut reader: R,
     writer: W,
@@ -388,7 +388,13 @@ pub fn compress_stream<R: Read, W: Write, M: LanguageModel, T: TextTokenizer>(
         let cut = cut_point(&buf, eof);
         hasher.update(&buf[..cut]);
         total += cut as u64;
-        seg.code_segment(&buf[..cut], &mut table, &mut w)?;
+        seg.code_segment(
+            &buf[..cut],
+            total - cut as u64,
+            &mut table,
+            &mut w,
+            progress,
+        )?;
         buf.drain(..cut);
         progress(Progress {
             bytes_in: total,
@@ -480,18 +486,6 @@ fn plan_chunks<T: TextTokenizer>(
     (cuts, pos)
 }
 
-/// One chunk's outcome before records are written.
-enum Coded {
-    /// Model-coded with `(tokens, payload)`; `bytes` is its original length.
-    Model {
-        tokens: u32,
-        payload: Vec<u8>,
-        bytes: usize,
-    },
-    /// To be stored/zstd: `bytes` original bytes.
-    Raw { bytes: usize },
-}
-
 struct SegmentCoder<'a, M: LanguageModel, T: TextTokenizer> {
     model: &'a M,
     tokenizer: &'a T,
@@ -504,34 +498,50 @@ struct SegmentCoder<'a, M: LanguageModel, T: TextTokenizer> {
 }
 
 impl<M: LanguageModel, T: TextTokenizer> SegmentCoder<'_, M, T> {
+    /// Codes one segment: model chunks are written as soon as they win;
+    /// losing chunks accumulate into one raw run, written when a model chunk
+    /// follows or the segment ends. `base_in`: input bytes before `seg`.
     fn code_segment<W: Write>(
         &mut self,
         seg: &[u8],
+        base_in: u64,
         table: &mut FreqTable,
-        w: &mut W,
+        w: &mut CountingWriter<W>,
+        progress: &mut dyn FnMut(Progress),
     ) -> Result<(), CodecError> {
         let vocab = self.model.vocab_size();
         let tokens = self.tokenizer.encode(seg);
         let n_chunk = self.opts.chunk_tokens as usize;
-        let (cuts, mut pos) = plan_chunks(self.tokenizer, &tokens, seg, n_chunk, vocab);
-        let mut coded = Vec::with_capacity(cuts.len() + 1);
+        let (cuts, _) = plan_chunks(self.tokenizer, &tokens, seg, n_chunk, vocab);
+        let mut pos = 0usize;
+        // Start of the pending raw run (bytes seg[raw_start..pos]).
+        let mut raw_start = 0usize;
         for (range, bytes) in cuts {
             let chunk = &tokens[range];
             let payload = self.code_chunk(chunk, table)?;
             self.tokens_done += chunk.len() as u64;
-            coded.push(Coded::Model {
-                tokens: chunk.len() as u32,
-                payload,
-                bytes,
+            let raw = &seg[pos..pos + bytes];
+            // Model-coded only if strictly smaller than zstd and stored.
+            let model_len = container::model_chunk_len(chunk.len() as u32, payload.len());
+            if model_len < self.raw_len(raw)? {
+                if raw_start < pos {
+                    self.write_raw(&seg[raw_start..pos], w)?;
+                }
+                container::write_model_chunk(w, self.opts.coder, chunk.len() as u32, &payload)?;
+                raw_start = pos + bytes;
+            }
+            pos += bytes;
+            progress(Progress {
+                bytes_in: base_in + pos as u64,
+                bytes_out: w.count,
+                tokens: self.tokens_done,
             });
         }
-        pos = pos.min(seg.len());
-        if pos < seg.len() {
-            coded.push(Coded::Raw {
-                bytes: seg.len() - pos,
-            });
+        // Unplanned rest (only if the tokenizer misbehaved) joins the run.
+        if raw_start < seg.len() {
+            self.write_raw(&seg[raw_start..], w)?;
         }
-        self.write_records(seg, coded, w)
+        Ok(())
     }
 
     /// Model-codes one chunk: feeds `[start, c0, .., c(n-2)]` in pieces.
@@ -572,68 +582,6 @@ impl<M: LanguageModel, T: TextTokenizer> SegmentCoder<'_, M, T> {
         Ok(enc.finish())
     }
 
-    /// Chooses model vs zstd/stored per chunk and writes the records.
-    fn write_records<W: Write>(
-        &self,
-        seg: &[u8],
-        coded: Vec<Coded>,
-        w: &mut W,
-    ) -> Result<(), CodecError> {
-        // Decide per chunk: model-coded only if strictly smaller than zstd
-        // and stored.
-        let mut plan: Vec<Coded> = Vec::with_capacity(coded.len());
-        let mut pos = 0usize;
-        for c in coded {
-            let c = match c {
-                Coded::Model {
-                    tokens,
-                    payload,
-                    bytes,
-                } => {
-                    let model_len = container::model_chunk_len(tokens, payload.len());
-                    let raw = &seg[pos..pos + bytes];
-                    if model_len < self.raw_len(raw)? {
-                        Coded::Model {
-                            tokens,
-                            payload,
-                            bytes,
-                        }
-                    } else {
-                        Coded::Raw { bytes }
-                    }
-                }
-                raw => raw,
-            };
-            let bytes = match &c {
-                Coded::Model { bytes, .. } | Coded::Raw { bytes } => *bytes,
-            };
-            // Merge consecutive raw chunks.
-            match (plan.last_mut(), &c) {
-                (Some(Coded::Raw { bytes: prev }), Coded::Raw { bytes }) => *prev += bytes,
-                _ => plan.push(c),
-            }
-            pos += bytes;
-        }
-        let mut pos = 0usize;
-        for c in plan {
-            match c {
-                Coded::Model {
-                    tokens,
-                    payload,
-                    bytes,
-                } => {
-                    container::write_model_chunk(w, self.opts.coder, tokens, &payload)?;
-                    pos += bytes;
-                }
-                Coded::Raw { bytes } => {
-                    self.write_raw(&seg[pos..pos + bytes], w)?;
-                    pos += bytes;
-                }
-            }
-        }
-        Ok(())
-    }
-
     fn zstd(&self, raw: &[u8]) -> Result<Vec<u8>, CodecError> {
         Ok(zstd::bulk::compress(raw, self.opts.zstd_level)?)
     }
@@ -669,8 +617,8 @@ pub fn decompress<M: LanguageModel, T: TextTokenizer>(
 }
 
 /// Decompresses every frame `reader` yields onto `writer` (frames are
-/// concatenated like gzip members); `progress` is called after every
-/// record and every batch step that finishes a chunk. Returns the bytes
+/// concatenated like gzip members); `progress` is called after every raw
+/// record and every batched model step. Returns the bytes
 /// written. Output is written as it is decoded; on an error, what was
 /// written may be incomplete or (checksum errors) wrong.
 pub fn decompress_stream<R: Read, W: Write, M: LanguageModel, T: TextTokenizer>(
@@ -858,7 +806,6 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoder<'_, M, T> {
                 continue;
             }
             self.step(&mut active, &mut logits)?;
-            let mut finished = false;
             let mut i = 0;
             while i < active.len() {
                 if active[i].decoded.len() < active[i].want {
@@ -885,15 +832,12 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoder<'_, M, T> {
                 let idx = (slot.entry - queue_base) as usize;
                 pending_bytes += bytes.len();
                 queue[idx] = Some(bytes);
-                finished = true;
             }
-            if finished {
-                progress(Progress {
-                    bytes_in: r.offset(),
-                    bytes_out: w.count,
-                    tokens: *self.tokens,
-                });
-            }
+            progress(Progress {
+                bytes_in: r.offset(),
+                bytes_out: w.count,
+                tokens: *self.tokens,
+            });
         }
         let (expected_len, expected_sum) = end.unwrap_or_default();
         if self.written != expected_len {

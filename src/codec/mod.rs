@@ -31,6 +31,7 @@ use crate::container::{
     self, ContainerError, FrameHeader, FrameReader, Record, MAX_CHUNK_TOKENS, MAX_RAW_CHUNK,
 };
 
+mod adapters;
 pub mod synthetic;
 
 #[cfg(test)]

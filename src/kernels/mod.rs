@@ -1,1 +1,497 @@
-//! kernels (placeholder: filled in by its owner)
+//! Numeric kernels: every floating-point operation of the forward pass
+//! (docs/NUMERICS.md).
+//!
+//! [`scalar`] and [`math`] are the specification. [`Kernels`] is the run-time
+//! selected implementation the model calls for its hot operations; every
+//! [`Variant`] must return the same bits as [`Variant::Scalar`] (tests compare
+//! with `to_bits()`). A variant may keep weights in its own layout: it receives
+//! the canonical [`BlockMatrix`] once at load ([`Kernels::pack_matrix`]) and
+//! gets its own [`PackedMatrix`] back in [`Kernels::matmul`].
+//!
+//! Small element-wise steps that are not worth a SIMD variant (activation
+//! quantization, RoPE, SiLU) are plain functions in [`scalar`] used by all.
+
+pub mod math;
+pub mod scalar;
+
+use std::fmt;
+use std::ops::Range;
+use std::str::FromStr;
+
+/// Weights and activations are quantized in blocks of this many values.
+pub const QK: usize = 32;
+
+/// The K cache is stored in tiles of this many positions (see [`KvView`]).
+pub const KV_TILE: usize = 16;
+
+/// Environment variable that forces a kernel variant (`scalar`, `avx2`,
+/// `avx512`, `neon`).
+pub const KERNEL_ENV: &str = "LLMC_KERNEL";
+
+/// Errors of kernel selection and weight conversion.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KernelError {
+    #[error("unknown kernel variant {0:?} (expected scalar, avx2, avx512 or neon)")]
+    UnknownVariant(String),
+    #[error("kernel variant {0} is not available on this machine or in this build")]
+    Unavailable(Variant),
+    #[error("block matrix {rows}x{cols}: {reason}")]
+    Shape {
+        rows: usize,
+        cols: usize,
+        reason: &'static str,
+    },
+}
+
+/// A kernel implementation. All give identical bits; they differ in speed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Variant {
+    /// Portable reference code: the specification.
+    Scalar,
+    /// x86_64 AVX2 + FMA.
+    Avx2,
+    /// x86_64 AVX-512 with VNNI.
+    Avx512,
+    /// aarch64 NEON (with dot product).
+    Neon,
+}
+
+impl Variant {
+    /// All variants, in order of preference (best first) for [`Kernels::detect`].
+    pub const ALL: [Variant; 4] = [
+        Variant::Avx512,
+        Variant::Avx2,
+        Variant::Neon,
+        Variant::Scalar,
+    ];
+
+    /// The name used by `LLMC_KERNEL` and in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Scalar => "scalar",
+            Variant::Avx2 => "avx2",
+            Variant::Avx512 => "avx512",
+            Variant::Neon => "neon",
+        }
+    }
+
+    /// Whether this build has the variant and this CPU can run it.
+    pub fn is_available(self) -> bool {
+        match self {
+            Variant::Scalar => true,
+            // SIMD variants are not implemented yet.
+            Variant::Avx2 | Variant::Avx512 | Variant::Neon => false,
+        }
+    }
+}
+
+impl fmt::Display for Variant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Variant {
+    type Err = KernelError;
+    fn from_str(s: &str) -> Result<Variant, KernelError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "scalar" => Ok(Variant::Scalar),
+            "avx2" => Ok(Variant::Avx2),
+            "avx512" => Ok(Variant::Avx512),
+            "neon" => Ok(Variant::Neon),
+            _ => Err(KernelError::UnknownVariant(s.to_string())),
+        }
+    }
+}
+
+/// Weight block format (NUMERICS.md section 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockKind {
+    /// `w = scale * q`, `q` in -128..=127.
+    Q8,
+    /// `w = scale * q + min`, `q` in 0..=15.
+    Q4,
+}
+
+/// A weight matrix in the canonical, variant-independent block form:
+/// `rows` rows of `cols` weights (`cols % 32 == 0`), one f32 scale (and for
+/// Q4 one f32 min) per block of 32, one quant per weight stored as i8.
+///
+/// Layout: `scales[r * cols/32 + b]`, `mins` likewise (empty for Q8),
+/// `quants[r * cols + i]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlockMatrix {
+    kind: BlockKind,
+    rows: usize,
+    cols: usize,
+    scales: Vec<f32>,
+    mins: Vec<f32>,
+    quants: Vec<i8>,
+}
+
+impl BlockMatrix {
+    /// Checks the shape: `cols` a non-zero multiple of 32, vector lengths
+    /// consistent, Q4 quants within 0..=15.
+    pub fn new(
+        kind: BlockKind,
+        rows: usize,
+        cols: usize,
+        scales: Vec<f32>,
+        mins: Vec<f32>,
+        quants: Vec<i8>,
+    ) -> Result<BlockMatrix, KernelError> {
+        let err = |reason| KernelError::Shape { rows, cols, reason };
+        if cols == 0 || cols % QK != 0 {
+            return Err(err("column count is not a non-zero multiple of 32"));
+        }
+        let n = rows.checked_mul(cols).ok_or(err("size overflows"))?;
+        if quants.len() != n || scales.len() != n / QK {
+            return Err(err("quant or scale count does not match the shape"));
+        }
+        match kind {
+            BlockKind::Q8 if !mins.is_empty() => return Err(err("Q8 matrix with mins")),
+            BlockKind::Q4 if mins.len() != n / QK => {
+                return Err(err("min count does not match the shape"))
+            }
+            BlockKind::Q4 if quants.iter().any(|&q| !(0..=15).contains(&q)) => {
+                return Err(err("Q4 quant outside 0..=15"))
+            }
+            _ => {}
+        }
+        Ok(BlockMatrix {
+            kind,
+            rows,
+            cols,
+            scales,
+            mins,
+            quants,
+        })
+    }
+
+    /// Converts float weights (`rows x cols`, row-major) to Q8 by the
+    /// activation rule of NUMERICS.md section 2 applied to each row.
+    pub fn quantize_f32(
+        rows: usize,
+        cols: usize,
+        data: &[f32],
+    ) -> Result<BlockMatrix, KernelError> {
+        let err = |reason| KernelError::Shape { rows, cols, reason };
+        if cols == 0 || cols % QK != 0 {
+            return Err(err("column count is not a non-zero multiple of 32"));
+        }
+        if Some(data.len()) != rows.checked_mul(cols) {
+            return Err(err("data length does not match the shape"));
+        }
+        let mut quants = vec![0i8; data.len()];
+        let mut scales = vec![0f32; data.len() / QK];
+        let mut sums = vec![0f32; data.len() / QK];
+        scalar::quantize_row(data, &mut quants, &mut scales, &mut sums);
+        BlockMatrix::new(BlockKind::Q8, rows, cols, scales, Vec::new(), quants)
+    }
+
+    pub fn kind(&self) -> BlockKind {
+        self.kind
+    }
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+    pub fn scales(&self) -> &[f32] {
+        &self.scales
+    }
+    pub fn mins(&self) -> &[f32] {
+        &self.mins
+    }
+    pub fn quants(&self) -> &[i8] {
+        &self.quants
+    }
+
+    /// Dequantizes row `r` into `out` (len `cols`), NUMERICS.md section 8
+    /// (embedding lookup): Q8 `d * q`, Q4 `d * q + m` (no fma).
+    pub fn dequant_row(&self, r: usize, out: &mut [f32]) {
+        assert!(r < self.rows && out.len() == self.cols);
+        let nb = self.cols / QK;
+        let q = &self.quants[r * self.cols..(r + 1) * self.cols];
+        for b in 0..nb {
+            let d = self.scales[r * nb + b];
+            let qs = &q[b * QK..(b + 1) * QK];
+            let o = &mut out[b * QK..(b + 1) * QK];
+            match self.kind {
+                BlockKind::Q8 => {
+                    for (o, &q) in o.iter_mut().zip(qs) {
+                        *o = d * q as f32;
+                    }
+                }
+                BlockKind::Q4 => {
+                    let m = self.mins[r * nb + b];
+                    for (o, &q) in o.iter_mut().zip(qs) {
+                        *o = d * q as f32 + m;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A weight matrix in the layout of one kernel variant. Only the variant that
+/// packed it may use it (checked by [`Kernels::matmul`]).
+#[derive(Debug)]
+pub struct PackedMatrix {
+    variant: Variant,
+    kind: BlockKind,
+    rows: usize,
+    cols: usize,
+    /// Variant-defined layout. Scalar: the [`BlockMatrix`] vectors unchanged.
+    scales: Vec<f32>,
+    mins: Vec<f32>,
+    quants: Vec<i8>,
+}
+
+impl PackedMatrix {
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+    pub fn kind(&self) -> BlockKind {
+        self.kind
+    }
+    pub fn variant(&self) -> Variant {
+        self.variant
+    }
+    /// Bytes held, for memory accounting.
+    pub fn heap_bytes(&self) -> usize {
+        self.scales.len() * 4 + self.mins.len() * 4 + self.quants.len()
+    }
+}
+
+/// `n` activation rows of `k` values quantized per NUMERICS.md section 2:
+/// `q[t * k + i]` (i8), per block `d[t * k/32 + b]` and `s[t * k/32 + b]`
+/// (`s = d * sum(q)`, used by Q4 weights).
+#[derive(Debug, Clone, Default)]
+pub struct QuantizedRows {
+    n: usize,
+    k: usize,
+    q: Vec<i8>,
+    d: Vec<f32>,
+    s: Vec<f32>,
+}
+
+impl QuantizedRows {
+    pub fn new() -> QuantizedRows {
+        QuantizedRows::default()
+    }
+
+    /// Quantizes `x` (`n x k`, row-major, `k % 32 == 0`), reusing buffers.
+    pub fn quantize(&mut self, x: &[f32], k: usize) {
+        assert!(k > 0 && k % QK == 0 && x.len() % k == 0);
+        self.n = x.len() / k;
+        self.k = k;
+        self.q.resize(x.len(), 0);
+        self.d.resize(x.len() / QK, 0.0);
+        self.s.resize(x.len() / QK, 0.0);
+        scalar::quantize_row(x, &mut self.q, &mut self.d, &mut self.s);
+    }
+
+    /// [`QuantizedRows::quantize`] with the rows spread over the current
+    /// rayon pool (same result: rows are independent).
+    pub fn quantize_par(&mut self, x: &[f32], k: usize) {
+        use rayon::prelude::*;
+        assert!(k > 0 && k % QK == 0 && x.len() % k == 0);
+        self.n = x.len() / k;
+        self.k = k;
+        self.q.resize(x.len(), 0);
+        self.d.resize(x.len() / QK, 0.0);
+        self.s.resize(x.len() / QK, 0.0);
+        let nb = k / QK;
+        x.par_chunks_exact(k)
+            .zip(self.q.par_chunks_exact_mut(k))
+            .zip(self.d.par_chunks_exact_mut(nb))
+            .zip(self.s.par_chunks_exact_mut(nb))
+            .for_each(|(((x, q), d), s)| scalar::quantize_row(x, q, d, s));
+    }
+
+    /// Number of rows.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+    /// Values per row.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+    /// Row `t`: `(q[k], d[k/32], s[k/32])`.
+    pub fn row(&self, t: usize) -> (&[i8], &[f32], &[f32]) {
+        let nb = self.k / QK;
+        (
+            &self.q[t * self.k..(t + 1) * self.k],
+            &self.d[t * nb..(t + 1) * nb],
+            &self.s[t * nb..(t + 1) * nb],
+        )
+    }
+}
+
+/// One layer of one sequence's KV cache, as attention reads it.
+///
+/// - `k`: tiles of [`KV_TILE`] positions, `[tile][n_kv_head][head_dim][KV_TILE]`,
+///   so position `t`, head `g`, dim `d` is at
+///   `((t / 16 * n_kv_head + g) * head_dim + d) * 16 + t % 16`. A SIMD lane per
+///   position then runs the spec's per-key fma chain over `d` with contiguous
+///   loads.
+/// - `v`: `[pos][n_kv_head][head_dim]`.
+#[derive(Debug, Clone, Copy)]
+pub struct KvView<'a> {
+    pub k: &'a [f32],
+    pub v: &'a [f32],
+    pub n_kv_head: usize,
+    pub head_dim: usize,
+}
+
+impl KvView<'_> {
+    /// Index of K element (position `t`, head `g`, dim `d`).
+    #[inline(always)]
+    pub fn k_index(&self, t: usize, g: usize, d: usize) -> usize {
+        ((t / KV_TILE * self.n_kv_head + g) * self.head_dim + d) * KV_TILE + t % KV_TILE
+    }
+    /// Index of V element (position `t`, head `g`, dim `d`).
+    #[inline(always)]
+    pub fn v_index(&self, t: usize, g: usize, d: usize) -> usize {
+        (t * self.n_kv_head + g) * self.head_dim + d
+    }
+}
+
+/// The run-time chosen kernel implementation. Cheap to copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kernels {
+    variant: Variant,
+}
+
+impl Kernels {
+    /// The reference implementation.
+    pub fn scalar() -> Kernels {
+        Kernels {
+            variant: Variant::Scalar,
+        }
+    }
+
+    /// A specific variant, if this build and CPU have it.
+    pub fn new(variant: Variant) -> Result<Kernels, KernelError> {
+        if variant.is_available() {
+            Ok(Kernels { variant })
+        } else {
+            Err(KernelError::Unavailable(variant))
+        }
+    }
+
+    /// `LLMC_KERNEL` if set (an unknown or unavailable name is an error, so a
+    /// test never silently runs the wrong variant), else the best available.
+    pub fn detect() -> Result<Kernels, KernelError> {
+        match std::env::var(KERNEL_ENV) {
+            Ok(name) if !name.trim().is_empty() => Kernels::new(name.parse()?),
+            _ => Ok(Kernels::best()),
+        }
+    }
+
+    /// The fastest variant this machine runs.
+    pub fn best() -> Kernels {
+        let variant = Variant::ALL
+            .into_iter()
+            .find(|v| v.is_available())
+            .unwrap_or(Variant::Scalar);
+        Kernels { variant }
+    }
+
+    /// Every variant this machine runs (for tests holding them against scalar).
+    pub fn available() -> Vec<Variant> {
+        Variant::ALL
+            .into_iter()
+            .filter(|v| v.is_available())
+            .collect()
+    }
+
+    pub fn variant(&self) -> Variant {
+        self.variant
+    }
+
+    /// Row ranges given to [`Kernels::matmul`] should start at multiples of
+    /// this (a variant may interleave rows in groups); any range is correct,
+    /// aligned ones are faster.
+    pub fn row_granularity(&self) -> usize {
+        match self.variant {
+            Variant::Scalar | Variant::Avx2 | Variant::Avx512 | Variant::Neon => 16,
+        }
+    }
+
+    /// Converts a canonical matrix into this variant's layout (once, at load).
+    pub fn pack_matrix(&self, m: BlockMatrix) -> PackedMatrix {
+        match self.variant {
+            Variant::Scalar | Variant::Avx2 | Variant::Avx512 | Variant::Neon => PackedMatrix {
+                variant: self.variant,
+                kind: m.kind,
+                rows: m.rows,
+                cols: m.cols,
+                scales: m.scales,
+                mins: m.mins,
+                quants: m.quants,
+            },
+        }
+    }
+
+    /// `out[t][i] = (W x_t)[rows.start + i]` for every activation row `t` and
+    /// every `i < rows.len()` (NUMERICS.md section 3).
+    ///
+    /// Panics if `w` was packed by another variant or shapes disagree
+    /// (`x.k() == w.cols()`, `out.len() == x.n()`, each `out[t].len() ==
+    /// rows.len()`, `rows.end <= w.rows()`): those are programming errors.
+    pub fn matmul(
+        &self,
+        w: &PackedMatrix,
+        x: &QuantizedRows,
+        rows: Range<usize>,
+        out: &mut [&mut [f32]],
+    ) {
+        assert_eq!(w.variant, self.variant, "matrix packed for another variant");
+        assert!(x.k() == w.cols && out.len() == x.n() && rows.end <= w.rows);
+        assert!(out.iter().all(|o| o.len() == rows.len()));
+        match self.variant {
+            Variant::Scalar | Variant::Avx2 | Variant::Avx512 | Variant::Neon => {
+                scalar::matmul(w, x, rows, out)
+            }
+        }
+    }
+
+    /// RMSNorm of one row (NUMERICS.md section 4): `out = x / rms(x) * w`.
+    pub fn rmsnorm(&self, x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+        scalar::rmsnorm(x, w, eps, out)
+    }
+
+    /// Attention of one query head over keys `0..n_keys` of KV head
+    /// `kv_head` (NUMERICS.md section 7). `q` and `out` are `head_dim` long;
+    /// `scratch` is reused between calls to avoid allocation.
+    pub fn attention(
+        &self,
+        q: &[f32],
+        kv: &KvView<'_>,
+        kv_head: usize,
+        n_keys: usize,
+        scratch: &mut Vec<f32>,
+        out: &mut [f32],
+    ) {
+        scalar::attention(q, kv, kv_head, n_keys, scratch, out)
+    }
+
+    /// `out[i] = exp(x[i] - m)` with the spec `exp` (section 5).
+    pub fn exp_sub(&self, x: &[f32], m: f32, out: &mut [f32]) {
+        scalar::exp_sub(x, m, out)
+    }
+
+    /// `sum16` of NUMERICS.md section 1.
+    pub fn sum16(&self, x: &[f32]) -> f32 {
+        scalar::sum16(x)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,205 @@
+//! Model hyper-parameters read from GGUF metadata and validated.
+
+use super::ModelError;
+use crate::gguf::{Gguf, GgufError};
+use crate::kernels::QK;
+
+/// Caps on every dimension: a GGUF file is untrusted input, and these bound
+/// what [`super::Model::load`] and the KV cache may allocate.
+pub const MAX_LAYERS: usize = 512;
+pub const MAX_EMBD: usize = 16_384;
+pub const MAX_FF: usize = 131_072;
+pub const MAX_HEADS: usize = 512;
+pub const MAX_HEAD_DIM: usize = 512;
+pub const MAX_VOCAB: usize = 1 << 20;
+/// The usable context is `min(context_length, MAX_CONTEXT)`; models declaring
+/// more are accepted and capped (the RoPE table and KV caches are sized by it).
+pub const MAX_CONTEXT: usize = 65_536;
+
+/// Hyper-parameters of a llama-architecture model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// `general.architecture` (the metadata key prefix), e.g. `"llama"`.
+    pub arch: String,
+    /// Transformer blocks.
+    pub n_layer: usize,
+    /// Residual stream width (SmolLM2-135M: 576).
+    pub n_embd: usize,
+    /// FFN hidden width (1536).
+    pub n_ff: usize,
+    /// Query heads (9).
+    pub n_head: usize,
+    /// Key/value heads (3); divides `n_head`.
+    pub n_kv_head: usize,
+    /// `n_embd / n_head` (64), even.
+    pub head_dim: usize,
+    /// Vocabulary size = rows of the token embedding (49152).
+    pub vocab: usize,
+    /// Usable context: `min({arch}.context_length, MAX_CONTEXT)` (8192).
+    pub context_len: usize,
+    /// RoPE base (100000).
+    pub rope_base: f32,
+    /// RMSNorm epsilon (1e-5).
+    pub rms_eps: f32,
+}
+
+fn get_usize(g: &Gguf, key: &str) -> Result<usize, ModelError> {
+    Ok(g.get_u32(key)? as usize)
+}
+
+fn optional<T>(r: Result<T, GgufError>) -> Result<Option<T>, ModelError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(GgufError::MissingKey(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl Config {
+    /// Reads `{arch}.*` keys. The vocabulary size comes from the token
+    /// embedding's shape (checked against `{arch}.vocab_size` when present).
+    pub fn from_gguf(g: &Gguf) -> Result<Config, ModelError> {
+        let arch = g.get_str("general.architecture")?.to_string();
+        if arch != "llama" {
+            return Err(ModelError::UnsupportedArchitecture(arch));
+        }
+        let k = |s: &str| format!("{arch}.{s}");
+        let n_embd = get_usize(g, &k("embedding_length"))?;
+        let n_head = get_usize(g, &k("attention.head_count"))?;
+        let n_kv_head =
+            optional(g.get_u32(&k("attention.head_count_kv")))?.map_or(n_head, |v| v as usize);
+        let embd = g.tensor("token_embd.weight")?;
+        if embd.dims.len() != 2 {
+            return Err(ModelError::TensorShape {
+                name: "token_embd.weight".into(),
+                expected: vec![n_embd as u64, 0],
+                found: embd.dims.to_vec(),
+            });
+        }
+        let vocab = usize::try_from(embd.dims[1]).unwrap_or(usize::MAX);
+        if let Some(v) = optional(g.get_u32(&k("vocab_size")))? {
+            if v as usize != vocab {
+                return Err(ModelError::BadConfig {
+                    key: k("vocab_size"),
+                    value: v.to_string(),
+                    reason: format!("differs from the token embedding's {vocab} rows"),
+                });
+            }
+        }
+        let head_dim = n_embd.checked_div(n_head).unwrap_or(0);
+        let cfg = Config {
+            n_layer: get_usize(g, &k("block_count"))?,
+            n_embd,
+            n_ff: get_usize(g, &k("feed_forward_length"))?,
+            n_head,
+            n_kv_head,
+            head_dim,
+            vocab,
+            context_len: get_usize(g, &k("context_length"))?.min(MAX_CONTEXT),
+            rope_base: optional(g.get_f32(&k("rope.freq_base")))?.unwrap_or(10_000.0),
+            rms_eps: g.get_f32(&k("attention.layer_norm_rms_epsilon"))?,
+            arch: arch.clone(),
+        };
+        // Keys that, if present, must agree with what this implementation does.
+        for key in [
+            "rope.dimension_count",
+            "attention.key_length",
+            "attention.value_length",
+        ] {
+            if let Some(v) = optional(g.get_u32(&k(key)))? {
+                if v as usize != cfg.head_dim {
+                    return Err(ModelError::BadConfig {
+                        key: k(key),
+                        value: v.to_string(),
+                        reason: format!(
+                            "only the full head dimension {} is supported",
+                            cfg.head_dim
+                        ),
+                    });
+                }
+            }
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks consistency and caps (also used for hand-built configs).
+    pub fn validate(&self) -> Result<(), ModelError> {
+        let bad = |key: &str, value: String, reason: &str| {
+            Err(ModelError::BadConfig {
+                key: format!("{}.{key}", self.arch),
+                value,
+                reason: reason.to_string(),
+            })
+        };
+        let range = |key: &str, v: usize, max: usize| {
+            if v == 0 || v > max {
+                bad(key, v.to_string(), &format!("must be between 1 and {max}"))
+            } else {
+                Ok(())
+            }
+        };
+        range("block_count", self.n_layer, MAX_LAYERS)?;
+        range("embedding_length", self.n_embd, MAX_EMBD)?;
+        range("feed_forward_length", self.n_ff, MAX_FF)?;
+        range("attention.head_count", self.n_head, MAX_HEADS)?;
+        range("attention.head_count_kv", self.n_kv_head, MAX_HEADS)?;
+        range("vocab_size", self.vocab, MAX_VOCAB)?;
+        range("context_length", self.context_len, MAX_CONTEXT)?;
+        if self.n_embd % QK != 0 || self.n_ff % QK != 0 {
+            return bad(
+                "embedding_length",
+                format!("{} (ffn {})", self.n_embd, self.n_ff),
+                "widths must be multiples of 32 (quantization blocks)",
+            );
+        }
+        if self.n_embd % self.n_head != 0 || self.head_dim * self.n_head != self.n_embd {
+            return bad(
+                "attention.head_count",
+                self.n_head.to_string(),
+                "must divide embedding_length",
+            );
+        }
+        if self.head_dim % 2 != 0 || self.head_dim > MAX_HEAD_DIM {
+            return bad(
+                "attention.head_count",
+                self.n_head.to_string(),
+                "head dimension must be even and at most 512",
+            );
+        }
+        if self.n_head % self.n_kv_head != 0 {
+            return bad(
+                "attention.head_count_kv",
+                self.n_kv_head.to_string(),
+                "must divide attention.head_count",
+            );
+        }
+        if !(self.rope_base.is_finite() && self.rope_base > 1.0 && self.rope_base <= 1e12) {
+            return bad(
+                "rope.freq_base",
+                self.rope_base.to_string(),
+                "must be finite, above 1 and at most 1e12",
+            );
+        }
+        if !(self.rms_eps.is_finite() && self.rms_eps > 0.0 && self.rms_eps < 1.0) {
+            return bad(
+                "attention.layer_norm_rms_epsilon",
+                self.rms_eps.to_string(),
+                "must be finite and in (0, 1)",
+            );
+        }
+        Ok(())
+    }
+
+    /// Width of one position's keys (or values): `n_kv_head * head_dim`.
+    pub fn kv_dim(&self) -> usize {
+        self.n_kv_head * self.head_dim
+    }
+
+    /// Multiply-adds of the matrix products per token (for speed reports).
+    pub fn matmul_macs_per_token(&self) -> u64 {
+        let e = self.n_embd as u64;
+        let layer = e * e * 2 + e * self.kv_dim() as u64 * 2 + e * self.n_ff as u64 * 3;
+        layer * self.n_layer as u64 + e * self.vocab as u64
+    }
+}

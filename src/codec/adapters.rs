@@ -1,8 +1,39 @@
-//! The crate's real tokenizer (and, once merged, model) behind the driver's
-//! traits.
+//! The crate's real model and tokenizer behind the driver's traits.
 
-use super::TextTokenizer;
+use super::{LanguageModel, TextTokenizer};
+use crate::model::{KvCache, Model, ModelError};
 use crate::tokenizer::{Tokenizer, TokenizerError};
+
+impl LanguageModel for Model {
+    type State = KvCache;
+    type Error = ModelError;
+
+    fn vocab_size(&self) -> usize {
+        self.config().vocab
+    }
+
+    fn max_context(&self) -> usize {
+        self.config().context_len
+    }
+
+    fn new_state(&self) -> KvCache {
+        self.new_cache()
+    }
+
+    /// Keeps the cache's allocation (up to ~94 MB at 2048 tokens for SmolLM2).
+    fn reset_state(&self, state: &mut KvCache) {
+        state.clear();
+    }
+
+    fn forward(
+        &self,
+        states: &mut [&mut KvCache],
+        tokens: &[&[u32]],
+        logits: &mut [f32],
+    ) -> Result<(), ModelError> {
+        Model::forward(self, states, tokens, logits)
+    }
+}
 
 impl TextTokenizer for Tokenizer {
     type Error = TokenizerError;
@@ -31,16 +62,75 @@ mod tests {
     use crate::container::{FrameReader, Record};
     use crate::gguf::Gguf;
 
+    fn gguf() -> &'static Gguf {
+        static G: OnceLock<Gguf> = OnceLock::new();
+        G.get_or_init(|| {
+            let path = crate::registry::model_for_tests().expect("locate the test model");
+            Gguf::open(&path).expect("open the test model")
+        })
+    }
+
     fn real() -> &'static (Tokenizer, [u8; 32]) {
         static T: OnceLock<(Tokenizer, [u8; 32])> = OnceLock::new();
         T.get_or_init(|| {
-            let path = crate::registry::model_for_tests().expect("locate the test model");
-            let g = Gguf::open(&path).expect("open the test model");
             (
-                Tokenizer::from_gguf(&g).expect("tokenizer"),
-                g.fingerprint(),
+                Tokenizer::from_gguf(gguf()).expect("tokenizer"),
+                gguf().fingerprint(),
             )
         })
+    }
+
+    /// The real model end to end: both coders, several chunks decoded in
+    /// one batch, and far smaller than the input.
+    #[test]
+    fn real_model_round_trip() {
+        let (tok, fp) = real();
+        let model =
+            Model::load(gguf(), &crate::model::ModelOptions::default()).expect("load model");
+        let id = ModelIdentity {
+            name: "SmolLM2-135M-Instruct".into(),
+            fingerprint: *fp,
+        };
+        let data = b"Alice was beginning to get very tired of sitting by her sister on the bank, \
+and of having nothing to do: once or twice she had peeped into the book her sister was reading.\n";
+        for coder in [CoderKind::Arithmetic, CoderKind::Rank] {
+            let o = CompressOptions {
+                coder,
+                chunk_tokens: 12,
+                ..Default::default()
+            };
+            let packed = compress(data, &model, tok, &id, &o).unwrap();
+            let out = decompress(
+                &packed,
+                &model,
+                tok,
+                &id,
+                &DecompressOptions { max_batch: 8 },
+            )
+            .unwrap();
+            assert!(out == data);
+            let mut r = FrameReader::new(&packed[..]);
+            let h = r.read_header().unwrap().unwrap();
+            let (mut n_model, mut payload) = (0, 0);
+            loop {
+                match r.read_record(&h).unwrap() {
+                    Record::End { .. } => break,
+                    Record::Model { payload: p, .. } => {
+                        n_model += 1;
+                        payload += p.len();
+                    }
+                    _ => {}
+                }
+            }
+            eprintln!(
+                "{coder:?}: {} -> {} bytes, {n_model} model chunks, {payload} payload bytes",
+                data.len(),
+                packed.len()
+            );
+            assert!(n_model >= 3, "{n_model}");
+            // Even with 12-token contexts the model needs < 3 bits/byte.
+            assert!(payload * 8 < data.len() * 3, "{payload} payload bytes");
+        }
     }
 
     /// The real tokenizer with a synthetic 49152-logit model: chunk cuts,

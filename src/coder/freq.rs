@@ -220,7 +220,7 @@ fn max_ignoring_nan(v: &[f32]) -> f32 {
 /// `trunc(exp(x) * 2^FIX_BITS)` for `x <= 0` or NaN, with `exp` of
 /// NUMERICS.md section 5, written without branches so it vectorizes.
 ///
-/// Equal to `(exp_spec::exp(x) * 2^FIX_BITS) as u32` for every such `x`
+/// Equal to `(kernels::math::exp(x) * 2^FIX_BITS) as u32` for every such `x`
 /// (tested): below `CLAMP` the spec's exp is < 2^-46, truncating to 0, and
 /// so is `exp(CLAMP)`; NaN (NaN logits) also gives 0. Above `CLAMP` the
 /// operations are the spec's, and `-47 <= k <= 0` needs none of its
@@ -289,7 +289,7 @@ mod tests {
     /// truncated, on a dense sample of every f32 <= 0 (and NaN, -inf).
     #[test]
     fn fixed_exp_matches_spec_exp() {
-        let spec = |x: f32| (super::super::exp_spec::exp(x) * (1u32 << FIX_BITS) as f32) as u32;
+        let spec = |x: f32| (crate::kernels::math::exp(x) * (1u32 << FIX_BITS) as f32) as u32;
         let mut checked = 0u64;
         // Negative floats: bits 0x8000_0000..=0xff80_0000 (-0 .. -inf).
         let mut b = 0x8000_0000u32;

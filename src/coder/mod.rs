@@ -7,8 +7,6 @@
 //! [`ChunkEncoder`] / [`ChunkDecoder`] code one chunk's tokens with either
 //! coder; both directions see only the same logits rows.
 
-#[cfg(test)]
-mod exp_spec;
 pub mod freq;
 pub mod range;
 pub mod rank;

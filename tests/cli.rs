@@ -601,3 +601,97 @@ fn output_into_missing_directory_fails_cleanly() {
     assert!(!e.contains(".tmp"), "no temp name in the message: {e}");
     assert_eq!(listing(d.path()), ["a.txt"]);
 }
+
+/// Ctrl-C in the middle of model coding: stops at the codec's next write,
+/// exits 130, removes the temporary file, writes no output.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_during_coding_cleans_up() {
+    let d = tempdir();
+    let text = TEXT.repeat(20);
+    write(d.path(), "big.txt", text.as_bytes());
+    let mut child = llmc(d.path())
+        .args(["--chunk-tokens", "16", "big.txt"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the temporary output file: coding has started.
+    let t0 = std::time::Instant::now();
+    while !listing(d.path()).iter().any(|n| n.ends_with(".tmp")) {
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!("finished before it could be interrupted: {st:?}");
+        }
+        assert!(t0.elapsed().as_secs() < 120, "no temp file appeared");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    sigint(&child);
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "stderr: {}", stderr(&o));
+    assert_eq!(listing(d.path()), ["big.txt"]);
+}
+
+#[test]
+fn score_agrees_with_the_compressed_size() {
+    let d = tempdir();
+    let text = TEXT.repeat(3);
+    write(d.path(), "a.txt", text.as_bytes());
+    let o = run(d.path(), &["score", "a.txt"]);
+    ok(&o);
+    let out = String::from_utf8(o.stdout).unwrap();
+    let mut lines = out.lines();
+    let head: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        head,
+        [
+            "Bytes",
+            "Tokens",
+            "Bits/token",
+            "Bits/byte",
+            "Ideal",
+            "size",
+            "File"
+        ]
+    );
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(row[0], text.len().to_string(), "{out}");
+    let tokens: u64 = row[1].parse().unwrap();
+    assert!(tokens > 0 && tokens < text.len() as u64, "{out}");
+    let bpb: f64 = row[3].parse().unwrap();
+    let ideal: u64 = row[4].parse().unwrap();
+    assert!(bpb > 0.0 && bpb < 8.0, "{out}");
+    assert_eq!(row[5], "a.txt");
+
+    // The codec's output (header and end record included) is within a
+    // small overhead above the model's cross-entropy.
+    ok(&run(d.path(), &["a.txt"]));
+    let packed = read(d.path(), "a.txt.llmc").len() as u64;
+    assert!(packed >= ideal, "packed {packed} < ideal {ideal}: {out}");
+    assert!(
+        packed <= ideal + 128,
+        "packed {packed} vs ideal {ideal}: {out}"
+    );
+}
+
+#[test]
+fn bench_table_lists_every_method() {
+    let d = tempdir();
+    write(d.path(), "a.txt", TEXT.as_bytes());
+    let o = run(d.path(), &["bench", "a.txt"]);
+    ok(&o);
+    let out = String::from_utf8(o.stdout).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], format!("a.txt: {} bytes", TEXT.len()));
+    let methods: Vec<String> = lines[2..]
+        .iter()
+        .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(
+        methods,
+        ["llmc arith", "llmc rank", "zstd -19", "xz -9", "gzip -9"]
+    );
+    // The llmc arith row is the size `llmc -c` writes.
+    let c = run(d.path(), &["-c", "a.txt"]);
+    ok(&c);
+    let size: usize = lines[2].split_whitespace().nth(2).unwrap().parse().unwrap();
+    assert_eq!(size, c.stdout.len(), "{out}");
+}

@@ -4,17 +4,19 @@
 //! behind this small surface, so the file handling can be written (and tested)
 //! independently of them.
 //!
-//! STAND-IN: until the library's codec and container land, this module
-//! implements compression with a trivial *stored* format (magic `LLMCSTUB`,
-//! no model coding). It exists only so that file handling, exit
-//! codes and temporary-file discipline can be tested; it is replaced by
-//! adapters over `llmc::codec` / `llmc::container` / `llmc::registry`.
+//! Model loading is lazy (see `ops::LazyEngine`): listing and errors found
+//! before coding never load the model.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, ensure, Context, Result};
-use sha2::{Digest, Sha256};
+use anyhow::{bail, Context, Result};
+use llmc::codec::{self as lc, ModelIdentity};
+use llmc::coder::CoderKind;
+use llmc::container::{FrameReader, Record};
+use llmc::gguf::Gguf;
+use llmc::model::{Model, ModelOptions};
+use llmc::tokenizer::Tokenizer;
 
 use super::progress::{Interrupted, Progress};
 
@@ -76,9 +78,9 @@ pub struct Listing {
 
 /// Model, tokenizer and codec, loaded once per process and only when needed.
 pub struct Engine {
-    model_path: PathBuf,
-    #[allow(dead_code)] // used by the real engine
-    threads: usize,
+    model: Model,
+    tokenizer: Tokenizer,
+    id: ModelIdentity,
 }
 
 /// Find the model file: `--model`, else `$LLMC_MODEL`, else the registry's
@@ -144,24 +146,39 @@ pub fn model_info(path: &Path) -> Result<Vec<(String, String)>> {
 
 impl Engine {
     pub fn load(opts: &EngineOptions) -> Result<Engine> {
-        let model_path = resolve_model(opts.model.as_deref(), opts.quiet)?;
-        std::fs::File::open(&model_path)
-            .with_context(|| format!("{}: cannot open model", model_path.display()))?;
+        let path = resolve_model(opts.model.as_deref(), opts.quiet)?;
+        let g = Gguf::open(&path).with_context(|| path.display().to_string())?;
+        let tokenizer = Tokenizer::from_gguf(&g).with_context(|| path.display().to_string())?;
+        let model = Model::load(
+            &g,
+            &ModelOptions {
+                threads: opts.threads,
+                variant: None,
+            },
+        )
+        .with_context(|| path.display().to_string())?;
+        // The name is for messages only; the fingerprint is what must match.
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        let name = name.strip_suffix(".gguf").unwrap_or(&name).to_string();
         Ok(Engine {
-            model_path,
-            threads: opts.threads,
+            id: ModelIdentity {
+                name,
+                fingerprint: g.fingerprint(),
+            },
+            model,
+            tokenizer,
         })
     }
 
     /// Short name of the model for messages.
     pub fn model_label(&self) -> String {
-        self.model_path
-            .file_name()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default()
+        format!("{} ({})", self.id.name, lc::short_hex(&self.id.fingerprint))
     }
 
-    /// Compress `input` into `out` as one or more frames.
+    /// Compress `input` into `out` as one frame.
     pub fn compress(
         &self,
         input: &[u8],
@@ -169,113 +186,187 @@ impl Engine {
         opts: &CodecOptions,
         tick: &mut Tick,
     ) -> Result<()> {
-        let total = Some(input.len() as u64);
-        let mut header = Vec::with_capacity(STUB_HEADER);
-        header.extend_from_slice(STUB_MAGIC);
-        header.push(opts.coder as u8);
-        header.extend_from_slice(&opts.chunk_tokens.unwrap_or(0).to_le_bytes());
-        header.extend_from_slice(&(input.len() as u64).to_le_bytes());
-        header.extend_from_slice(&Sha256::digest(input)[..8]);
-        out.write_all(&header)?;
-        for (i, block) in input.chunks(4096).enumerate() {
-            let done = (i * 4096 + block.len()) as u64;
-            out.write_all(block)?;
-            tick(Progress {
-                bytes: done,
-                total,
-                tokens: done,
-            })?;
+        let mut co = lc::CompressOptions {
+            coder: match opts.coder {
+                Coder::Arith => CoderKind::Arithmetic,
+                Coder::Rank => CoderKind::Rank,
+            },
+            ..lc::CompressOptions::default()
+        };
+        if let Some(n) = opts.chunk_tokens {
+            co.chunk_tokens = n;
         }
-        tick(Progress {
-            bytes: input.len() as u64,
-            total,
-            tokens: input.len() as u64,
-        })?;
+        let total = Some(input.len() as u64);
+        // The codec's callback cannot abort: a Ctrl-C is noticed by the
+        // output writer (`io::Counting`) at the codec's next write.
+        let mut progress = |p: lc::Progress| {
+            let _ = tick(Progress {
+                bytes: p.bytes_in,
+                total,
+                tokens: p.tokens,
+            });
+        };
+        lc::compress_stream(
+            input,
+            out,
+            &self.model,
+            &self.tokenizer,
+            &self.id,
+            &co,
+            &mut progress,
+        )?;
         Ok(())
     }
 
     /// Decompress all frames of `input` into `out`, verifying checksums.
     /// Returns the number of bytes written.
     pub fn decompress(&self, input: &[u8], out: &mut dyn Write, tick: &mut Tick) -> Result<u64> {
-        let mut rest = input;
-        let mut written = 0u64;
-        ensure!(!rest.is_empty(), "not an llmc file (empty)");
-        while !rest.is_empty() {
-            let (len, check) = stub_header(rest)?;
-            let body = &rest[STUB_HEADER..];
-            ensure!(
-                (body.len() as u64) >= len,
-                "truncated file ({} bytes of {} present)",
-                body.len(),
-                len
-            );
-            let data = &body[..len as usize];
-            for (i, block) in data.chunks(4096).enumerate() {
-                out.write_all(block)?;
-                let done = (i * 4096 + block.len()) as u64;
-                tick(Progress {
-                    bytes: done,
-                    total: Some(len),
-                    tokens: done,
-                })?;
-            }
-            ensure!(
-                Sha256::digest(data)[..8] == check,
-                "checksum mismatch: the file is corrupt"
-            );
-            written += len;
-            rest = &body[len as usize..];
-        }
-        Ok(written)
+        // The end records give the total for the progress bar; a file whose
+        // headers do not parse fails in the codec below with the precise error.
+        let total = inspect(input).ok().map(|l| l.uncompressed);
+        let mut progress = |p: lc::Progress| {
+            let _ = tick(Progress {
+                bytes: p.bytes_out,
+                total,
+                tokens: p.tokens,
+            });
+        };
+        Ok(lc::decompress_stream(
+            input,
+            out,
+            &self.model,
+            &self.tokenizer,
+            &self.id,
+            &lc::DecompressOptions::default(),
+            &mut progress,
+        )?)
     }
 
-    /// Cross-entropy of `input` under the model.
-    pub fn score(
-        &self,
-        _input: &[u8],
-        _chunk_tokens: Option<u32>,
-        _tick: &mut Tick,
-    ) -> Result<Score> {
-        bail!("scoring needs the model codec, which is not wired in yet")
+    /// Cross-entropy of `input` under the model, with the plain rule: the
+    /// whole input is tokenized at once and cut into chunks of `chunk_tokens`
+    /// tokens (the codec's default if `None`); each chunk starts a fresh
+    /// model state fed the codec's start token, so every token of a chunk,
+    /// the first included, is predicted from the start token and the chunk's
+    /// earlier tokens. Softmax and logarithm in f64 from the model's f32
+    /// logits. (The codec's own chunk cuts can differ slightly at chunk and
+    /// 4 MiB segment boundaries, and it stores chunks the model codes badly.)
+    pub fn score(&self, input: &[u8], chunk_tokens: Option<u32>, tick: &mut Tick) -> Result<Score> {
+        let defaults = lc::CompressOptions::default();
+        let chunk = chunk_tokens.unwrap_or(defaults.chunk_tokens) as usize;
+        let cfg = self.model.config();
+        if chunk == 0 || chunk > cfg.context_len {
+            bail!(
+                "chunk of {chunk} tokens: must be 1..={} (the model's context)",
+                cfg.context_len
+            );
+        }
+        let vocab = cfg.vocab;
+        let piece = defaults.piece_tokens.max(1);
+        let tokens = self.tokenizer.encode(input);
+        // Token i's bytes end at ends[i], for the progress bar.
+        let mut ends = Vec::with_capacity(tokens.len());
+        let mut end = 0u64;
+        for &t in &tokens {
+            end += self.tokenizer.token_bytes(t).map_or(0, |b| b.len() as u64);
+            ends.push(end);
+        }
+        let total = Some(input.len() as u64);
+        let mut logits = vec![0f32; piece * vocab];
+        let mut state = self.model.new_cache();
+        let mut bits = 0f64;
+        let mut done = 0usize;
+        for c in tokens.chunks(chunk) {
+            state.clear();
+            // Inputs: start token, then all but the chunk's last token;
+            // the logits after input j predict c[j].
+            let mut inputs = Vec::with_capacity(c.len());
+            inputs.push(defaults.start_token);
+            inputs.extend_from_slice(&c[..c.len() - 1]);
+            for (k, part) in inputs.chunks(piece).enumerate() {
+                let out = &mut logits[..part.len() * vocab];
+                self.model.forward(&mut [&mut state], &[part], out)?;
+                for (j, row) in out.chunks_exact(vocab).enumerate() {
+                    bits += neg_log2_softmax(row, c[k * piece + j] as usize);
+                }
+                done += part.len();
+                tick(Progress {
+                    bytes: ends[done - 1],
+                    total,
+                    tokens: done as u64,
+                })?;
+            }
+        }
+        Ok(Score {
+            tokens: tokens.len() as u64,
+            bits,
+        })
     }
 }
 
-const STUB_MAGIC: &[u8; 8] = b"LLMCSTUB";
-const STUB_HEADER: usize = 8 + 1 + 4 + 8 + 8;
-
-fn stub_header(b: &[u8]) -> Result<(u64, [u8; 8])> {
-    ensure!(
-        b.len() >= STUB_HEADER && &b[..8] == STUB_MAGIC,
-        "not an llmc file (bad magic)"
-    );
-    let len = u64::from_le_bytes(b[13..21].try_into().expect("8 bytes"));
-    let check: [u8; 8] = b[21..29].try_into().expect("8 bytes");
-    Ok((len, check))
+/// -log2 softmax(row)[target], in f64 (for reporting only; not on the
+/// coding path).
+fn neg_log2_softmax(row: &[f32], target: usize) -> f64 {
+    let max = row.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x as f64));
+    let sum: f64 = row.iter().map(|&x| (x as f64 - max).exp()).sum();
+    let lse = max + sum.ln();
+    (lse - row[target] as f64) / std::f64::consts::LN_2
 }
 
 /// Read the headers of a compressed file without the model.
 pub fn inspect(input: &[u8]) -> Result<Listing> {
-    let mut rest = input;
+    let mut r = FrameReader::new(input);
     let mut l = Listing {
         compressed: input.len() as u64,
-        model: "(stand-in)".into(),
-        check: "SHA256/64".into(),
+        check: "XXH64".into(),
         ..Listing::default()
     };
-    ensure!(!rest.is_empty(), "not an llmc file (empty)");
-    while !rest.is_empty() {
-        let (len, _) = stub_header(rest)?;
-        l.coder = match rest[8] {
-            0 => "arith".into(),
-            1 => "rank".into(),
-            c => bail!("unknown coder {c}"),
-        };
-        let body = &rest[STUB_HEADER..];
-        ensure!((body.len() as u64) >= len, "truncated file");
+    let mut models: Vec<String> = Vec::new();
+    // arith, rank, stored, zstd
+    let mut kinds = [false; 4];
+    while let Some(h) = r.read_header()? {
         l.frames += 1;
-        l.chunks += 1;
-        l.uncompressed += len;
-        rest = &body[len as usize..];
+        if !models.contains(&h.model_name) {
+            models.push(h.model_name.clone());
+        }
+        loop {
+            match r.read_record(&h)? {
+                Record::Model { coder, .. } => {
+                    l.chunks += 1;
+                    kinds[match coder {
+                        CoderKind::Arithmetic => 0,
+                        CoderKind::Rank => 1,
+                    }] = true;
+                }
+                Record::Stored(_) => {
+                    l.chunks += 1;
+                    kinds[2] = true;
+                }
+                Record::Zstd { .. } => {
+                    l.chunks += 1;
+                    kinds[3] = true;
+                }
+                Record::End { original_len, .. } => {
+                    l.uncompressed += original_len;
+                    break;
+                }
+            }
+        }
     }
+    if l.frames == 0 {
+        bail!("not an llmc file (empty)");
+    }
+    l.model = models.join(",");
+    let names = ["arith", "rank", "stored", "zstd"];
+    let used: Vec<&str> = names
+        .iter()
+        .zip(kinds)
+        .filter(|(_, u)| *u)
+        .map(|(n, _)| *n)
+        .collect();
+    l.coder = if used.is_empty() {
+        "-".into()
+    } else {
+        used.join("+")
+    };
     Ok(l)
 }

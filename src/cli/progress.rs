@@ -1,6 +1,7 @@
 //! Progress bar on stderr and Ctrl-C handling.
 //!
-//! The first Ctrl-C only raises a flag; the codec's progress callback sees it
+//! SIGTERM and SIGHUP are handled like Ctrl-C (ctrlc's `termination`
+//! feature). The first Ctrl-C only raises a flag; the codec's progress callback sees it
 //! and returns an error, so the operation unwinds normally and the temporary
 //! output file is removed by its `Drop`. A second Ctrl-C removes the current
 //! temporary file itself and exits at once (exit status 130, as a shell

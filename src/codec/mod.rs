@@ -110,6 +110,9 @@ pub struct CompressOptions {
     pub piece_tokens: usize,
     /// zstd level for chunks the model codes badly.
     pub zstd_level: i32,
+    /// Send chunks that [`looks_binary`] straight to zstd/stored without
+    /// running the model on them.
+    pub skip_binary: bool,
 }
 
 impl Default for CompressOptions {
@@ -122,6 +125,7 @@ impl Default for CompressOptions {
             segment_bytes: 4 << 20,
             piece_tokens: 256,
             zstd_level: 19,
+            skip_binary: true,
         }
     }
 }
@@ -442,6 +446,25 @@ fn cut_point(buf: &[u8], eof: bool) -> usize {
     n
 }
 
+/// Whether `raw` is binary data rather than text: more than 1 byte in 8 is a
+/// control character (other than tab, line feed, form feed, carriage return)
+/// or part of an invalid UTF-8 sequence. A language model codes such bytes
+/// far worse than zstd, so the compressor does not spend model time on them
+/// (a compressor choice, not part of the format: FORMAT.md section 6).
+pub fn looks_binary(raw: &[u8]) -> bool {
+    let mut bad = raw
+        .iter()
+        .filter(|&&b| (b < 0x20 && !matches!(b, b'\t' | b'\n' | 0x0c | b'\r')) || b == 0x7f)
+        .count();
+    let mut rest = raw;
+    while let Err(e) = std::str::from_utf8(rest) {
+        let skip = e.error_len().unwrap_or(rest.len() - e.valid_up_to());
+        bad += skip;
+        rest = &rest[e.valid_up_to() + skip..];
+    }
+    bad * 8 > raw.len()
+}
+
 /// How many tokens a chunk may be shortened by to find a cut where it
 /// decodes on its own.
 const MAX_SHRINK: usize = 8;
@@ -519,12 +542,23 @@ impl<M: LanguageModel, T: TextTokenizer> SegmentCoder<'_, M, T> {
         let mut raw_start = 0usize;
         for (range, bytes) in cuts {
             let chunk = &tokens[range];
-            let payload = self.code_chunk(chunk, table)?;
-            self.tokens_done += chunk.len() as u64;
             let raw = &seg[pos..pos + bytes];
+            self.tokens_done += chunk.len() as u64;
+            // Binary data is never worth the model's time: it goes straight
+            // to the raw run (zstd or stored).
+            let payload = if self.opts.skip_binary && looks_binary(raw) {
+                None
+            } else {
+                Some(self.code_chunk(chunk, table)?)
+            };
             // Model-coded only if strictly smaller than zstd and stored.
-            let model_len = container::model_chunk_len(chunk.len() as u32, payload.len());
-            if model_len < self.raw_len(raw)? {
+            let wins = match &payload {
+                Some(p) => {
+                    container::model_chunk_len(chunk.len() as u32, p.len()) < self.raw_len(raw)?
+                }
+                None => false,
+            };
+            if let (true, Some(payload)) = (wins, payload) {
                 if raw_start < pos {
                     self.write_raw(&seg[raw_start..pos], w)?;
                 }

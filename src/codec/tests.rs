@@ -36,6 +36,8 @@ fn opts(chunk_tokens: u32, coder: CoderKind) -> CompressOptions {
         chunk_tokens,
         piece_tokens: 37, // odd on purpose: pieces never align with chunks
         zstd_level: 3,
+        // The synthetic texts are arbitrary bytes: code them with the model.
+        skip_binary: false,
         ..CompressOptions::default()
     }
 }
@@ -616,4 +618,82 @@ fn planning_stops_at_a_tokenizer_that_does_not_round_trip() {
     // Ids outside the model's vocabulary stop planning at once.
     let (cuts, covered) = plan_chunks(&PairTokenizer::english(), &tokens, &data, 4, 32);
     assert!(cuts.is_empty() && covered == 0);
+}
+
+#[test]
+fn text_the_model_codes_badly_goes_raw_by_size() {
+    // Random lowercase letters are text (not `looks_binary`), so the model
+    // codes them; the hash model knows nothing of them and loses to zstd,
+    // so the size comparison must pick a raw record.
+    let tok = PairTokenizer::bytes();
+    let data: Vec<u8> = rng_bytes(8_000, 5).iter().map(|b| b'a' + b % 26).collect();
+    assert!(!looks_binary(&data));
+    let packed = round_trip(&data, &tok, &opts(512, CoderKind::Arithmetic), 8);
+    assert!(records(&packed)
+        .iter()
+        .all(|r| !matches!(r, Record::Model { .. })));
+}
+
+#[test]
+fn binary_detection() {
+    assert!(!looks_binary(b""));
+    assert!(!looks_binary(
+        "plain text\twith tabs\r\nand \u{e9}t\u{e9} \u{1F600}\n".as_bytes()
+    ));
+    assert!(looks_binary(&[0u8; 64]));
+    assert!(looks_binary(&rng_bytes(4096, 1)));
+    // Latin-1 text: every accented byte is invalid UTF-8.
+    let latin1: Vec<u8> = b"caf\xe9 na\xefve \xfcber \xe9t\xe9 \xe0 \xe7a".to_vec();
+    assert!(looks_binary(&latin1));
+    // One stray control byte in a line of text is still text.
+    let mut t = b"an ordinary line of English text with a stray byte".to_vec();
+    t[10] = 0x01;
+    assert!(!looks_binary(&t));
+}
+
+#[test]
+fn binary_chunks_skip_the_model() {
+    // A model that fails on every call: with skip_binary, binary input never
+    // reaches it, and the file still round-trips.
+    let tok = PairTokenizer::bytes();
+    let data = rng_bytes(10_000, 7);
+    let o = CompressOptions {
+        skip_binary: true,
+        ..opts(512, CoderKind::Arithmetic)
+    };
+    let packed = compress(&data, &FailingModel, &tok, &id("hash", 1), &o).unwrap();
+    let model = HashModel::new(tok.vocab_size(), 1);
+    let d = DecompressOptions { max_batch: 4 };
+    assert_eq!(
+        decompress(&packed, &model, &tok, &id("hash", 1), &d).unwrap(),
+        data
+    );
+    // Without skip_binary the model is asked, and its failure surfaces.
+    let o = CompressOptions {
+        skip_binary: false,
+        ..o
+    };
+    assert!(compress(&data, &FailingModel, &tok, &id("hash", 1), &o).is_err());
+}
+
+/// A model whose every forward pass fails.
+struct FailingModel;
+
+#[derive(Debug, thiserror::Error)]
+#[error("this model always fails")]
+struct Fails;
+
+impl LanguageModel for FailingModel {
+    type State = ();
+    type Error = Fails;
+    fn vocab_size(&self) -> usize {
+        257
+    }
+    fn max_context(&self) -> usize {
+        1 << 16
+    }
+    fn new_state(&self) {}
+    fn forward(&self, _: &mut [&mut ()], _: &[&[u32]], _: &mut [f32]) -> Result<(), Fails> {
+        Err(Fails)
+    }
 }

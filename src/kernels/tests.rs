@@ -637,3 +637,43 @@ fn exp_variants_match_spec_dense_sweep() {
         .collect();
     check_exp(&xs, "multiples of ln2/64");
 }
+
+#[test]
+fn attention_heads_match_single_head_scalar() {
+    let mut rng = Rng(8);
+    let scalar = Kernels::scalar();
+    for (n_kv, hd, n_heads) in [
+        (3usize, 64usize, 3usize),
+        (1, 72, 5),
+        (2, 8, 2),
+        (1, 3, 1),
+        (3, 64, 4),
+    ] {
+        let cap = 300;
+        let (k, v) = kv_cache(&mut rng, n_kv, hd, cap, 1.0);
+        let view = KvView {
+            k: &k,
+            v: &v,
+            n_kv_head: n_kv,
+            head_dim: hd,
+        };
+        for n_keys in [1usize, 2, 15, 16, 17, 33, 64, 65, 127, 300] {
+            let g = n_keys % n_kv;
+            let q: Vec<f32> = (0..n_heads * hd).map(|_| rng.value()).collect();
+            let mut want = vec![0f32; n_heads * hd];
+            for (qh, oh) in q.chunks_exact(hd).zip(want.chunks_exact_mut(hd)) {
+                scalar.attention(qh, &view, g, n_keys, &mut Vec::new(), oh);
+            }
+            for kern in variants() {
+                let mut got = vec![0f32; n_heads * hd];
+                let mut scratch = vec![f32::NAN; 5];
+                kern.attention_heads(&q, &view, g, n_keys, &mut scratch, &mut got);
+                assert_eq!(
+                    bits(&got),
+                    bits(&want),
+                    "{kern:?} heads {n_heads} hd {hd} keys {n_keys}"
+                );
+            }
+        }
+    }
+}

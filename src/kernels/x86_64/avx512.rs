@@ -502,3 +502,178 @@ pub unsafe fn attention(
         d0 += 64;
     }
 }
+
+/// Scores of `H` query heads (scaled queries `qs[h * hd..]`) against `N`
+/// consecutive K tiles from `tile`: each K vector is loaded once and used
+/// by every head; each (head, key) lane runs its own fma chain over d.
+#[inline(always)]
+unsafe fn score_tiles_heads<const H: usize, const N: usize>(
+    kv: &KvView<'_>,
+    g: usize,
+    tile: usize,
+    qs: &[f32],
+    scores: &mut [f32],
+    stride: usize,
+) {
+    let hd = kv.head_dim;
+    let base: [*const f32; N] = std::array::from_fn(|i| {
+        kv.k.as_ptr()
+            .add(((tile + i) * kv.n_kv_head + g) * hd * KV_TILE)
+    });
+    let mut acc = [[_mm512_setzero_ps(); N]; H];
+    for d in 0..hd {
+        let kd: [__m512; N] = std::array::from_fn(|i| _mm512_loadu_ps(base[i].add(d * KV_TILE)));
+        for (h, ah) in acc.iter_mut().enumerate() {
+            // fma(q'_d, k_t[d], acc): the product commutes exactly.
+            let qd = _mm512_set1_ps(*qs.get_unchecked(h * hd + d));
+            for (a, k) in ah.iter_mut().zip(&kd) {
+                *a = _mm512_fmadd_ps(*k, qd, *a);
+            }
+        }
+    }
+    for (h, ah) in acc.iter().enumerate() {
+        for (i, a) in ah.iter().enumerate() {
+            _mm512_storeu_ps(
+                scores.as_mut_ptr().add(h * stride + (tile + i) * KV_TILE),
+                *a,
+            );
+        }
+    }
+}
+
+/// PV of `H` heads for `d0..d0 + 16 * C` (lanes past `hd` masked): each V
+/// vector is loaded once and used by every head's chain over t.
+#[inline(always)]
+unsafe fn pv_heads<const H: usize, const C: usize>(
+    kv: &KvView<'_>,
+    g: usize,
+    e: &[f32],
+    stride: usize,
+    n_keys: usize,
+    z: &[f32; H],
+    d0: usize,
+    out: &mut [f32],
+) {
+    let hd = kv.head_dim;
+    let m: [__mmask16; C] = std::array::from_fn(|c| lanes(hd.saturating_sub(d0 + 16 * c).min(16)));
+    let mut acc = [[_mm512_setzero_ps(); C]; H];
+    for t in 0..n_keys {
+        let vt = kv.v.as_ptr().add((t * kv.n_kv_head + g) * hd + d0);
+        let v: [__m512; C] = std::array::from_fn(|c| _mm512_maskz_loadu_ps(m[c], vt.add(16 * c)));
+        for (h, ah) in acc.iter_mut().enumerate() {
+            let ev = _mm512_set1_ps(*e.get_unchecked(h * stride + t));
+            for (a, vc) in ah.iter_mut().zip(&v) {
+                *a = _mm512_fmadd_ps(ev, *vc, *a);
+            }
+        }
+    }
+    for (h, ah) in acc.iter().enumerate() {
+        let zv = _mm512_set1_ps(z[h]);
+        for (c, a) in ah.iter().enumerate() {
+            _mm512_mask_storeu_ps(
+                out.as_mut_ptr().add(h * hd + d0 + 16 * c),
+                m[c],
+                _mm512_div_ps(*a, zv),
+            );
+        }
+    }
+}
+
+/// [`attention`] for `H` query heads that share KV head `g`: `q` and `out`
+/// hold the heads one after another (`H * head_dim`). Every head gets the
+/// bits of its own single-head call; K and V are read once for all.
+#[inline(always)]
+unsafe fn attention_heads_n<const H: usize>(
+    q: &[f32],
+    kv: &KvView<'_>,
+    g: usize,
+    n_keys: usize,
+    scratch: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    let hd = kv.head_dim;
+    let tiles = n_keys.div_ceil(KV_TILE);
+    let stride = tiles * KV_TILE;
+    let scale = 1.0 / (hd as f32).sqrt();
+    scratch.clear();
+    scratch.resize(H * (stride + hd), 0.0);
+    let (scores, qs) = scratch.split_at_mut(H * stride);
+    for (qs, &qi) in qs.iter_mut().zip(q) {
+        *qs = qi * scale;
+    }
+    // About four independent chains in flight.
+    let mut tile = 0;
+    if H == 1 {
+        while tile + 4 <= tiles {
+            score_tiles_heads::<H, 4>(kv, g, tile, qs, scores, stride);
+            tile += 4;
+        }
+    } else if H == 2 {
+        while tile + 2 <= tiles {
+            score_tiles_heads::<H, 2>(kv, g, tile, qs, scores, stride);
+            tile += 2;
+        }
+    }
+    while tile < tiles {
+        score_tiles_heads::<H, 1>(kv, g, tile, qs, scores, stride);
+        tile += 1;
+    }
+    let mut z = [0f32; H];
+    for (h, zh) in z.iter_mut().enumerate() {
+        let s = &mut scores[h * stride..h * stride + n_keys];
+        let mut mv = _mm512_set1_ps(f32::NEG_INFINITY);
+        let mut i = 0;
+        while i < n_keys {
+            let k = lanes((n_keys - i).min(16));
+            let v = _mm512_maskz_loadu_ps(k, s.as_ptr().add(i));
+            mv = _mm512_mask_max_ps(mv, k, v, mv);
+            i += 16;
+        }
+        let mut ml = [0f32; 16];
+        _mm512_storeu_ps(ml.as_mut_ptr(), mv);
+        let m = ml.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+        exp_sub_raw(s.as_ptr(), m, s.as_mut_ptr(), n_keys);
+        *zh = sum16(s);
+    }
+    let mut d0 = 0;
+    while d0 < hd {
+        match (hd - d0).div_ceil(16) {
+            1 => pv_heads::<H, 1>(kv, g, scores, stride, n_keys, &z, d0, out),
+            2 => pv_heads::<H, 2>(kv, g, scores, stride, n_keys, &z, d0, out),
+            3 => pv_heads::<H, 3>(kv, g, scores, stride, n_keys, &z, d0, out),
+            _ => pv_heads::<H, 4>(kv, g, scores, stride, n_keys, &z, d0, out),
+        }
+        d0 += 64;
+    }
+}
+
+/// Attention of `q.len() / head_dim` query heads sharing KV head `g`; see
+/// [`super::super::Kernels::attention_heads`]. Heads go in sets of up to 4.
+///
+/// # Safety
+/// The CPU must have the features of [`available`]. Bounds are asserted.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,fma")]
+pub unsafe fn attention_heads(
+    q: &[f32],
+    kv: &KvView<'_>,
+    g: usize,
+    n_keys: usize,
+    scratch: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    let hd = kv.head_dim;
+    let nkv = kv.n_kv_head;
+    assert!(hd > 0 && q.len() % hd == 0 && out.len() == q.len());
+    assert!(g < nkv && n_keys > 0);
+    let tiles = n_keys.div_ceil(KV_TILE);
+    assert!(kv.k.len() >= tiles * nkv * hd * KV_TILE);
+    assert!(kv.v.len() >= n_keys * nkv * hd);
+    for (q, out) in q.chunks(4 * hd).zip(out.chunks_mut(4 * hd)) {
+        match q.len() / hd {
+            1 => attention_heads_n::<1>(q, kv, g, n_keys, scratch, out),
+            2 => attention_heads_n::<2>(q, kv, g, n_keys, scratch, out),
+            3 => attention_heads_n::<3>(q, kv, g, n_keys, scratch, out),
+            _ => attention_heads_n::<4>(q, kv, g, n_keys, scratch, out),
+        }
+    }
+}

@@ -541,19 +541,26 @@ unsafe fn score_tiles_heads<const H: usize, const N: usize>(
     }
 }
 
+/// The softmax weights of `H` heads: head `h`'s `e_t` at `e[h * stride + t]`
+/// for `t < n_keys`, and its sum `z[h]`.
+struct Probs<'a, const H: usize> {
+    e: &'a [f32],
+    stride: usize,
+    n_keys: usize,
+    z: [f32; H],
+}
+
 /// PV of `H` heads for `d0..d0 + 16 * C` (lanes past `hd` masked): each V
 /// vector is loaded once and used by every head's chain over t.
 #[inline(always)]
 unsafe fn pv_heads<const H: usize, const C: usize>(
     kv: &KvView<'_>,
     g: usize,
-    e: &[f32],
-    stride: usize,
-    n_keys: usize,
-    z: &[f32; H],
+    p: &Probs<'_, H>,
     d0: usize,
     out: &mut [f32],
 ) {
+    let (e, stride, n_keys, z) = (p.e, p.stride, p.n_keys, &p.z);
     let hd = kv.head_dim;
     let m: [__mmask16; C] = std::array::from_fn(|c| lanes(hd.saturating_sub(d0 + 16 * c).min(16)));
     let mut acc = [[_mm512_setzero_ps(); C]; H];
@@ -635,13 +642,19 @@ unsafe fn attention_heads_n<const H: usize>(
         exp_sub_raw(s.as_ptr(), m, s.as_mut_ptr(), n_keys);
         *zh = sum16(s);
     }
+    let p = Probs {
+        e: scores,
+        stride,
+        n_keys,
+        z,
+    };
     let mut d0 = 0;
     while d0 < hd {
         match (hd - d0).div_ceil(16) {
-            1 => pv_heads::<H, 1>(kv, g, scores, stride, n_keys, &z, d0, out),
-            2 => pv_heads::<H, 2>(kv, g, scores, stride, n_keys, &z, d0, out),
-            3 => pv_heads::<H, 3>(kv, g, scores, stride, n_keys, &z, d0, out),
-            _ => pv_heads::<H, 4>(kv, g, scores, stride, n_keys, &z, d0, out),
+            1 => pv_heads::<H, 1>(kv, g, &p, d0, out),
+            2 => pv_heads::<H, 2>(kv, g, &p, d0, out),
+            3 => pv_heads::<H, 3>(kv, g, &p, d0, out),
+            _ => pv_heads::<H, 4>(kv, g, &p, d0, out),
         }
         d0 += 64;
     }

@@ -183,7 +183,8 @@ unsafe fn tile<const T: usize, const Q4: bool>(w: &Grp, a: &Act, t0: usize) -> [
     let xq = a.q.add(t0 * k);
     let xd = a.d.add(t0 * nb);
     let xs = a.s.add(t0 * nb);
-    let corr = a.corr.add(t0 * nb);
+    // Empty (dangling) for Q4: only offset and read for Q8.
+    let corr = a.corr.wrapping_add(if Q4 { 0 } else { t0 * nb });
     let nib = _mm512_set1_epi8(0x0f);
     let mut acc = [_mm512_setzero_ps(); T];
     for b in 0..nb {

@@ -68,7 +68,14 @@ fn reference_cross_entropy() {
     let expected = ce["total_bits"].as_f64().expect("total_bits");
     let expected_tokens = ce["tokens"].as_u64().expect("tokens");
     let text = std::fs::read(shared("reference", "apache-2.0-first4000.txt")).expect("text");
-    let s = score(&text, &r.model, &r.tok, &CompressOptions::default(), &mut go).unwrap();
+    let s = score(
+        &text,
+        &r.model,
+        &r.tok,
+        &CompressOptions::default(),
+        &mut go,
+    )
+    .unwrap();
     eprintln!(
         "reference text: {} bytes, {} tokens, {:.1} bits ({:.4} bits/byte); reference {expected} bits",
         s.bytes,

@@ -345,7 +345,15 @@ pub fn compress<M: LanguageModel, T: TextTokenizer>(
     opts: &CompressOptions,
 ) -> Result<Vec<u8>, CodecError> {
     let mut out = Vec::new();
-    compress_stream(input, &mut out, model, tokenizer, id, opts, &mut no_progress)?;
+    compress_stream(
+        input,
+        &mut out,
+        model,
+        tokenizer,
+        id,
+        opts,
+        &mut no_progress,
+    )?;
     Ok(out)
 }
 
@@ -458,13 +466,7 @@ pub fn score<M: LanguageModel, T: TextTokenizer>(
     let mut segments = Segmenter::new(input, opts.segment_bytes);
     while let Some(seg) = segments.next_segment()? {
         let tokens = tokenizer.encode(seg);
-        let (cuts, _) = plan_chunks(
-            tokenizer,
-            &tokens,
-            seg,
-            opts.chunk_tokens as usize,
-            vocab,
-        );
+        let (cuts, _) = plan_chunks(tokenizer, &tokens, seg, opts.chunk_tokens as usize, vocab);
         let mut pos = 0u64;
         for (range, bytes) in cuts {
             let chunk = &tokens[range];
@@ -847,7 +849,15 @@ pub fn decompress<M: LanguageModel, T: TextTokenizer>(
     opts: &DecompressOptions,
 ) -> Result<Vec<u8>, CodecError> {
     let mut out = Vec::new();
-    decompress_stream(input, &mut out, model, tokenizer, id, opts, &mut no_progress)?;
+    decompress_stream(
+        input,
+        &mut out,
+        model,
+        tokenizer,
+        id,
+        opts,
+        &mut no_progress,
+    )?;
     Ok(out)
 }
 
@@ -883,12 +893,7 @@ pub fn decompress_stream<R: Read, W: Write, M: LanguageModel, T: TextTokenizer>(
                 model_hex: short_hex(&id.fingerprint),
             });
         }
-        let table = check_parameters(
-            model,
-            tokenizer.vocab_size(),
-            h.chunk_tokens,
-            h.total_bits,
-        )?;
+        let table = check_parameters(model, tokenizer.vocab_size(), h.chunk_tokens, h.total_bits)?;
         let mut fd = FrameDecoder {
             model,
             tokenizer,

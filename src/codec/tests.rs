@@ -710,7 +710,13 @@ fn one_token_chunks_never_touch_the_model() {
     let tok = PairTokenizer::english();
     let data = b"the cat sat on the mat\n".to_vec();
     let o = opts(1, CoderKind::Arithmetic);
-    let packed = compress(&data, &FailingVocab(tok.vocab_size()), &tok, &id("f", 1), &o);
+    let packed = compress(
+        &data,
+        &FailingVocab(tok.vocab_size()),
+        &tok,
+        &id("f", 1),
+        &o,
+    );
     let packed = packed.unwrap();
     let d = DecompressOptions::default();
     let model = HashModel::new(tok.vocab_size(), 1);
@@ -804,7 +810,10 @@ fn progress_after_every_forward_pass_and_break_interrupts() {
     assert!(calls >= 30, "{calls}");
     // A report after each pass, with growing counts inside the chunk.
     for k in 1..=calls {
-        assert!(reports.iter().any(|(c, _)| *c == k), "no report after pass {k}");
+        assert!(
+            reports.iter().any(|(c, _)| *c == k),
+            "no report after pass {k}"
+        );
     }
     assert!(reports
         .windows(2)

@@ -208,10 +208,25 @@ unsafe fn tile<const T: usize, const Q4: bool>(w: &Grp, a: &Act, t0: usize) -> [
                 *s = _mm512_set1_epi32(*corr.add(i * nb + b));
             }
         }
-        for (j, wj) in wv.iter().enumerate() {
+        let xb = |i: usize, j: usize| {
+            _mm512_set1_epi32((xq.add(i * k + b * QK + 4 * j) as *const i32).read_unaligned())
+        };
+        if T >= 4 {
+            for (j, wj) in wv.iter().enumerate() {
+                for (i, s) in isum.iter_mut().enumerate() {
+                    *s = _mm512_dpbusd_epi32(*s, *wj, xb(i, j));
+                }
+            }
+        } else {
+            // Few independent chains: split each row's 8 dependent
+            // vpdpbusd in two halves (integer sums: exact in any order).
             for (i, s) in isum.iter_mut().enumerate() {
-                let xb = (xq.add(i * k + b * QK + 4 * j) as *const i32).read_unaligned();
-                *s = _mm512_dpbusd_epi32(*s, *wj, _mm512_set1_epi32(xb));
+                let mut h = _mm512_setzero_si512();
+                for j in 0..4 {
+                    *s = _mm512_dpbusd_epi32(*s, wv[j], xb(i, j));
+                    h = _mm512_dpbusd_epi32(h, wv[j + 4], xb(i, j + 4));
+                }
+                *s = _mm512_add_epi32(*s, h);
             }
         }
         let dw = _mm512_loadu_ps(w.d.add(b * GROUP));

@@ -14,6 +14,11 @@
 pub mod math;
 pub mod scalar;
 
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
+#[cfg(target_arch = "x86_64")]
+mod x86_64;
+
 use std::fmt;
 use std::ops::Range;
 use std::str::FromStr;
@@ -25,13 +30,13 @@ pub const QK: usize = 32;
 pub const KV_TILE: usize = 16;
 
 /// Environment variable that forces a kernel variant (`scalar`, `avx2`,
-/// `avx512`, `neon`).
+/// `avx512`, `neon`, `neon-dot`).
 pub const KERNEL_ENV: &str = "LLMC_KERNEL";
 
 /// Errors of kernel selection and weight conversion.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KernelError {
-    #[error("unknown kernel variant {0:?} (expected scalar, avx2, avx512 or neon)")]
+    #[error("unknown kernel variant {0:?} (expected scalar, avx2, avx512, neon or neon-dot)")]
     UnknownVariant(String),
     #[error("kernel variant {0} is not available on this machine or in this build")]
     Unavailable(Variant),
@@ -52,15 +57,18 @@ pub enum Variant {
     Avx2,
     /// x86_64 AVX-512 with VNNI.
     Avx512,
-    /// aarch64 NEON (with dot product).
+    /// aarch64 NEON (baseline: widening multiplies, no dot product).
     Neon,
+    /// aarch64 NEON with the dot product extension (`sdot`).
+    NeonDot,
 }
 
 impl Variant {
     /// All variants, in order of preference (best first) for [`Kernels::detect`].
-    pub const ALL: [Variant; 4] = [
+    pub const ALL: [Variant; 5] = [
         Variant::Avx512,
         Variant::Avx2,
+        Variant::NeonDot,
         Variant::Neon,
         Variant::Scalar,
     ];
@@ -72,6 +80,7 @@ impl Variant {
             Variant::Avx2 => "avx2",
             Variant::Avx512 => "avx512",
             Variant::Neon => "neon",
+            Variant::NeonDot => "neon-dot",
         }
     }
 
@@ -79,8 +88,16 @@ impl Variant {
     pub fn is_available(self) -> bool {
         match self {
             Variant::Scalar => true,
-            // SIMD variants are not implemented yet.
-            Variant::Avx2 | Variant::Avx512 | Variant::Neon => false,
+            #[cfg(target_arch = "x86_64")]
+            Variant::Avx2 => x86_64::avx2::available(),
+            #[cfg(target_arch = "x86_64")]
+            Variant::Avx512 => x86_64::avx512::available(),
+            #[cfg(target_arch = "aarch64")]
+            Variant::Neon => aarch64::neon::available(),
+            #[cfg(target_arch = "aarch64")]
+            Variant::NeonDot => aarch64::neon::dot_available(),
+            #[allow(unreachable_patterns)]
+            _ => false,
         }
     }
 }
@@ -99,9 +116,31 @@ impl FromStr for Variant {
             "avx2" => Ok(Variant::Avx2),
             "avx512" => Ok(Variant::Avx512),
             "neon" => Ok(Variant::Neon),
+            "neon-dot" => Ok(Variant::NeonDot),
             _ => Err(KernelError::UnknownVariant(s.to_string())),
         }
     }
+}
+
+/// The constants of [`math::exp`] (NUMERICS.md section 5), shared by the SIMD
+/// variants, which evaluate the same operation sequence lane-wise.
+#[allow(dead_code, clippy::excessive_precision)] // unused without SIMD variants
+mod exp_consts {
+    /// `x >= HI` gives +inf (bits 0x42b17218).
+    pub const HI: f32 = 88.722_839_355_468_75;
+    /// `x <= LO` gives 0 (bits 0xc2aeac50).
+    pub const LO: f32 = -87.336_547_851_562_5;
+    pub const LOG2E: f32 = 1.442_695_021_629_333_496_093_75;
+    pub const LN2_HI: f32 = 0.693_145_751_953_125;
+    pub const LN2_LO: f32 = 1.428_606_765_330_187_045e-6;
+    pub const C7: f32 = 1.984_126_98e-4;
+    pub const C6: f32 = 1.388_888_89e-3;
+    pub const C5: f32 = 8.333_333_33e-3;
+    pub const C4: f32 = 4.166_666_67e-2;
+    pub const C3: f32 = 1.666_666_67e-1;
+    /// `1.5 * 2^23`: `(v + MAGIC) - MAGIC` rounds `|v| < 2^22` to an integer,
+    /// ties to even ([`super::math::round_small`]).
+    pub const MAGIC: f32 = 12_582_912.0;
 }
 
 /// Weight block format (NUMERICS.md section 3).
@@ -237,13 +276,18 @@ impl BlockMatrix {
 
 /// A weight matrix in the layout of one kernel variant. Only the variant that
 /// packed it may use it (checked by [`Kernels::matmul`]).
+///
+/// Scalar keeps the [`BlockMatrix`] vectors unchanged. The SIMD variants use
+/// the *interleaved* layout of [`pack_interleaved`]: rows in groups of `G`
+/// (a SIMD lane per row, so each row's float chain over blocks runs in its
+/// own lane in the spec's order), the last group padded with zero rows.
 #[derive(Debug)]
 pub struct PackedMatrix {
     variant: Variant,
     kind: BlockKind,
     rows: usize,
     cols: usize,
-    /// Variant-defined layout. Scalar: the [`BlockMatrix`] vectors unchanged.
+    /// Variant-defined layout (see above).
     scales: Vec<f32>,
     mins: Vec<f32>,
     quants: Vec<i8>,
@@ -265,6 +309,83 @@ impl PackedMatrix {
     /// Bytes held, for memory accounting.
     pub fn heap_bytes(&self) -> usize {
         self.scales.len() * 4 + self.mins.len() * 4 + self.quants.len()
+    }
+
+    /// Interleaved layout: the quant bytes from their 64-byte aligned start.
+    /// (The heap buffer never moves, so the offset is the one used at pack
+    /// time.)
+    #[allow(dead_code)] // unused on targets without SIMD variants
+    fn aligned_quants(&self) -> &[i8] {
+        let off = self.quants.as_ptr().align_offset(64);
+        &self.quants[off.min(self.quants.len())..]
+    }
+}
+
+/// Packs `m` into the interleaved layout with `g` rows per group (`g` a
+/// multiple of 4). With `nb = cols / 32` blocks per row and `ng =
+/// ceil(rows / g)` groups (rows past `rows` are zero: scale 0, min 0, quant 0):
+///
+/// - `scales[(grp * nb + b) * g + r]` = scale of row `grp * g + r`, block `b`;
+///   `mins` likewise (Q4 only).
+/// - `quants`, from a 64-byte aligned start ([`PackedMatrix::aligned_quants`]),
+///   one chunk per `(grp, b)` in that order. Writing `q[r][i]` for quant `i`
+///   (0..32) of row `grp * g + r` in block `b`, and vectors of `4 * g` bytes
+///   holding 4 consecutive quants of each row side by side (byte `4 * r + i`):
+///   - Q4 (`16 * g` bytes): 4 vectors; vector `p` byte `4r + i` =
+///     `q[r][4p + i] | q[r][4p + 16 + i] << 4` (low nibbles give quants
+///     `4p..4p+4`, high nibbles `4p+16..4p+20`).
+///   - Q8 (`32 * g` bytes): 8 vectors; vector `j` byte `4r + i` =
+///     `q[r][4j + i] + q8_offset` (wrapping: 128 turns i8 into u8 for
+///     `vpdpbusd`).
+#[allow(dead_code)] // unused on targets without SIMD variants
+fn pack_interleaved(m: BlockMatrix, variant: Variant, g: usize, q8_offset: u8) -> PackedMatrix {
+    debug_assert!(g % 4 == 0 && g > 0);
+    let (rows, cols) = (m.rows, m.cols);
+    let nb = cols / QK;
+    let ng = rows.div_ceil(g);
+    let q4 = m.kind == BlockKind::Q4;
+    let mut scales = vec![0f32; ng * nb * g];
+    let mut mins = vec![0f32; if q4 { ng * nb * g } else { 0 }];
+    let chunk = if q4 { 16 * g } else { 32 * g };
+    // 63 spare bytes so the data can start on a cache line.
+    let mut quants = vec![0i8; ng * nb * chunk + 63];
+    let off = quants.as_ptr().align_offset(64);
+    let data = &mut quants[off..off + ng * nb * chunk];
+    for grp in 0..ng {
+        for b in 0..nb {
+            let c = &mut data[(grp * nb + b) * chunk..][..chunk];
+            for r in 0..g.min(rows - grp * g) {
+                let row = grp * g + r;
+                let sb = (grp * nb + b) * g + r;
+                scales[sb] = m.scales[row * nb + b];
+                if q4 {
+                    mins[sb] = m.mins[row * nb + b];
+                }
+                let q = &m.quants[row * cols + b * QK..][..QK];
+                for i in 0..4 {
+                    if q4 {
+                        for p in 0..4 {
+                            let (lo, hi) = (q[4 * p + i] as u8, q[4 * p + 16 + i] as u8);
+                            c[p * 4 * g + 4 * r + i] = (lo | hi << 4) as i8;
+                        }
+                    } else {
+                        for j in 0..8 {
+                            c[j * 4 * g + 4 * r + i] =
+                                (q[4 * j + i] as u8).wrapping_add(q8_offset) as i8;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    PackedMatrix {
+        variant,
+        kind: m.kind,
+        rows,
+        cols,
+        scales,
+        mins,
+        quants,
     }
 }
 
@@ -420,14 +541,16 @@ impl Kernels {
     /// aligned ones are faster.
     pub fn row_granularity(&self) -> usize {
         match self.variant {
-            Variant::Scalar | Variant::Avx2 | Variant::Avx512 | Variant::Neon => 16,
+            Variant::Scalar | Variant::Avx512 => 16,
+            Variant::Avx2 => 8,
+            Variant::Neon | Variant::NeonDot => 4,
         }
     }
 
     /// Converts a canonical matrix into this variant's layout (once, at load).
     pub fn pack_matrix(&self, m: BlockMatrix) -> PackedMatrix {
         match self.variant {
-            Variant::Scalar | Variant::Avx2 | Variant::Avx512 | Variant::Neon => PackedMatrix {
+            Variant::Scalar => PackedMatrix {
                 variant: self.variant,
                 kind: m.kind,
                 rows: m.rows,
@@ -436,6 +559,11 @@ impl Kernels {
                 mins: m.mins,
                 quants: m.quants,
             },
+            // vpdpbusd multiplies u8 weights by i8 activations: Q8 weights
+            // are stored offset by 128 (corrected exactly in the kernel).
+            Variant::Avx512 => pack_interleaved(m, self.variant, 16, 128),
+            Variant::Avx2 => pack_interleaved(m, self.variant, 8, 0),
+            Variant::Neon | Variant::NeonDot => pack_interleaved(m, self.variant, 4, 0),
         }
     }
 
@@ -455,16 +583,38 @@ impl Kernels {
         assert_eq!(w.variant, self.variant, "matrix packed for another variant");
         assert!(x.k() == w.cols && out.len() == x.n() && rows.end <= w.rows);
         assert!(out.iter().all(|o| o.len() == rows.len()));
+        if rows.is_empty() || x.n() == 0 {
+            return;
+        }
         match self.variant {
-            Variant::Scalar | Variant::Avx2 | Variant::Avx512 | Variant::Neon => {
-                scalar::matmul(w, x, rows, out)
-            }
+            // SAFETY (all arms): a `Kernels` of a SIMD variant exists only if
+            // `is_available()` confirmed the CPU features; `w` was packed by
+            // this variant (asserted above) and the shapes are checked.
+            #[cfg(target_arch = "x86_64")]
+            Variant::Avx512 => unsafe { x86_64::avx512::matmul(w, x, rows, out) },
+            #[cfg(target_arch = "x86_64")]
+            Variant::Avx2 => unsafe { x86_64::avx2::matmul(w, x, rows, out) },
+            #[cfg(target_arch = "aarch64")]
+            Variant::Neon => unsafe { aarch64::neon::matmul(w, x, rows, out) },
+            #[cfg(target_arch = "aarch64")]
+            Variant::NeonDot => unsafe { aarch64::neon::matmul_dot(w, x, rows, out) },
+            _ => scalar::matmul(w, x, rows, out),
         }
     }
 
     /// RMSNorm of one row (NUMERICS.md section 4): `out = x / rms(x) * w`.
     pub fn rmsnorm(&self, x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
-        scalar::rmsnorm(x, w, eps, out)
+        assert!(x.len() == w.len() && x.len() == out.len() && !x.is_empty());
+        match self.variant {
+            // SAFETY (all arms): features checked when `self` was made.
+            #[cfg(target_arch = "x86_64")]
+            Variant::Avx512 => unsafe { x86_64::avx512::rmsnorm(x, w, eps, out) },
+            #[cfg(target_arch = "x86_64")]
+            Variant::Avx2 => unsafe { x86_64::avx2::rmsnorm(x, w, eps, out) },
+            #[cfg(target_arch = "aarch64")]
+            Variant::Neon | Variant::NeonDot => unsafe { aarch64::neon::rmsnorm(x, w, eps, out) },
+            _ => scalar::rmsnorm(x, w, eps, out),
+        }
     }
 
     /// Attention of one query head over keys `0..n_keys` of KV head
@@ -479,17 +629,52 @@ impl Kernels {
         scratch: &mut Vec<f32>,
         out: &mut [f32],
     ) {
-        scalar::attention(q, kv, kv_head, n_keys, scratch, out)
+        match self.variant {
+            // SAFETY (all arms): features checked when `self` was made; the
+            // kernels assert the view's bounds like the scalar one.
+            #[cfg(target_arch = "x86_64")]
+            Variant::Avx512 => unsafe {
+                x86_64::avx512::attention(q, kv, kv_head, n_keys, scratch, out)
+            },
+            #[cfg(target_arch = "x86_64")]
+            Variant::Avx2 => unsafe {
+                x86_64::avx2::attention(q, kv, kv_head, n_keys, scratch, out)
+            },
+            #[cfg(target_arch = "aarch64")]
+            Variant::Neon | Variant::NeonDot => unsafe {
+                aarch64::neon::attention(q, kv, kv_head, n_keys, scratch, out)
+            },
+            _ => scalar::attention(q, kv, kv_head, n_keys, scratch, out),
+        }
     }
 
     /// `out[i] = exp(x[i] - m)` with the spec `exp` (section 5).
     pub fn exp_sub(&self, x: &[f32], m: f32, out: &mut [f32]) {
-        scalar::exp_sub(x, m, out)
+        assert_eq!(x.len(), out.len());
+        match self.variant {
+            // SAFETY (all arms): features checked when `self` was made.
+            #[cfg(target_arch = "x86_64")]
+            Variant::Avx512 => unsafe { x86_64::avx512::exp_sub(x, m, out) },
+            #[cfg(target_arch = "x86_64")]
+            Variant::Avx2 => unsafe { x86_64::avx2::exp_sub(x, m, out) },
+            #[cfg(target_arch = "aarch64")]
+            Variant::Neon | Variant::NeonDot => unsafe { aarch64::neon::exp_sub(x, m, out) },
+            _ => scalar::exp_sub(x, m, out),
+        }
     }
 
     /// `sum16` of NUMERICS.md section 1.
     pub fn sum16(&self, x: &[f32]) -> f32 {
-        scalar::sum16(x)
+        match self.variant {
+            // SAFETY (all arms): features checked when `self` was made.
+            #[cfg(target_arch = "x86_64")]
+            Variant::Avx512 => unsafe { x86_64::avx512::sum16(x) },
+            #[cfg(target_arch = "x86_64")]
+            Variant::Avx2 => unsafe { x86_64::avx2::sum16(x) },
+            #[cfg(target_arch = "aarch64")]
+            Variant::Neon | Variant::NeonDot => unsafe { aarch64::neon::sum16(x) },
+            _ => scalar::sum16(x),
+        }
     }
 }
 

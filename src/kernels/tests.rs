@@ -262,3 +262,365 @@ fn block_matrix_rejects_bad_shapes() {
     m.dequant_row(0, &mut row);
     assert!(row.iter().all(|&x| (x - 0.5).abs() < 1e-6));
 }
+
+// ---------------------------------------------------------------------------
+// Extended conformance: batch sizes, unaligned ranges, real shapes, special
+// values, every attention length, a dense exp sweep.
+// ---------------------------------------------------------------------------
+
+/// The SIMD variants the CPU supports are reported available, so the
+/// conformance tests cannot silently skip one.
+#[test]
+fn simd_variants_available_where_the_cpu_has_them() {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+        assert_eq!(Variant::Avx2.is_available(), avx2);
+        let avx512 = is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vl")
+            && is_x86_feature_detected!("avx512vnni")
+            && is_x86_feature_detected!("fma");
+        assert_eq!(Variant::Avx512.is_available(), avx512);
+        assert!(!Variant::Neon.is_available() && !Variant::NeonDot.is_available());
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        assert!(Variant::Neon.is_available());
+        assert_eq!(
+            Variant::NeonDot.is_available(),
+            std::arch::is_aarch64_feature_detected!("dotprod")
+        );
+        assert!(!Variant::Avx2.is_available() && !Variant::Avx512.is_available());
+    }
+    eprintln!("kernel variants available: {:?}", Kernels::available());
+}
+
+/// A matrix with awkward rows mixed in: extreme quants (-128 and 127 for
+/// Q8, 0 and 15 for Q4), zero, subnormal and negative scales and mins.
+fn special_matrix(rng: &mut Rng, kind: BlockKind, rows: usize, cols: usize) -> BlockMatrix {
+    let m = random_matrix(rng, kind, rows, cols);
+    let nb = cols / QK;
+    let (mut scales, mut mins, mut quants) =
+        (m.scales().to_vec(), m.mins().to_vec(), m.quants().to_vec());
+    let (qmin, qmax) = match kind {
+        BlockKind::Q8 => (-128i8, 127i8),
+        BlockKind::Q4 => (0, 15),
+    };
+    for r in 0..rows {
+        match r % 7 {
+            0 => quants[r * cols..(r + 1) * cols].fill(qmin),
+            1 => quants[r * cols..(r + 1) * cols].fill(qmax),
+            2 => scales[r * nb..(r + 1) * nb].fill(0.0),
+            3 => {
+                for (i, s) in scales[r * nb..(r + 1) * nb].iter_mut().enumerate() {
+                    *s = if i % 2 == 0 { 1e-40 } else { -3.5e-3 };
+                }
+            }
+            4 if kind == BlockKind::Q4 => mins[r * nb..(r + 1) * nb].fill(-1e-41),
+            _ => {}
+        }
+    }
+    BlockMatrix::new(kind, rows, cols, scales, mins, quants).unwrap()
+}
+
+/// `n` activation rows of `cols` values with special blocks mixed in: all
+/// zero (d = 0), one non-zero value, +-equal magnitudes (quants +-127),
+/// huge and tiny magnitudes.
+fn special_activations(rng: &mut Rng, n: usize, cols: usize) -> QuantizedRows {
+    let mut x: Vec<f32> = (0..n * cols).map(|_| rng.value()).collect();
+    for (bi, b) in x.chunks_exact_mut(QK).enumerate() {
+        match bi % 11 {
+            0 => b.fill(0.0),
+            1 => {
+                b.fill(0.0);
+                b[bi % QK] = -2.5;
+            }
+            2 => {
+                for (i, v) in b.iter_mut().enumerate() {
+                    *v = if i % 3 == 0 { 7.0 } else { -7.0 };
+                }
+            }
+            3 => b.iter_mut().for_each(|v| *v *= 1e25),
+            4 => b.iter_mut().for_each(|v| *v *= 1e-35),
+            _ => {}
+        }
+    }
+    let mut qx = QuantizedRows::new();
+    qx.quantize(&x, cols);
+    qx
+}
+
+#[test]
+fn matmul_variants_match_scalar_on_real_shapes_batches_and_ranges() {
+    let mut rng = Rng(4);
+    let scalar = Kernels::scalar();
+    for cols in [576usize, 1536] {
+        for kind in [BlockKind::Q8, BlockKind::Q4] {
+            let rows = 53; // not a multiple of any group size
+            let m = special_matrix(&mut rng, kind, rows, cols);
+            let want_w = scalar.pack_matrix(m.clone());
+            let packed: Vec<(Kernels, PackedMatrix)> = variants()
+                .into_iter()
+                .map(|k| (k, k.pack_matrix(m.clone())))
+                .collect();
+            for n in [1usize, 3, 8, 13, 64] {
+                let qx = special_activations(&mut rng, n, cols);
+                let want = matmul_all(&scalar, &want_w, &qx, 0..rows);
+                for (k, w) in &packed {
+                    for r in [0..rows, 0..1, 5..6, 3..29, 16..48, 17..rows, rows - 1..rows] {
+                        let got = matmul_all(k, w, &qx, r.clone());
+                        for t in 0..n {
+                            assert_eq!(
+                                bits(&got[t * r.len()..(t + 1) * r.len()]),
+                                bits(&want[t * rows + r.start..t * rows + r.end]),
+                                "{k:?} {kind:?} k={cols} n={n} rows {r:?} t={t}"
+                            );
+                        }
+                    }
+                    // An empty range writes nothing.
+                    let mut empty: Vec<&mut [f32]> = (0..n).map(|_| &mut [][..]).collect();
+                    k.matmul(w, &qx, 7..7, &mut empty);
+                }
+            }
+        }
+    }
+}
+
+/// Fills a K/V cache of `cap` positions; positions `n_fill..` of the K
+/// tiles hold NaN (attention must ignore keys past `n_keys`).
+fn kv_cache(
+    rng: &mut Rng,
+    n_kv: usize,
+    hd: usize,
+    cap: usize,
+    kscale: f32,
+) -> (Vec<f32>, Vec<f32>) {
+    let tiles = cap.div_ceil(KV_TILE);
+    let mut k = vec![f32::NAN; tiles * KV_TILE * n_kv * hd];
+    let v: Vec<f32> = (0..cap * n_kv * hd).map(|_| rng.value()).collect();
+    let layout = KvView {
+        k: &[],
+        v: &[],
+        n_kv_head: n_kv,
+        head_dim: hd,
+    };
+    for t in 0..cap {
+        for g in 0..n_kv {
+            for d in 0..hd {
+                k[layout.k_index(t, g, d)] = rng.value() * kscale;
+            }
+        }
+    }
+    (k, v)
+}
+
+#[test]
+fn attention_variants_match_scalar_every_length() {
+    let mut rng = Rng(5);
+    let scalar = Kernels::scalar();
+    // (n_kv, head_dim): the real shape, and dims that are not multiples of
+    // 8 or 16 (SIMD tails).
+    for (n_kv, hd, kscale) in [
+        (3usize, 64usize, 0.3f32),
+        (3, 64, 30.0),
+        (1, 72, 1.0),
+        (2, 8, 1.0),
+        (1, 3, 5.0),
+    ] {
+        let cap = 75;
+        let (k, v) = kv_cache(&mut rng, n_kv, hd, cap, kscale);
+        let view = KvView {
+            k: &k,
+            v: &v,
+            n_kv_head: n_kv,
+            head_dim: hd,
+        };
+        for n_keys in 1..=cap {
+            let q: Vec<f32> = (0..hd).map(|_| rng.value()).collect();
+            let g = n_keys % n_kv;
+            let mut want = vec![0f32; hd];
+            scalar.attention(&q, &view, g, n_keys, &mut Vec::new(), &mut want);
+            for kern in variants() {
+                let mut got = vec![0f32; hd];
+                let mut scratch = vec![f32::NAN; 3];
+                kern.attention(&q, &view, g, n_keys, &mut scratch, &mut got);
+                assert_eq!(
+                    bits(&got),
+                    bits(&want),
+                    "{kern:?} n_kv {n_kv} hd {hd} keys {n_keys}"
+                );
+            }
+        }
+    }
+    // Long contexts, with large scores so that many e_t underflow to 0.
+    for kscale in [0.3f32, 10.0] {
+        let (n_kv, hd, cap) = (3, 64, 2050);
+        let (k, v) = kv_cache(&mut rng, n_kv, hd, cap, kscale);
+        let view = KvView {
+            k: &k,
+            v: &v,
+            n_kv_head: n_kv,
+            head_dim: hd,
+        };
+        for n_keys in [2047, 2048, 2050] {
+            for g in 0..n_kv {
+                let q: Vec<f32> = (0..hd).map(|_| rng.value()).collect();
+                let mut want = vec![0f32; hd];
+                scalar.attention(&q, &view, g, n_keys, &mut Vec::new(), &mut want);
+                assert!(want.iter().all(|x| x.is_finite()));
+                for kern in variants() {
+                    let mut got = vec![0f32; hd];
+                    kern.attention(&q, &view, g, n_keys, &mut Vec::new(), &mut got);
+                    assert_eq!(bits(&got), bits(&want), "{kern:?} keys {n_keys} g {g}");
+                }
+            }
+        }
+    }
+}
+
+/// The vector values the reductions and norms are tested on: random, with
+/// zeros of both signs, subnormals, huge values and infinities mixed in.
+fn special_values(rng: &mut Rng, n: usize, with_inf: bool) -> Vec<f32> {
+    (0..n)
+        .map(|i| match rng.below(60) {
+            0 => -0.0,
+            1 => 1e-42,
+            2 => -3e-39,
+            3 => 1e30,
+            4 if with_inf => f32::INFINITY,
+            5 if with_inf => f32::NEG_INFINITY,
+            _ => rng.value() * (1 + i % 3) as f32,
+        })
+        .collect()
+}
+
+#[test]
+fn sum16_rmsnorm_exp_sub_variants_match_scalar_every_length() {
+    let mut rng = Rng(6);
+    let scalar = Kernels::scalar();
+    let lens: Vec<usize> = (0..=70).chain([576, 1536, 49152, 49153]).collect();
+    for &n in &lens {
+        for with_inf in [false, true] {
+            let x = special_values(&mut rng, n, with_inf);
+            let w = special_values(&mut rng, n, false);
+            let want_sum = scalar.sum16(&x);
+            let m = x.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            let mut want_exp = vec![0f32; n];
+            let mut want_exp3 = vec![0f32; n];
+            scalar.exp_sub(&x, m, &mut want_exp);
+            scalar.exp_sub(&x, -3.25, &mut want_exp3);
+            let mut want_norm = vec![0f32; n];
+            if n > 0 {
+                scalar.rmsnorm(&x, &w, 1e-5, &mut want_norm);
+            }
+            for k in variants() {
+                assert_eq!(
+                    k.sum16(&x).to_bits(),
+                    want_sum.to_bits(),
+                    "{k:?} sum16 n={n}"
+                );
+                let mut got = vec![f32::NAN; n];
+                k.exp_sub(&x, m, &mut got);
+                assert_eq!(bits(&got), bits(&want_exp), "{k:?} exp_sub n={n}");
+                k.exp_sub(&x, -3.25, &mut got);
+                assert_eq!(bits(&got), bits(&want_exp3), "{k:?} exp_sub n={n}");
+                if n > 0 {
+                    let mut got = vec![f32::NAN; n];
+                    k.rmsnorm(&x, &w, 1e-5, &mut got);
+                    assert_eq!(bits(&got), bits(&want_norm), "{k:?} rmsnorm n={n}");
+                }
+            }
+        }
+    }
+    // RMSNorm of an all-zero row (r = 1/sqrt(eps)) and with eps = 0.
+    for eps in [1e-5f32, 0.0] {
+        let x = vec![0.0f32; 37];
+        let w = vec![1.5f32; 37];
+        let mut want = vec![0f32; 37];
+        scalar.rmsnorm(&x, &w, eps, &mut want);
+        for k in variants() {
+            let mut got = vec![0f32; 37];
+            k.rmsnorm(&x, &w, eps, &mut got);
+            assert_eq!(bits(&got), bits(&want), "{k:?} eps {eps}");
+        }
+    }
+}
+
+/// Compares every variant's `exp_sub(xs, 0)` with the scalar one.
+fn check_exp(xs: &[f32], what: &str) {
+    let scalar = Kernels::scalar();
+    let mut want = vec![0f32; xs.len()];
+    scalar.exp_sub(xs, 0.0, &mut want);
+    for k in variants() {
+        let mut got = vec![0f32; xs.len()];
+        k.exp_sub(xs, 0.0, &mut got);
+        if let Some(i) = (0..xs.len()).find(|&i| got[i].to_bits() != want[i].to_bits()) {
+            panic!(
+                "{k:?} exp({:e} = {:#010x}) = {:#010x}, spec {:#010x} ({what})",
+                xs[i],
+                xs[i].to_bits(),
+                got[i].to_bits(),
+                want[i].to_bits()
+            );
+        }
+    }
+}
+
+/// All f32 from `a` to `b` (same sign, by bit pattern).
+fn f32_range(a: f32, b: f32) -> Vec<f32> {
+    let (lo, hi) = if a.to_bits() <= b.to_bits() {
+        (a.to_bits(), b.to_bits())
+    } else {
+        (b.to_bits(), a.to_bits())
+    };
+    (lo..=hi).map(f32::from_bits).collect()
+}
+
+#[test]
+fn exp_variants_match_spec_dense_sweep() {
+    // Every 61st bit pattern: both signs, all exponents, subnormals,
+    // infinities, NaNs with many payloads.
+    let step = 61u64;
+    let mut start = 0u64;
+    while start < 1 << 32 {
+        let end = (start + step * 65536).min(1 << 32);
+        let xs: Vec<f32> = (start..end)
+            .step_by(step as usize)
+            .map(|b| f32::from_bits(b as u32))
+            .collect();
+        check_exp(&xs, "bit-pattern sweep");
+        start = end;
+    }
+    // Every f32 near the cut-offs (results near f32::MAX, subnormal results
+    // just above the lower cut-off) and the cut-offs themselves.
+    let hi = f32::from_bits(0x42b1_7218);
+    let lo = f32::from_bits(0xc2ae_ac50);
+    check_exp(&f32_range(88.0, 89.0), "upper cut-off");
+    check_exp(&f32_range(-87.0, -88.0), "lower cut-off");
+    check_exp(&[hi, lo, -hi, -lo], "cut-offs exactly");
+    // Every f32 in [-1, 1] with |x| >= 2^-8, and all tiny magnitudes by a
+    // coarser step.
+    check_exp(&f32_range(2f32.powi(-8), 1.0), "(0, 1]");
+    check_exp(&f32_range(-(2f32.powi(-8)), -1.0), "[-1, 0)");
+    let tiny: Vec<f32> = (0..0x3b80_0000u32)
+        .step_by(7)
+        .flat_map(|b| [f32::from_bits(b), -f32::from_bits(b)])
+        .collect();
+    check_exp(&tiny, "tiny");
+    // Around every switch of k, x = (k + 1/2) ln 2: the rounding of
+    // x * log2e decides k there.
+    let mut xs = Vec::new();
+    for k in -127..=128 {
+        let c = ((k as f64 + 0.5) * std::f64::consts::LN_2) as f32;
+        for d in -2000i32..=2000 {
+            xs.push(f32::from_bits((c.to_bits() as i32 + d) as u32));
+        }
+    }
+    check_exp(&xs, "k switches");
+    // Integers and half-integers of k: r near 0.
+    let xs: Vec<f32> = (-130 * 64..=130 * 64)
+        .map(|i| (i as f64 / 64.0 * std::f64::consts::LN_2) as f32)
+        .collect();
+    check_exp(&xs, "multiples of ln2/64");
+}

@@ -1,0 +1,518 @@
+//! Batched attention: several queries that read the same KV head of the same
+//! sequence (the query heads of one KV group, for a few consecutive tokens)
+//! computed together, so each K tile and V row is loaded once for all of
+//! them instead of once per query.
+//!
+//! Every query gets exactly the operations of [`super::scalar::attention`]
+//! (NUMERICS.md section 7) in the same order: the same `q * scale`, one fma
+//! chain over `d` per key, max, [`Kernels::exp_sub`], [`Kernels::sum16`], one
+//! fma chain over `t` per output dimension, one division. Only the loop
+//! nesting differs (queries side by side), which cannot change a result:
+//! every chain is private to one (query, key) or (query, dimension). The
+//! loops are plain Rust over arrays of 16 lanes, compiled once per
+//! instruction set (like the scalar kernels' FMA build); the compiler turns
+//! a `[f32; 16]` lane array into vector registers but may not reassociate or
+//! contract anything (Rust never does for floats), so every variant gives the
+//! bits of the scalar specification. Tests hold it to
+//! [`super::scalar::attention`] with `to_bits()`.
+
+use super::{Kernels, KvView, Variant, KV_TILE};
+
+/// Lanes of one score vector: the keys of one K tile.
+const L: usize = KV_TILE;
+
+/// Attention of `qs.len()` queries over KV head `g` of one sequence:
+/// query `i` (`qs[i]`, len `head_dim`) sees keys `0..n_keys[i]` and its result
+/// goes to `out[i]` (len `head_dim`). Same bits as calling
+/// [`Kernels::attention`] once per query.
+///
+/// `scratch` is reused between calls (grows to about `3 * qs.len() *
+/// max(n_keys)` floats). Panics on inconsistent lengths or a view too short
+/// for `max(n_keys)` keys (programming errors).
+pub fn attention_batch(
+    k: &Kernels,
+    kv: &KvView<'_>,
+    g: usize,
+    qs: &[&[f32]],
+    n_keys: &[usize],
+    scratch: &mut Vec<f32>,
+    out: &mut [&mut [f32]],
+) {
+    let hd = kv.head_dim;
+    let nkv = kv.n_kv_head;
+    assert!(qs.len() == n_keys.len() && qs.len() == out.len() && g < nkv);
+    assert!(qs.iter().all(|q| q.len() == hd) && out.iter().all(|o| o.len() == hd));
+    assert!(n_keys.iter().all(|&n| n > 0));
+    let Some(&max_keys) = n_keys.iter().max() else {
+        return;
+    };
+    let tiles = max_keys.div_ceil(KV_TILE);
+    assert!(kv.k.len() >= tiles * nkv * hd * KV_TILE);
+    assert!(kv.v.len() >= max_keys * nkv * hd);
+    if hd % L != 0 || qs.len() == 1 {
+        // Odd head sizes (none in practice) and lone queries: the per-query
+        // kernel, which has nothing to share anyway.
+        for ((q, &n), o) in qs.iter().zip(n_keys).zip(out.iter_mut()) {
+            k.attention(q, kv, g, n, scratch, o);
+        }
+        return;
+    }
+    match k.variant() {
+        // SAFETY: a `Kernels` of these variants exists only after
+        // `is_available()` confirmed the CPU features.
+        #[cfg(target_arch = "x86_64")]
+        Variant::Avx512 => unsafe { avx512(k, kv, g, qs, n_keys, scratch, out) },
+        #[cfg(target_arch = "x86_64")]
+        Variant::Avx2 => unsafe { avx2(k, kv, g, qs, n_keys, scratch, out) },
+        _ => body::<6, 3>(k, kv, g, qs, n_keys, scratch, out),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,fma")]
+unsafe fn avx512(
+    k: &Kernels,
+    kv: &KvView<'_>,
+    g: usize,
+    qs: &[&[f32]],
+    n_keys: &[usize],
+    scratch: &mut Vec<f32>,
+    out: &mut [&mut [f32]],
+) {
+    // 32 zmm registers: 12 score accumulators, or 6 x 4 output ones.
+    body::<12, 6>(k, kv, g, qs, n_keys, scratch, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn avx2(
+    k: &Kernels,
+    kv: &KvView<'_>,
+    g: usize,
+    qs: &[&[f32]],
+    n_keys: &[usize],
+    scratch: &mut Vec<f32>,
+    out: &mut [&mut [f32]],
+) {
+    // 16 ymm registers: a 16-lane accumulator takes two.
+    body::<6, 3>(k, kv, g, qs, n_keys, scratch, out)
+}
+
+/// The batched computation with at most `QS` queries per score pass and `QP`
+/// per output pass (register budget of the instruction set).
+#[inline(always)]
+fn body<const QS: usize, const QP: usize>(
+    k: &Kernels,
+    kv: &KvView<'_>,
+    g: usize,
+    qs: &[&[f32]],
+    n_keys: &[usize],
+    scratch: &mut Vec<f32>,
+    out: &mut [&mut [f32]],
+) {
+    let hd = kv.head_dim;
+    let nq = qs.len();
+    let max_keys = *n_keys.iter().max().unwrap_or(&0);
+    let stride = max_keys.div_ceil(L) * L;
+    // scratch: scaled queries [nq][hd], scores [nq][stride], e [nq][stride].
+    let need = nq * (hd + 2 * stride);
+    if scratch.len() < need {
+        scratch.resize(need, 0.0);
+    }
+    let (qsc, rest) = scratch.split_at_mut(nq * hd);
+    let (scores, es) = rest.split_at_mut(nq * stride);
+    let es = &mut es[..nq * stride];
+    let scale = 1.0 / (hd as f32).sqrt();
+    for (dst, q) in qsc.chunks_exact_mut(hd).zip(qs) {
+        for (d, &qi) in dst.iter_mut().zip(q.iter()) {
+            *d = qi * scale;
+        }
+    }
+
+    // Scores: blocks of queries, each reading every K tile once.
+    let mut i = 0;
+    while i < nq {
+        let left = nq - i;
+        let b = if left >= QS { QS } else { left };
+        let keys = n_keys[i..i + b].iter().copied().max().unwrap_or(0);
+        let sc = &mut scores[i * stride..(i + b) * stride];
+        let q = &qsc[i * hd..(i + b) * hd];
+        match b {
+            _ if b == QS => scores_block::<QS>(kv, g, q, keys, stride, sc),
+            1 => scores_block::<1>(kv, g, q, keys, stride, sc),
+            2 => scores_block::<2>(kv, g, q, keys, stride, sc),
+            3 => scores_block::<3>(kv, g, q, keys, stride, sc),
+            4 | 5 => {
+                scores_block::<4>(kv, g, &q[..4 * hd], keys, stride, &mut sc[..4 * stride]);
+                i += 4;
+                continue;
+            }
+            _ => {
+                scores_block::<6>(kv, g, &q[..6 * hd], keys, stride, &mut sc[..6 * stride]);
+                i += 6;
+                continue;
+            }
+        }
+        i += b;
+    }
+
+    // Softmax weights per query: max, exp(s - m), Z = sum16(e).
+    let mut z = [0f32; 64];
+    let mut zs = Vec::new();
+    let zbuf: &mut [f32] = if nq <= z.len() {
+        &mut z[..nq]
+    } else {
+        zs.resize(nq, 0.0);
+        &mut zs
+    };
+    for (qi, zq) in zbuf.iter_mut().enumerate() {
+        let n = n_keys[qi];
+        let s = &scores[qi * stride..qi * stride + n];
+        let m = max(s);
+        let e = &mut es[qi * stride..qi * stride + n];
+        k.exp_sub(s, m, e);
+        *zq = k.sum16(e);
+    }
+
+    // Outputs: blocks of queries, each reading every V row once; the keys
+    // all queries of the block see first, then each query's own tail.
+    let mut i = 0;
+    while i < nq {
+        let b = (nq - i).min(QP);
+        let common = n_keys[i..i + b].iter().copied().min().unwrap_or(0);
+        let e = &es[i * stride..(i + b) * stride];
+        let o = &mut out[i..i + b];
+        match b {
+            _ if b == QP => pv_block::<QP>(kv, g, e, stride, common, o),
+            1 => pv_block::<1>(kv, g, e, stride, common, o),
+            2 => pv_block::<2>(kv, g, e, stride, common, o),
+            3 => pv_block::<3>(kv, g, e, stride, common, o),
+            4 => pv_block::<4>(kv, g, e, stride, common, o),
+            _ => pv_block::<5>(kv, g, e, stride, common, o),
+        }
+        for (j, o) in o.iter_mut().enumerate() {
+            let n = n_keys[i + j];
+            let e = &e[j * stride..j * stride + n];
+            pv_tail(kv, g, e, common, o);
+            let zq = zbuf[i + j];
+            for v in o.iter_mut() {
+                *v /= zq;
+            }
+        }
+        i += b;
+    }
+}
+
+/// `max` of section 7 (exact, order-free; NaN ignored like `f32::max`).
+#[inline(always)]
+fn max(s: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; L];
+    let mut it = s.chunks_exact(L);
+    for ch in &mut it {
+        for (m, &v) in lanes.iter_mut().zip(ch) {
+            *m = m.max(v);
+        }
+    }
+    let m = it
+        .remainder()
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    lanes.iter().fold(m, |m, &v| m.max(v))
+}
+
+/// 16 lanes of f32: one K tile's keys, or 16 output dimensions. Plain
+/// arrays; `fma` is 16 independent `mul_add`s, which the compiler emits as
+/// one vector fma where the instruction set has it.
+#[derive(Clone, Copy)]
+#[repr(align(64))]
+struct V16([f32; L]);
+
+impl V16 {
+    const ZERO: V16 = V16([0.0; L]);
+
+    #[inline(always)]
+    fn load(s: &[f32]) -> V16 {
+        V16(s[..L].try_into().expect("16 lanes"))
+    }
+
+    /// `self[i] = fma(a, v[i], self[i])` for every lane.
+    #[inline(always)]
+    fn fma(&mut self, a: f32, v: &V16) {
+        for i in 0..L {
+            self.0[i] = a.mul_add(v.0[i], self.0[i]);
+        }
+    }
+}
+
+/// Scores of `B` queries (`q`: `[B][hd]`, already scaled) for keys
+/// `0..keys` rounded up to whole tiles: `sc[j * stride + t]`. Per query and
+/// key: `acc = fma(q'_d, k_t[d], acc)` for d in order.
+#[inline(always)]
+fn scores_block<const B: usize>(
+    kv: &KvView<'_>,
+    g: usize,
+    q: &[f32],
+    keys: usize,
+    stride: usize,
+    sc: &mut [f32],
+) {
+    let hd = kv.head_dim;
+    let nkv = kv.n_kv_head;
+    assert!(q.len() == B * hd && sc.len() >= B * stride);
+    for tile in 0..keys.div_ceil(L) {
+        let kt = &kv.k[(tile * nkv + g) * hd * L..][..hd * L];
+        let mut acc = [V16::ZERO; B];
+        for d in 0..hd {
+            let kd = V16::load(&kt[d * L..]);
+            for j in 0..B {
+                acc[j].fma(q[j * hd + d], &kd);
+            }
+        }
+        for (j, a) in acc.iter().enumerate() {
+            sc[j * stride + tile * L..][..L].copy_from_slice(&a.0);
+        }
+    }
+}
+
+/// Output chains of `B` queries over keys `0..common` (which all of them
+/// see): `o[j][d] = fma(e_j[t], v_t[d], o[j][d])` for t in order, written
+/// to `out[j]` (not yet divided by Z). 16 dimensions at a time, four
+/// such groups side by side when the head has them.
+#[inline(always)]
+fn pv_block<const B: usize>(
+    kv: &KvView<'_>,
+    g: usize,
+    e: &[f32],
+    stride: usize,
+    common: usize,
+    out: &mut [&mut [f32]],
+) {
+    let hd = kv.head_dim;
+    let mut d0 = 0;
+    while d0 < hd {
+        if hd - d0 >= 4 * L {
+            pv_dims::<B, 4>(kv, g, e, stride, common, d0, out);
+            d0 += 4 * L;
+        } else {
+            pv_dims::<B, 1>(kv, g, e, stride, common, d0, out);
+            d0 += L;
+        }
+    }
+}
+
+#[inline(always)]
+fn pv_dims<const B: usize, const C: usize>(
+    kv: &KvView<'_>,
+    g: usize,
+    e: &[f32],
+    stride: usize,
+    common: usize,
+    d0: usize,
+    out: &mut [&mut [f32]],
+) {
+    let hd = kv.head_dim;
+    let nkv = kv.n_kv_head;
+    let mut acc = [[V16::ZERO; C]; B];
+    for t in 0..common {
+        let vt = &kv.v[(t * nkv + g) * hd + d0..][..C * L];
+        let v: [V16; C] = std::array::from_fn(|c| V16::load(&vt[c * L..]));
+        for j in 0..B {
+            let et = e[j * stride + t];
+            for c in 0..C {
+                acc[j][c].fma(et, &v[c]);
+            }
+        }
+    }
+    for (aj, o) in acc.iter().zip(out.iter_mut()) {
+        for (c, a) in aj.iter().enumerate() {
+            o[d0 + c * L..][..L].copy_from_slice(&a.0);
+        }
+    }
+}
+
+/// Continues one query's output chains (in `o`, len `head_dim`, a
+/// multiple of 16) over keys `from..e.len()`.
+#[inline(always)]
+fn pv_tail(kv: &KvView<'_>, g: usize, e: &[f32], from: usize, o: &mut [f32]) {
+    let hd = kv.head_dim;
+    let nkv = kv.n_kv_head;
+    for (c, oc) in o.chunks_exact_mut(L).enumerate() {
+        let mut acc = V16::load(oc);
+        for (t, &et) in e.iter().enumerate().skip(from) {
+            acc.fma(et, &V16::load(&kv.v[(t * nkv + g) * hd + c * L..]));
+        }
+        oc.copy_from_slice(&acc.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::scalar;
+
+    /// SplitMix64 values in [-1, 1).
+    struct Rng(u64);
+    impl Rng {
+        fn value(&mut self) -> f32 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            (z >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        }
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    /// A cache of `cap` positions in the [`KvView`] layout; K positions from
+    /// `valid` on hold NaN and V ones a huge value, which a correct kernel
+    /// never lets into a result.
+    fn cache(
+        rng: &mut Rng,
+        n_kv: usize,
+        hd: usize,
+        cap: usize,
+        valid: usize,
+        ks: f32,
+    ) -> (Vec<f32>, Vec<f32>) {
+        let tiles = cap.div_ceil(KV_TILE);
+        let mut k = vec![f32::NAN; tiles * KV_TILE * n_kv * hd];
+        let mut v = vec![3e38f32; cap * n_kv * hd];
+        let layout = KvView {
+            k: &[],
+            v: &[],
+            n_kv_head: n_kv,
+            head_dim: hd,
+        };
+        for t in 0..valid {
+            for g in 0..n_kv {
+                for d in 0..hd {
+                    k[layout.k_index(t, g, d)] = rng.value() * ks;
+                    v[layout.v_index(t, g, d)] = rng.value();
+                }
+            }
+        }
+        (k, v)
+    }
+
+    /// Every variant's batched attention equals the scalar kernel query by
+    /// query: query counts 1..=14 (every register-block split and tail),
+    /// ragged key counts around tile edges, several head sizes (including
+    /// one that takes the per-query fallback), small and large scores.
+    #[test]
+    fn batched_attention_matches_scalar_per_query() {
+        let mut rng = Rng(3);
+        for (n_kv, hd, ks) in [
+            (3usize, 64usize, 0.5f32),
+            (3, 64, 25.0),
+            (2, 16, 1.0),
+            (1, 48, 2.0),
+            (1, 40, 1.0),
+            (2, 128, 1.0),
+        ] {
+            let cap = 70;
+            let (k, v) = cache(&mut rng, n_kv, hd, cap, cap, ks);
+            let view = KvView {
+                k: &k,
+                v: &v,
+                n_kv_head: n_kv,
+                head_dim: hd,
+            };
+            for nq in 1..=14usize {
+                for base in [1usize, 13, 16, 17, 40, 64 - nq.min(10)] {
+                    let g = (nq + base) % n_kv;
+                    let qv: Vec<Vec<f32>> = (0..nq)
+                        .map(|_| (0..hd).map(|_| rng.value()).collect())
+                        .collect();
+                    // Consecutive tokens (3 heads each) or arbitrary spreads.
+                    let n_keys: Vec<usize> = (0..nq)
+                        .map(|i| {
+                            if nq % 2 == 0 {
+                                base + i / 3
+                            } else {
+                                1 + (base * 7 + i * 11) % 64
+                            }
+                        })
+                        .map(|n| n.min(cap))
+                        .collect();
+                    let mut want = vec![vec![0f32; hd]; nq];
+                    for i in 0..nq {
+                        scalar::attention(
+                            &qv[i],
+                            &view,
+                            g,
+                            n_keys[i],
+                            &mut Vec::new(),
+                            &mut want[i],
+                        );
+                    }
+                    for kern in Kernels::available()
+                        .into_iter()
+                        .map(|v| Kernels::new(v).unwrap())
+                    {
+                        let qs: Vec<&[f32]> = qv.iter().map(|q| q.as_slice()).collect();
+                        let mut got = vec![vec![f32::NAN; hd]; nq];
+                        let mut outs: Vec<&mut [f32]> =
+                            got.iter_mut().map(|o| o.as_mut_slice()).collect();
+                        let mut scratch = vec![f32::NAN; 5];
+                        attention_batch(&kern, &view, g, &qs, &n_keys, &mut scratch, &mut outs);
+                        for i in 0..nq {
+                            assert_eq!(
+                                bits(&got[i]),
+                                bits(&want[i]),
+                                "{:?} n_kv {n_kv} hd {hd} nq {nq} query {i} keys {}",
+                                kern.variant(),
+                                n_keys[i]
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Long context with the scores of a real model's scale, and a cache
+    /// only partly written (the rest must be ignored).
+    #[test]
+    fn batched_attention_matches_scalar_at_long_context() {
+        let mut rng = Rng(9);
+        let (hd, cap, valid) = (64, 2064, 2050);
+        for ks in [0.3f32, 8.0] {
+            let (k, v) = cache(&mut rng, 1, hd, cap, valid, ks);
+            let view = KvView {
+                k: &k,
+                v: &v,
+                n_kv_head: 1,
+                head_dim: hd,
+            };
+            let nq = 12;
+            let qv: Vec<Vec<f32>> = (0..nq)
+                .map(|_| (0..hd).map(|_| rng.value()).collect())
+                .collect();
+            let n_keys: Vec<usize> = (0..nq).map(|i| 2047 + i / 3).collect();
+            for kern in Kernels::available()
+                .into_iter()
+                .map(|v| Kernels::new(v).unwrap())
+            {
+                let qs: Vec<&[f32]> = qv.iter().map(|q| q.as_slice()).collect();
+                let mut got = vec![vec![0f32; hd]; nq];
+                let mut outs: Vec<&mut [f32]> = got.iter_mut().map(|o| o.as_mut_slice()).collect();
+                attention_batch(&kern, &view, 0, &qs, &n_keys, &mut Vec::new(), &mut outs);
+                for i in 0..nq {
+                    let mut want = vec![0f32; hd];
+                    scalar::attention(&qv[i], &view, 0, n_keys[i], &mut Vec::new(), &mut want);
+                    assert!(want.iter().all(|x| x.is_finite()));
+                    assert_eq!(
+                        bits(&got[i]),
+                        bits(&want),
+                        "{:?} ks {ks} query {i}",
+                        kern.variant()
+                    );
+                }
+            }
+        }
+    }
+}

@@ -438,3 +438,61 @@ fn attention_job_splits_cover_every_head_once() {
     let jobs = check(&many);
     assert!(jobs.iter().all(|j| j.nh == cfg.n_head / cfg.n_kv_head));
 }
+
+/// The real model: every variant's logits (batched attention, threads,
+/// prefill then decoding two sequences together) equal the scalar
+/// reference's bits.
+#[test]
+fn real_model_every_variant_gives_the_scalar_bits() {
+    let path = crate::registry::model_for_tests().expect("locate the test model");
+    let g = crate::gguf::Gguf::open(&path).unwrap();
+    let ids: Vec<u32> = include_str!("../../tests/data/apache-2.0-first4000.ids")
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    let (a, b) = (&ids[..37], &ids[100..120]);
+    let load = |threads, variant| {
+        Model::load(
+            &g,
+            &ModelOptions {
+                threads,
+                variant: Some(variant),
+            },
+        )
+        .unwrap()
+    };
+    let reference = load(1, Variant::Scalar);
+    let want_a = bits(&run_pieces(&reference, a, &[64]));
+    let want_b = bits(&run_pieces(&reference, b, &[64]));
+    let v = reference.config().vocab;
+    for variant in Kernels::available() {
+        let m = load(2, variant);
+        // Prefill most of each, then decode both together one token a step.
+        let (mut ca, mut cb) = (m.new_cache(), m.new_cache());
+        let mut l = vec![0f32; (30 + 13) * v];
+        m.forward(&mut [&mut ca, &mut cb], &[&a[..30], &b[..13]], &mut l)
+            .unwrap();
+        assert_eq!(bits(&l[..30 * v]), want_a[..30 * v], "{variant}");
+        assert_eq!(bits(&l[30 * v..]), want_b[..13 * v], "{variant}");
+        for i in 0..7 {
+            let mut l = vec![0f32; 2 * v];
+            m.forward(
+                &mut [&mut ca, &mut cb],
+                &[&a[30 + i..31 + i], &b[13 + i..14 + i]],
+                &mut l,
+            )
+            .unwrap();
+            assert_eq!(
+                bits(&l[..v]),
+                want_a[(30 + i) * v..(31 + i) * v],
+                "{variant} step {i}"
+            );
+            assert_eq!(
+                bits(&l[v..]),
+                want_b[(13 + i) * v..(14 + i) * v],
+                "{variant} step {i}"
+            );
+        }
+    }
+}

@@ -10,6 +10,7 @@
 //! frequency table follows `docs/NUMERICS.md`, so a file compressed on one
 //! machine decompresses on any other.
 
+pub mod codec;
 pub mod coder;
 pub mod container;
 pub mod gguf;

@@ -1,1 +1,136 @@
-//! coder (placeholder: filled in by its owner)
+//! Entropy coding of tokens given the model's logits.
+//!
+//! - [`freq`]: logits -> integer frequency table (NUMERICS.md section 9).
+//! - [`range`]: a 64-bit range coder.
+//! - [`rank`]: the rank coder (rank of the true token, adaptively coded).
+//!
+//! [`ChunkEncoder`] / [`ChunkDecoder`] code one chunk's tokens with either
+//! coder; both directions see only the same logits rows.
+
+pub mod freq;
+pub mod range;
+pub mod rank;
+
+pub use freq::{FreqError, FreqTable, DEFAULT_TOTAL_BITS, MAX_TOTAL_BITS, MIN_TOTAL_BITS};
+pub use range::{RangeCorrupt, RangeDecoder, RangeEncoder};
+pub use rank::RankModel;
+
+/// Which entropy coder a model-coded chunk uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum CoderKind {
+    /// Arithmetic (range) coding with the model's full distribution.
+    #[default]
+    Arithmetic,
+    /// Rank of the true token, adaptively coded.
+    Rank,
+}
+
+/// Per-chunk state of either coder.
+#[derive(Debug, Clone)]
+enum State {
+    Arithmetic,
+    Rank(Box<RankModel>),
+}
+
+impl State {
+    fn new(kind: CoderKind, vocab: usize) -> Self {
+        match kind {
+            CoderKind::Arithmetic => State::Arithmetic,
+            CoderKind::Rank => State::Rank(Box::new(RankModel::new(vocab))),
+        }
+    }
+}
+
+/// Codes the tokens of one chunk.
+#[derive(Debug, Clone)]
+pub struct ChunkEncoder {
+    enc: RangeEncoder,
+    state: State,
+}
+
+impl ChunkEncoder {
+    /// A fresh encoder for a model with `vocab` tokens.
+    pub fn new(kind: CoderKind, vocab: usize) -> Self {
+        ChunkEncoder {
+            enc: RangeEncoder::new(),
+            state: State::new(kind, vocab),
+        }
+    }
+
+    /// Codes `token` with the distribution of `logits` (one row, `vocab`
+    /// long). `table` is scratch for the arithmetic coder (`len == vocab`).
+    pub fn encode(&mut self, table: &mut FreqTable, logits: &[f32], token: u32) {
+        match &mut self.state {
+            State::Arithmetic => {
+                table.fill(logits);
+                let (c, f) = table.cum_freq(token as usize);
+                self.enc.encode(c, f, table.total());
+            }
+            State::Rank(m) => m.encode(&mut self.enc, logits, token),
+        }
+    }
+
+    /// Bytes written so far (a lower bound of the final size).
+    pub fn len(&self) -> usize {
+        self.enc.len()
+    }
+
+    /// True when nothing has been written yet.
+    pub fn is_empty(&self) -> bool {
+        self.enc.is_empty()
+    }
+
+    /// Terminates the stream.
+    pub fn finish(self) -> Vec<u8> {
+        self.enc.finish()
+    }
+}
+
+/// Decodes the tokens of one chunk from its payload.
+#[derive(Debug, Clone)]
+pub struct ChunkDecoder<B: AsRef<[u8]>> {
+    dec: RangeDecoder<B>,
+    state: State,
+}
+
+impl<B: AsRef<[u8]>> ChunkDecoder<B> {
+    /// Starts decoding `payload` for a model with `vocab` tokens.
+    ///
+    /// The decoder re-encodes what it decodes (a range-coder step per token,
+    /// negligible next to the model) so that [`ChunkDecoder::is_canonical`]
+    /// can reject payloads that were altered without changing the tokens.
+    pub fn new(kind: CoderKind, vocab: usize, payload: B) -> Self {
+        ChunkDecoder {
+            dec: RangeDecoder::new_verifying(payload),
+            state: State::new(kind, vocab),
+        }
+    }
+
+    /// Decodes the next token from the logits row the encoder used.
+    pub fn decode(&mut self, table: &mut FreqTable, logits: &[f32]) -> Result<u32, RangeCorrupt> {
+        match &mut self.state {
+            State::Arithmetic => {
+                table.fill(logits);
+                let t = self.dec.target(table.total())?;
+                let (s, c, f) = table.find(t);
+                self.dec.consume(c, f);
+                Ok(s as u32)
+            }
+            State::Rank(m) => m.decode(&mut self.dec, logits),
+        }
+    }
+
+    /// True if the payload is exactly the encoder's output for the tokens
+    /// decoded so far; ask after the last token.
+    pub fn is_canonical(&self) -> bool {
+        self.dec.is_canonical()
+    }
+
+    /// Payload bytes consumed so far (zeros past the end included).
+    pub fn position(&self) -> usize {
+        self.dec.position()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,942 @@
+//! The driver: bytes -> tokens -> chunks -> model -> coder -> container, and back.
+//!
+//! Compression reads its input in segments (default 4 MiB, cut after the
+//! last newline of the segment when there is one), tokenizes each segment on
+//! its own, and cuts the token stream into chunks of `chunk_tokens` tokens
+//! (the last chunk of a segment may be shorter). Every chunk is coded
+//! independently: a fresh model state is fed the frame's start token, then
+//! the chunk's tokens; the logits after the start token code token 0, the
+//! logits after token j code token j+1. A chunk the model codes no smaller
+//! than zstd (level 19) or storing would is kept as zstd/stored bytes
+//! instead; consecutive such chunks are merged into one record.
+//!
+//! Decompression keeps up to `max_batch` model chunks in flight and advances
+//! all of them by one token per model call (one batched forward pass), so it
+//! is not a token-at-a-time crawl; finished chunks are written in file order.
+//!
+//! The model and the tokenizer are reached through the small traits
+//! [`LanguageModel`] and [`TextTokenizer`], so the driver can be tested with
+//! the tiny synthetic ones in [`synthetic`].
+
+use std::collections::VecDeque;
+use std::error::Error as StdError;
+use std::io::{self, Read, Write};
+
+use xxhash_rust::xxh64::Xxh64;
+
+use crate::coder::{
+    ChunkDecoder, ChunkEncoder, CoderKind, FreqError, FreqTable, DEFAULT_TOTAL_BITS,
+};
+use crate::container::{
+    self, ContainerError, FrameHeader, FrameReader, Record, MAX_CHUNK_TOKENS, MAX_RAW_CHUNK,
+};
+
+mod adapters;
+pub mod synthetic;
+
+#[cfg(test)]
+mod tests;
+
+/// Boxed error of a model or tokenizer.
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// A causal language model that extends many sequences at once.
+pub trait LanguageModel {
+    /// Per-sequence state (the KV cache).
+    type State;
+    /// Failure of a forward pass.
+    type Error: StdError + Send + Sync + 'static;
+    /// Number of logits per token.
+    fn vocab_size(&self) -> usize;
+    /// Most tokens one state can hold.
+    fn max_context(&self) -> usize;
+    /// A fresh, empty state.
+    fn new_state(&self) -> Self::State;
+    /// Empties `state` for reuse by another chunk (a model whose state owns
+    /// large buffers should keep them).
+    fn reset_state(&self, state: &mut Self::State) {
+        *state = self.new_state();
+    }
+    /// Appends `tokens[s]` to `states[s]` for every sequence `s` (one batched
+    /// pass) and writes the logits after every appended token, sequence by
+    /// sequence, token by token, `vocab_size()` each, into the front of
+    /// `logits`. The logits for a token must not depend on the batch.
+    fn forward(
+        &self,
+        states: &mut [&mut Self::State],
+        tokens: &[&[u32]],
+        logits: &mut [f32],
+    ) -> Result<(), Self::Error>;
+}
+
+/// A tokenizer with `decode(encode(x)) == x` for every byte string, and
+/// `decode(a ++ b) == decode(a) ++ decode(b)`.
+pub trait TextTokenizer {
+    /// Failure to decode (e.g. a special token without bytes).
+    type Error: StdError + Send + Sync + 'static;
+    /// Token ids of `bytes`.
+    fn encode(&self, bytes: &[u8]) -> Vec<u32>;
+    /// Bytes of `tokens`.
+    fn decode(&self, tokens: &[u32]) -> Result<Vec<u8>, Self::Error>;
+    /// Number of token ids.
+    fn vocab_size(&self) -> usize;
+}
+
+/// Who the model is, as written into and checked against frame headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelIdentity {
+    /// Display name (at most 255 bytes are stored).
+    pub name: String,
+    /// Hash over the model's tensors and tokenizer.
+    pub fingerprint: [u8; 32],
+}
+
+/// Compression settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompressOptions {
+    /// Entropy coder for model-coded chunks.
+    pub coder: CoderKind,
+    /// Tokens per chunk (each chunk restarts the model: more context per
+    /// chunk compresses better, more chunks decode in parallel).
+    pub chunk_tokens: u32,
+    /// log2 of the frequency total of the arithmetic coder.
+    pub total_bits: u32,
+    /// Token fed to the model before every chunk.
+    pub start_token: u32,
+    /// Input is tokenized in segments of at most this many bytes.
+    pub segment_bytes: usize,
+    /// Tokens per forward pass while compressing one chunk (bounds the
+    /// logits buffer: `piece_tokens * vocab` f32).
+    pub piece_tokens: usize,
+    /// zstd level for chunks the model codes badly.
+    pub zstd_level: i32,
+    /// Send chunks that [`looks_binary`] straight to zstd/stored without
+    /// running the model on them.
+    pub skip_binary: bool,
+}
+
+impl Default for CompressOptions {
+    fn default() -> Self {
+        CompressOptions {
+            coder: CoderKind::Arithmetic,
+            chunk_tokens: 2048,
+            total_bits: DEFAULT_TOTAL_BITS,
+            start_token: 0,
+            segment_bytes: 4 << 20,
+            piece_tokens: 256,
+            zstd_level: 19,
+            skip_binary: true,
+        }
+    }
+}
+
+/// Decompression settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecompressOptions {
+    /// Model chunks decoded together, one token each per forward pass
+    /// (memory: one model state, i.e. KV cache, per chunk in flight).
+    pub max_batch: usize,
+}
+
+impl Default for DecompressOptions {
+    fn default() -> Self {
+        DecompressOptions { max_batch: 16 }
+    }
+}
+
+/// Progress report for a progress bar.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Bytes read from the input so far.
+    pub bytes_in: u64,
+    /// Bytes written to the output so far.
+    pub bytes_out: u64,
+    /// Tokens coded or decoded by the model so far.
+    pub tokens: u64,
+}
+
+/// Why compression or decompression failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    /// The container is malformed (bad magic, truncation, caps...).
+    #[error(transparent)]
+    Container(#[from] ContainerError),
+    /// The input holds no frame at all.
+    #[error("input is empty: no llmc frame")]
+    NoFrame,
+    /// The frame was made with another model.
+    #[error(
+        "model mismatch in frame {frame}: the file was compressed with model '{file_name}' \
+         (fingerprint {file_hex}), but the loaded model is '{model_name}' (fingerprint {model_hex})"
+    )]
+    ModelMismatch {
+        /// Frame index.
+        frame: u64,
+        /// Name stored in the file.
+        file_name: String,
+        /// Short hex of the file's fingerprint.
+        file_hex: String,
+        /// Name of the loaded model.
+        model_name: String,
+        /// Short hex of the loaded model's fingerprint.
+        model_hex: String,
+    },
+    /// Options or frame parameters the model cannot serve.
+    #[error("invalid parameters: {0}")]
+    Parameters(String),
+    /// Frequency table parameters rejected.
+    #[error("invalid coder parameters: {0}")]
+    Freq(#[from] FreqError),
+    /// A model-coded chunk does not decode.
+    #[error("corrupt model chunk {chunk} of frame {frame}: {reason}")]
+    CorruptChunk {
+        /// Frame index.
+        frame: u64,
+        /// Record index within the frame.
+        chunk: u64,
+        /// What went wrong.
+        reason: &'static str,
+    },
+    /// A zstd chunk does not decompress to its declared length.
+    #[error("corrupt zstd chunk {chunk} of frame {frame}: {reason}")]
+    CorruptZstd {
+        /// Frame index.
+        frame: u64,
+        /// Record index within the frame.
+        chunk: u64,
+        /// zstd's complaint or the length mismatch.
+        reason: String,
+    },
+    /// The end record's length disagrees with the decoded bytes.
+    #[error(
+        "frame {frame}: end record says {expected} bytes, {actual} were decoded (corrupt file)"
+    )]
+    Length {
+        /// Frame index.
+        frame: u64,
+        /// Length recorded.
+        expected: u64,
+        /// Length decoded.
+        actual: u64,
+    },
+    /// The decoded bytes do not hash to the recorded checksum.
+    #[error("frame {frame}: checksum mismatch (xxh64 {expected:016x} recorded, {actual:016x} computed): corrupt file")]
+    Checksum {
+        /// Frame index.
+        frame: u64,
+        /// Recorded xxh64.
+        expected: u64,
+        /// Computed xxh64.
+        actual: u64,
+    },
+    /// The model's forward pass failed.
+    #[error("model forward pass failed: {0}")]
+    Model(#[source] BoxError),
+    /// The tokenizer could not decode tokens of a chunk.
+    #[error("frame {frame}, chunk {chunk}: tokenizer cannot decode the tokens: {source}")]
+    Tokenizer {
+        /// Frame index.
+        frame: u64,
+        /// Record index within the frame.
+        chunk: u64,
+        /// The tokenizer's error.
+        #[source]
+        source: BoxError,
+    },
+    /// Reading the input or writing the output failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// First 4 bytes of a fingerprint in hex, for messages.
+pub fn short_hex(fp: &[u8; 32]) -> String {
+    fp[..4].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Counts bytes written.
+struct CountingWriter<W: Write> {
+    inner: W,
+    count: u64,
+}
+
+impl<W: Write> Write for CountingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Checks parameters shared by both directions; returns the frequency table.
+fn check_parameters<M: LanguageModel>(
+    model: &M,
+    tokenizer_vocab: usize,
+    chunk_tokens: u32,
+    start_token: u32,
+    total_bits: u32,
+) -> Result<FreqTable, CodecError> {
+    let vocab = model.vocab_size();
+    if tokenizer_vocab > vocab {
+        return Err(CodecError::Parameters(format!(
+            "tokenizer has {tokenizer_vocab} tokens but the model only {vocab} logits"
+        )));
+    }
+    if start_token as usize >= vocab {
+        return Err(CodecError::Parameters(format!(
+            "start token {start_token} outside the vocabulary of {vocab}"
+        )));
+    }
+    if chunk_tokens == 0
+        || chunk_tokens > MAX_CHUNK_TOKENS
+        || chunk_tokens as usize > model.max_context()
+    {
+        return Err(CodecError::Parameters(format!(
+            "chunk of {chunk_tokens} tokens: must be 1..={} and within the model context of {}",
+            MAX_CHUNK_TOKENS,
+            model.max_context()
+        )));
+    }
+    Ok(FreqTable::new(vocab, total_bits)?)
+}
+
+/// Compresses `input` into one frame.
+pub fn compress<M: LanguageModel, T: TextTokenizer>(
+    input: &[u8],
+    model: &M,
+    tokenizer: &T,
+    id: &ModelIdentity,
+    opts: &CompressOptions,
+) -> Result<Vec<u8>, CodecError> {
+    let mut out = Vec::new();
+    compress_stream(input, &mut out, model, tokenizer, id, opts, &mut |_| {})?;
+    Ok(out)
+}
+
+/// Compresses everything `reader` yields into one frame on `writer`;
+/// `progress` is called after every chunk. Returns the bytes written.
+pub fn compress_stream<R: Read, W: Write, M: LanguageModel, T: TextTokenizer>(
+    mut reader: R,
+    writer: W,
+    model: &M,
+    tokenizer: &T,
+    id: &ModelIdentity,
+    opts: &CompressOptions,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<u64, CodecError> {
+    let mut table = check_parameters(
+        model,
+        tokenizer.vocab_size(),
+        opts.chunk_tokens,
+        opts.start_token,
+        opts.total_bits,
+    )?;
+    if opts.segment_bytes == 0
+        || opts.segment_bytes as u64 > MAX_RAW_CHUNK
+        || opts.piece_tokens == 0
+    {
+        return Err(CodecError::Parameters(format!(
+            "segment of {} bytes (must be 1..={MAX_RAW_CHUNK}) or piece of {} tokens (must be >= 1)",
+            opts.segment_bytes, opts.piece_tokens
+        )));
+    }
+    if id.name.len() > 255 {
+        return Err(CodecError::Parameters(
+            "model name longer than 255 bytes".into(),
+        ));
+    }
+    let mut w = CountingWriter {
+        inner: writer,
+        count: 0,
+    };
+    let header = FrameHeader {
+        fingerprint: id.fingerprint,
+        model_name: id.name.clone(),
+        total_bits: opts.total_bits,
+        chunk_tokens: opts.chunk_tokens,
+        start_token: opts.start_token,
+    };
+    w.write_all(&container::encode_header(&header))?;
+
+    let mut seg = SegmentCoder {
+        model,
+        tokenizer,
+        opts,
+        logits: Vec::new(),
+        state: None,
+        tokens_done: 0,
+    };
+    let mut hasher = Xxh64::new(0);
+    let mut total = 0u64;
+    let mut buf: Vec<u8> = Vec::with_capacity(opts.segment_bytes);
+    let mut eof = false;
+    loop {
+        // Fill the buffer up to one segment.
+        while !eof && buf.len() < opts.segment_bytes {
+            let old = buf.len();
+            buf.resize(opts.segment_bytes, 0);
+            match reader.read(&mut buf[old..]) {
+                Ok(0) => {
+                    buf.truncate(old);
+                    eof = true;
+                }
+                Ok(n) => buf.truncate(old + n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(old),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if buf.is_empty() {
+            break;
+        }
+        let cut = cut_point(&buf, eof);
+        hasher.update(&buf[..cut]);
+        total += cut as u64;
+        seg.code_segment(
+            &buf[..cut],
+            total - cut as u64,
+            &mut table,
+            &mut w,
+            progress,
+        )?;
+        buf.drain(..cut);
+        progress(Progress {
+            bytes_in: total,
+            bytes_out: w.count,
+            tokens: seg.tokens_done,
+        });
+    }
+    container::write_end(&mut w, total, hasher.digest())?;
+    w.flush()?;
+    Ok(w.count)
+}
+
+/// Where to end the segment in `buf`: all of it at end of input, else after
+/// its last newline, else at the last UTF-8 character boundary, else all.
+///
+/// Any cut decodes correctly (segments are tokenized independently and the
+/// tokenizer round-trips any bytes); cutting at a newline merely keeps words
+/// and characters whole, which the model predicts better.
+fn cut_point(buf: &[u8], eof: bool) -> usize {
+    if eof {
+        return buf.len();
+    }
+    if let Some(i) = buf.iter().rposition(|&b| b == b'\n') {
+        return i + 1;
+    }
+    // Back up over at most 3 UTF-8 continuation bytes to a leading byte.
+    let n = buf.len();
+    for back in 0..4.min(n) {
+        let b = buf[n - 1 - back];
+        if b & 0xC0 != 0x80 {
+            let need = match b {
+                0x00..=0x7F => 1,
+                0xC0..=0xDF => 2,
+                0xE0..=0xEF => 3,
+                _ => 4,
+            };
+            return if back + 1 >= need || n - 1 - back == 0 {
+                n
+            } else {
+                n - 1 - back
+            };
+        }
+    }
+    n
+}
+
+/// Whether `raw` is binary data rather than text: more than 1 byte in 8 is a
+/// control character (other than tab, line feed, form feed, carriage return)
+/// or part of an invalid UTF-8 sequence. A language model codes such bytes
+/// far worse than zstd, so the compressor does not spend model time on them
+/// (a compressor choice, not part of the format: FORMAT.md section 6).
+pub fn looks_binary(raw: &[u8]) -> bool {
+    let mut bad = raw
+        .iter()
+        .filter(|&&b| (b < 0x20 && !matches!(b, b'\t' | b'\n' | 0x0c | b'\r')) || b == 0x7f)
+        .count();
+    let mut rest = raw;
+    while let Err(e) = std::str::from_utf8(rest) {
+        let skip = e.error_len().unwrap_or(rest.len() - e.valid_up_to());
+        bad += skip;
+        rest = &rest[e.valid_up_to() + skip..];
+    }
+    bad * 8 > raw.len()
+}
+
+/// How many tokens a chunk may be shortened by to find a cut where it
+/// decodes on its own.
+const MAX_SHRINK: usize = 8;
+
+/// Cuts a segment's tokens into chunks of at most `n_chunk` tokens whose
+/// bytes are the segment's bytes in order; returns each chunk's token range
+/// and byte length, and how many bytes of `seg` they cover.
+///
+/// A chunk must decode on its own to the next bytes of the segment. A cut
+/// inside a multi-token unit (e.g. an escape token and its byte) breaks
+/// that; a few tokens earlier it holds again. If a tokenizer breaks it
+/// anyway (or emits ids outside the model's vocabulary), planning stops and
+/// the rest of the segment is left for raw coding, rather than undecodable.
+fn plan_chunks<T: TextTokenizer>(
+    tokenizer: &T,
+    tokens: &[u32],
+    seg: &[u8],
+    n_chunk: usize,
+    vocab: usize,
+) -> (Vec<(std::ops::Range<usize>, usize)>, usize) {
+    let chunk_bytes = |chunk: &[u32], rest: &[u8]| -> Option<usize> {
+        if chunk.iter().any(|&t| t as usize >= vocab) {
+            return None;
+        }
+        match tokenizer.decode(chunk) {
+            Ok(b) if !b.is_empty() && rest.starts_with(&b) => Some(b.len()),
+            _ => None,
+        }
+    };
+    let mut cuts = Vec::new();
+    let mut pos = 0usize;
+    let mut start = 0usize;
+    while start < tokens.len() {
+        let end = (start + n_chunk).min(tokens.len());
+        let cut = (0..=MAX_SHRINK)
+            .take_while(|&k| end - k > start)
+            .find_map(|k| chunk_bytes(&tokens[start..end - k], &seg[pos..]).map(|n| (end - k, n)));
+        let Some((end, bytes)) = cut else { break };
+        cuts.push((start..end, bytes));
+        pos += bytes;
+        start = end;
+    }
+    (cuts, pos)
+}
+
+struct SegmentCoder<'a, M: LanguageModel, T: TextTokenizer> {
+    model: &'a M,
+    tokenizer: &'a T,
+    opts: &'a CompressOptions,
+    /// `piece_tokens * vocab` logits, allocated on first use.
+    logits: Vec<f32>,
+    /// The model state, reused from chunk to chunk.
+    state: Option<M::State>,
+    tokens_done: u64,
+}
+
+impl<M: LanguageModel, T: TextTokenizer> SegmentCoder<'_, M, T> {
+    /// Codes one segment: model chunks are written as soon as they win;
+    /// losing chunks accumulate into one raw run, written when a model chunk
+    /// follows or the segment ends. `base_in`: input bytes before `seg`.
+    fn code_segment<W: Write>(
+        &mut self,
+        seg: &[u8],
+        base_in: u64,
+        table: &mut FreqTable,
+        w: &mut CountingWriter<W>,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<(), CodecError> {
+        let vocab = self.model.vocab_size();
+        let tokens = self.tokenizer.encode(seg);
+        let n_chunk = self.opts.chunk_tokens as usize;
+        let (cuts, _) = plan_chunks(self.tokenizer, &tokens, seg, n_chunk, vocab);
+        let mut pos = 0usize;
+        // Start of the pending raw run (bytes seg[raw_start..pos]).
+        let mut raw_start = 0usize;
+        for (range, bytes) in cuts {
+            let chunk = &tokens[range];
+            let raw = &seg[pos..pos + bytes];
+            self.tokens_done += chunk.len() as u64;
+            // Binary data is never worth the model's time: it goes straight
+            // to the raw run (zstd or stored).
+            let payload = if self.opts.skip_binary && looks_binary(raw) {
+                None
+            } else {
+                Some(self.code_chunk(chunk, table)?)
+            };
+            // Model-coded only if strictly smaller than zstd and stored.
+            let wins = match &payload {
+                Some(p) => {
+                    container::model_chunk_len(chunk.len() as u32, p.len()) < self.raw_len(raw)?
+                }
+                None => false,
+            };
+            if let (true, Some(payload)) = (wins, payload) {
+                if raw_start < pos {
+                    self.write_raw(&seg[raw_start..pos], w)?;
+                }
+                container::write_model_chunk(w, self.opts.coder, chunk.len() as u32, &payload)?;
+                raw_start = pos + bytes;
+            }
+            pos += bytes;
+            progress(Progress {
+                bytes_in: base_in + pos as u64,
+                bytes_out: w.count,
+                tokens: self.tokens_done,
+            });
+        }
+        // Unplanned rest (only if the tokenizer misbehaved) joins the run.
+        if raw_start < seg.len() {
+            self.write_raw(&seg[raw_start..], w)?;
+        }
+        Ok(())
+    }
+
+    /// Model-codes one chunk: feeds `[start, c0, .., c(n-2)]` in pieces.
+    fn code_chunk(&mut self, chunk: &[u32], table: &mut FreqTable) -> Result<Vec<u8>, CodecError> {
+        let vocab = self.model.vocab_size();
+        let piece = self.opts.piece_tokens.min(chunk.len());
+        if self.logits.len() < piece * vocab {
+            self.logits.resize(piece * vocab, 0.0);
+        }
+        let mut state = match self.state.take() {
+            Some(mut s) => {
+                self.model.reset_state(&mut s);
+                s
+            }
+            None => self.model.new_state(),
+        };
+        let mut enc = ChunkEncoder::new(self.opts.coder, vocab);
+        let mut input = Vec::with_capacity(piece);
+        for (p, targets) in chunk.chunks(piece).enumerate() {
+            let first = p * piece;
+            input.clear();
+            for j in first..first + targets.len() {
+                input.push(if j == 0 {
+                    self.opts.start_token
+                } else {
+                    chunk[j - 1]
+                });
+            }
+            let logits = &mut self.logits[..targets.len() * vocab];
+            self.model
+                .forward(&mut [&mut state], &[&input], logits)
+                .map_err(|e| CodecError::Model(Box::new(e)))?;
+            for (row, &t) in logits.chunks_exact(vocab).zip(targets) {
+                enc.encode(table, row, t);
+            }
+        }
+        self.state = Some(state);
+        Ok(enc.finish())
+    }
+
+    fn zstd(&self, raw: &[u8]) -> Result<Vec<u8>, CodecError> {
+        Ok(zstd::bulk::compress(raw, self.opts.zstd_level)?)
+    }
+
+    /// Record size of the better of zstd and stored for `raw`.
+    fn raw_len(&self, raw: &[u8]) -> Result<usize, CodecError> {
+        let z = container::zstd_len(raw.len() as u64, self.zstd(raw)?.len());
+        Ok(z.min(container::stored_len(raw.len())))
+    }
+
+    fn write_raw<W: Write>(&self, raw: &[u8], w: &mut W) -> Result<(), CodecError> {
+        let z = self.zstd(raw)?;
+        if container::zstd_len(raw.len() as u64, z.len()) < container::stored_len(raw.len()) {
+            container::write_zstd(w, raw.len() as u64, &z)?;
+        } else {
+            container::write_stored(w, raw)?;
+        }
+        Ok(())
+    }
+}
+
+/// Decompresses every frame in `input`.
+pub fn decompress<M: LanguageModel, T: TextTokenizer>(
+    input: &[u8],
+    model: &M,
+    tokenizer: &T,
+    id: &ModelIdentity,
+    opts: &DecompressOptions,
+) -> Result<Vec<u8>, CodecError> {
+    let mut out = Vec::new();
+    decompress_stream(input, &mut out, model, tokenizer, id, opts, &mut |_| {})?;
+    Ok(out)
+}
+
+/// Decompresses every frame `reader` yields onto `writer` (frames are
+/// concatenated like gzip members); `progress` is called after every raw
+/// record and every batched model step. Returns the bytes
+/// written. Output is written as it is decoded; on an error, what was
+/// written may be incomplete or (checksum errors) wrong.
+pub fn decompress_stream<R: Read, W: Write, M: LanguageModel, T: TextTokenizer>(
+    reader: R,
+    writer: W,
+    model: &M,
+    tokenizer: &T,
+    id: &ModelIdentity,
+    opts: &DecompressOptions,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<u64, CodecError> {
+    let mut r = FrameReader::new(reader);
+    let mut w = CountingWriter {
+        inner: writer,
+        count: 0,
+    };
+    let mut frame = 0u64;
+    let mut tokens = 0u64;
+    while let Some(h) = r.read_header()? {
+        if h.fingerprint != id.fingerprint {
+            return Err(CodecError::ModelMismatch {
+                frame,
+                file_name: h.model_name,
+                file_hex: short_hex(&h.fingerprint),
+                model_name: id.name.clone(),
+                model_hex: short_hex(&id.fingerprint),
+            });
+        }
+        let table = check_parameters(
+            model,
+            tokenizer.vocab_size(),
+            h.chunk_tokens,
+            h.start_token,
+            h.total_bits,
+        )?;
+        let mut fd = FrameDecoder {
+            model,
+            tokenizer,
+            header: &h,
+            frame,
+            table,
+            max_batch: opts.max_batch.max(1),
+            hasher: Xxh64::new(0),
+            written: 0,
+            tokens: &mut tokens,
+        };
+        fd.run(&mut r, &mut w, progress)?;
+        frame += 1;
+    }
+    if frame == 0 {
+        return Err(CodecError::NoFrame);
+    }
+    w.flush()?;
+    Ok(w.count)
+}
+
+/// A model chunk being decoded.
+struct Slot<S> {
+    /// Index of its output entry in the frame.
+    entry: u64,
+    dec: ChunkDecoder<Vec<u8>>,
+    state: S,
+    /// The next token to feed (start token first).
+    input: [u32; 1],
+    decoded: Vec<u32>,
+    want: usize,
+}
+
+/// Raw bytes buffered ahead of unfinished model chunks are capped at this.
+const MAX_PENDING_BYTES: usize = 64 << 20;
+
+struct FrameDecoder<'a, M: LanguageModel, T: TextTokenizer> {
+    model: &'a M,
+    tokenizer: &'a T,
+    header: &'a FrameHeader,
+    frame: u64,
+    table: FreqTable,
+    max_batch: usize,
+    hasher: Xxh64,
+    written: u64,
+    tokens: &'a mut u64,
+}
+
+impl<M: LanguageModel, T: TextTokenizer> FrameDecoder<'_, M, T> {
+    fn emit<W: Write>(&mut self, w: &mut CountingWriter<W>, bytes: &[u8]) -> io::Result<()> {
+        self.hasher.update(bytes);
+        self.written += bytes.len() as u64;
+        w.write_all(bytes)
+    }
+
+    fn run<R: Read, W: Write>(
+        &mut self,
+        r: &mut FrameReader<R>,
+        w: &mut CountingWriter<W>,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<(), CodecError> {
+        let vocab = self.model.vocab_size();
+        // Output entries in file order; `None` until the chunk is decoded.
+        let mut queue: VecDeque<Option<Vec<u8>>> = VecDeque::new();
+        let mut queue_base = 0u64; // entry index of queue[0]
+        let mut pending_bytes = 0usize;
+        let mut active: Vec<Slot<M::State>> = Vec::new();
+        let mut end: Option<(u64, u64)> = None;
+        let mut record = 0u64;
+        let mut logits: Vec<f32> = Vec::new();
+        // States of finished chunks, reused by later ones.
+        let mut pool: Vec<M::State> = Vec::new();
+        loop {
+            // Read ahead while there is room in the batch and the queue.
+            while end.is_none()
+                && active.len() < self.max_batch
+                && queue.len() < 4 * self.max_batch
+                && pending_bytes < MAX_PENDING_BYTES
+            {
+                let entry = queue_base + queue.len() as u64;
+                let rec = r.read_record(self.header)?;
+                let raw = match rec {
+                    Record::End {
+                        original_len,
+                        checksum,
+                    } => {
+                        end = Some((original_len, checksum));
+                        continue;
+                    }
+                    Record::Model {
+                        coder,
+                        tokens,
+                        payload,
+                    } => {
+                        active.push(Slot {
+                            entry,
+                            dec: ChunkDecoder::new(coder, vocab, payload),
+                            state: match pool.pop() {
+                                Some(mut s) => {
+                                    self.model.reset_state(&mut s);
+                                    s
+                                }
+                                None => self.model.new_state(),
+                            },
+                            input: [self.header.start_token],
+                            decoded: Vec::with_capacity(tokens as usize),
+                            want: tokens as usize,
+                        });
+                        queue.push_back(None);
+                        record += 1;
+                        continue;
+                    }
+                    Record::Stored(b) => b,
+                    Record::Zstd {
+                        original_len,
+                        payload,
+                    } => unzstd(&payload, original_len).map_err(|reason| {
+                        CodecError::CorruptZstd {
+                            frame: self.frame,
+                            chunk: record,
+                            reason,
+                        }
+                    })?,
+                };
+                record += 1;
+                if queue.is_empty() {
+                    self.emit(w, &raw)?;
+                    queue_base += 1;
+                } else {
+                    pending_bytes += raw.len();
+                    queue.push_back(Some(raw));
+                }
+                progress(Progress {
+                    bytes_in: r.offset(),
+                    bytes_out: w.count,
+                    tokens: *self.tokens,
+                });
+            }
+            // Write the finished prefix.
+            while let Some(Some(_)) = queue.front() {
+                let bytes = queue.pop_front().flatten().unwrap_or_default();
+                pending_bytes = pending_bytes.saturating_sub(bytes.len());
+                self.emit(w, &bytes)?;
+                queue_base += 1;
+            }
+            if active.is_empty() {
+                if end.is_some() {
+                    break;
+                }
+                continue;
+            }
+            self.step(&mut active, &mut logits)?;
+            let mut i = 0;
+            while i < active.len() {
+                if active[i].decoded.len() < active[i].want {
+                    i += 1;
+                    continue;
+                }
+                let slot = active.swap_remove(i);
+                if !slot.dec.is_canonical() {
+                    return Err(CodecError::CorruptChunk {
+                        frame: self.frame,
+                        chunk: slot.entry,
+                        reason: "payload is not the canonical encoding of its tokens",
+                    });
+                }
+                let bytes =
+                    self.tokenizer
+                        .decode(&slot.decoded)
+                        .map_err(|e| CodecError::Tokenizer {
+                            frame: self.frame,
+                            chunk: slot.entry,
+                            source: Box::new(e),
+                        })?;
+                pool.push(slot.state);
+                let idx = (slot.entry - queue_base) as usize;
+                pending_bytes += bytes.len();
+                queue[idx] = Some(bytes);
+            }
+            progress(Progress {
+                bytes_in: r.offset(),
+                bytes_out: w.count,
+                tokens: *self.tokens,
+            });
+        }
+        let (expected_len, expected_sum) = end.unwrap_or_default();
+        if self.written != expected_len {
+            return Err(CodecError::Length {
+                frame: self.frame,
+                expected: expected_len,
+                actual: self.written,
+            });
+        }
+        let actual = self.hasher.digest();
+        if actual != expected_sum {
+            return Err(CodecError::Checksum {
+                frame: self.frame,
+                expected: expected_sum,
+                actual,
+            });
+        }
+        Ok(())
+    }
+
+    /// One batched forward pass: every active chunk advances one token.
+    fn step(
+        &mut self,
+        active: &mut [Slot<M::State>],
+        logits: &mut Vec<f32>,
+    ) -> Result<(), CodecError> {
+        let vocab = self.model.vocab_size();
+        let n = active.len();
+        if logits.len() < n * vocab {
+            logits.resize(n * vocab, 0.0);
+        }
+        let (mut states, inputs): (Vec<&mut M::State>, Vec<&[u32]>) = active
+            .iter_mut()
+            .map(|s| (&mut s.state, &s.input[..]))
+            .unzip();
+        self.model
+            .forward(&mut states, &inputs, &mut logits[..n * vocab])
+            .map_err(|e| CodecError::Model(Box::new(e)))?;
+        for (slot, row) in active.iter_mut().zip(logits.chunks_exact(vocab)) {
+            let t =
+                slot.dec
+                    .decode(&mut self.table, row)
+                    .map_err(|_| CodecError::CorruptChunk {
+                        frame: self.frame,
+                        chunk: slot.entry,
+                        reason: "range decoder left its interval",
+                    })?;
+            slot.decoded.push(t);
+            slot.input = [t];
+        }
+        *self.tokens += n as u64;
+        Ok(())
+    }
+}
+
+/// Decompresses one zstd frame of exactly `original_len` bytes.
+fn unzstd(payload: &[u8], original_len: u64) -> Result<Vec<u8>, String> {
+    // original_len <= MAX_RAW_CHUNK (checked by the reader): bounded.
+    let out = zstd::bulk::decompress(payload, original_len as usize).map_err(|e| e.to_string())?;
+    if out.len() as u64 != original_len {
+        return Err(format!(
+            "{} bytes decompressed, {original_len} declared",
+            out.len()
+        ));
+    }
+    Ok(out)
+}

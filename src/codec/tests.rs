@@ -1,0 +1,699 @@
+//! Driver tests with the synthetic model and tokenizers.
+
+use std::cell::Cell;
+
+use super::synthetic::{HashModel, PairTokenizer};
+use super::*;
+
+fn id(name: &str, fp: u8) -> ModelIdentity {
+    ModelIdentity {
+        name: name.into(),
+        fingerprint: [fp; 32],
+    }
+}
+
+fn rng_bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Text the model predicts well: sampled from the model, through the tokenizer.
+fn model_text(model: &HashModel, tok: &PairTokenizer, n_tokens: usize, seed: u64) -> Vec<u8> {
+    let toks = model.sample(n_tokens, seed, 256);
+    tok.decode(&toks).unwrap()
+}
+
+fn opts(chunk_tokens: u32, coder: CoderKind) -> CompressOptions {
+    CompressOptions {
+        coder,
+        chunk_tokens,
+        piece_tokens: 37, // odd on purpose: pieces never align with chunks
+        zstd_level: 3,
+        // The synthetic texts are arbitrary bytes: code them with the model.
+        skip_binary: false,
+        ..CompressOptions::default()
+    }
+}
+
+fn round_trip(data: &[u8], tok: &PairTokenizer, o: &CompressOptions, batch: usize) -> Vec<u8> {
+    let model = HashModel::new(tok.vocab_size(), 1);
+    let packed = compress(data, &model, tok, &id("hash", 1), o).unwrap();
+    let d = DecompressOptions { max_batch: batch };
+    let back = decompress(&packed, &model, tok, &id("hash", 1), &d).unwrap();
+    assert!(
+        back == data,
+        "round trip differs ({} vs {} bytes)",
+        back.len(),
+        data.len()
+    );
+    packed
+}
+
+/// Records of every frame of a file.
+fn records(file: &[u8]) -> Vec<Record> {
+    let mut r = FrameReader::new(file);
+    let mut out = Vec::new();
+    while let Some(h) = r.read_header().unwrap() {
+        loop {
+            let rec = r.read_record(&h).unwrap();
+            let end = matches!(rec, Record::End { .. });
+            out.push(rec);
+            if end {
+                break;
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn round_trips_small_inputs() {
+    let tok = PairTokenizer::english();
+    for coder in [CoderKind::Arithmetic, CoderKind::Rank] {
+        for data in [
+            &b""[..],
+            b"a",
+            b"th",
+            b"\n",
+            b"the end\n",
+            &[0xff, 0x00, 0xe2, 0x82],
+        ] {
+            round_trip(data, &tok, &opts(4, coder), 3);
+        }
+    }
+}
+
+#[test]
+fn round_trips_random_bytes_and_picks_raw() {
+    let tok = PairTokenizer::bytes();
+    let data = rng_bytes(20_000, 3);
+    let packed = round_trip(&data, &tok, &opts(512, CoderKind::Arithmetic), 8);
+    let recs = records(&packed);
+    assert!(
+        recs.iter().all(|r| !matches!(r, Record::Model { .. })),
+        "random bytes were model-coded"
+    );
+    // Never much worse than storing: one raw record, header and end.
+    assert!(packed.len() < data.len() + 100, "{} bytes", packed.len());
+}
+
+#[test]
+fn model_text_is_model_coded_and_beats_zstd() {
+    let tok = PairTokenizer::english();
+    let model = HashModel::new(tok.vocab_size(), 1);
+    let data = model_text(&model, &tok, 30_000, 9);
+    for coder in [CoderKind::Arithmetic, CoderKind::Rank] {
+        let packed = round_trip(&data, &tok, &opts(1000, coder), 16);
+        let recs = records(&packed);
+        let n_model = recs
+            .iter()
+            .filter(|r| matches!(r, Record::Model { .. }))
+            .count();
+        let z = zstd::bulk::compress(&data, 19).unwrap().len();
+        eprintln!(
+            "{coder:?}: {} bytes -> {} ({n_model} model chunks); zstd -19: {z}",
+            data.len(),
+            packed.len()
+        );
+        assert!(n_model >= 25, "{n_model} model chunks");
+        assert!(packed.len() < z, "{} vs zstd {z}", packed.len());
+    }
+}
+
+#[test]
+fn many_chunks_many_segments_both_coders() {
+    let tok = PairTokenizer::english();
+    let model = HashModel::new(tok.vocab_size(), 1);
+    let mut data = model_text(&model, &tok, 20_000, 4);
+    // Newlines for the segment cutter, and a binary island in the middle.
+    for i in (0..data.len()).step_by(701) {
+        data[i] = b'\n';
+    }
+    let mid = data.len() / 2;
+    data.splice(mid..mid, rng_bytes(3000, 5));
+    for coder in [CoderKind::Arithmetic, CoderKind::Rank] {
+        let mut o = opts(64, coder);
+        o.segment_bytes = 5000;
+        let packed = round_trip(&data, &tok, &o, 7);
+        let recs = records(&packed);
+        assert!(recs.iter().any(|r| matches!(r, Record::Model { .. })));
+        assert!(recs
+            .iter()
+            .any(|r| matches!(r, Record::Stored(_) | Record::Zstd { .. })));
+    }
+}
+
+#[test]
+fn large_input_round_trips() {
+    let tok = PairTokenizer::english();
+    let model = HashModel::new(tok.vocab_size(), 1);
+    let data = model_text(&model, &tok, 200_000, 11);
+    let mut o = opts(2048, CoderKind::Arithmetic);
+    o.segment_bytes = 100_000;
+    o.piece_tokens = 256;
+    let packed = round_trip(&data, &tok, &o, 16);
+    eprintln!("large: {} -> {} bytes", data.len(), packed.len());
+}
+
+#[test]
+fn batch_sizes_give_the_same_output() {
+    let tok = PairTokenizer::english();
+    let model = HashModel::new(tok.vocab_size(), 1);
+    let data = model_text(&model, &tok, 3000, 2);
+    let packed = compress(
+        &data,
+        &model,
+        &tok,
+        &id("hash", 1),
+        &opts(100, CoderKind::Arithmetic),
+    )
+    .unwrap();
+    for batch in [1, 2, 5, 64] {
+        let d = DecompressOptions { max_batch: batch };
+        assert!(decompress(&packed, &model, &tok, &id("hash", 1), &d).unwrap() == data);
+    }
+}
+
+/// Wraps a model and records how it is called.
+struct Counting<'a> {
+    inner: &'a HashModel,
+    calls: Cell<usize>,
+    max_batch: Cell<usize>,
+}
+
+impl LanguageModel for Counting<'_> {
+    type State = Vec<u32>;
+    type Error = super::synthetic::HashModelError;
+    fn vocab_size(&self) -> usize {
+        self.inner.vocab
+    }
+    fn max_context(&self) -> usize {
+        self.inner.context
+    }
+    fn new_state(&self) -> Vec<u32> {
+        Vec::new()
+    }
+    fn forward(
+        &self,
+        s: &mut [&mut Vec<u32>],
+        t: &[&[u32]],
+        l: &mut [f32],
+    ) -> Result<(), Self::Error> {
+        self.calls.set(self.calls.get() + 1);
+        self.max_batch.set(self.max_batch.get().max(s.len()));
+        self.inner.forward(s, t, l)
+    }
+}
+
+#[test]
+fn decompression_batches_chunks() {
+    let tok = PairTokenizer::english();
+    let model = HashModel::new(tok.vocab_size(), 1);
+    let data = model_text(&model, &tok, 4000, 6);
+    let o = opts(200, CoderKind::Arithmetic);
+    let packed = compress(&data, &model, &tok, &id("hash", 1), &o).unwrap();
+    let n_model = records(&packed)
+        .iter()
+        .filter(|r| matches!(r, Record::Model { .. }))
+        .count();
+    assert!(n_model >= 10);
+    let counting = Counting {
+        inner: &model,
+        calls: Cell::new(0),
+        max_batch: Cell::new(0),
+    };
+    let d = DecompressOptions { max_batch: 32 };
+    assert!(decompress(&packed, &counting, &tok, &id("hash", 1), &d).unwrap() == data);
+    // All chunks in flight at once: about one call per token of the longest
+    // chunk, not one per token of the file.
+    assert_eq!(counting.max_batch.get(), n_model);
+    assert!(
+        counting.calls.get() <= 200,
+        "{} forward calls",
+        counting.calls.get()
+    );
+}
+
+#[test]
+fn every_bit_flip_and_truncation_is_an_error() {
+    let tok = PairTokenizer::english();
+    let model = HashModel::new(tok.vocab_size(), 1);
+    let mut data = model_text(&model, &tok, 120, 8);
+    data.extend_from_slice(&rng_bytes(40, 1)); // a raw record too
+    let o = opts(50, CoderKind::Arithmetic);
+    let packed = compress(&data, &model, &tok, &id("hash", 1), &o).unwrap();
+    let recs = records(&packed);
+    assert!(recs.iter().any(|r| matches!(r, Record::Model { .. })));
+    assert!(recs
+        .iter()
+        .any(|r| !matches!(r, Record::Model { .. } | Record::End { .. })));
+    let d = DecompressOptions { max_batch: 4 };
+    let run = |f: &[u8]| decompress(f, &model, &tok, &id("hash", 1), &d);
+    assert!(run(&packed).unwrap() == data);
+    for i in 0..packed.len() {
+        for bit in 0..8 {
+            let mut f = packed.clone();
+            f[i] ^= 1 << bit;
+            // A wrong fingerprint is also an error (ModelMismatch).
+            assert!(run(&f).is_err(), "flip of byte {i} bit {bit} accepted");
+        }
+    }
+    for cut in 0..packed.len() {
+        assert!(run(&packed[..cut]).is_err(), "truncation to {cut} accepted");
+    }
+}
+
+#[test]
+fn rank_coder_bit_flips_are_errors() {
+    let tok = PairTokenizer::english();
+    let model = HashModel::new(tok.vocab_size(), 1);
+    let data = model_text(&model, &tok, 100, 12);
+    let packed = compress(
+        &data,
+        &model,
+        &tok,
+        &id("hash", 1),
+        &opts(40, CoderKind::Rank),
+    )
+    .unwrap();
+    let d = DecompressOptions::default();
+    for i in 0..packed.len() {
+        for bit in 0..8 {
+            let mut f = packed.clone();
+            f[i] ^= 1 << bit;
+            assert!(
+                decompress(&f, &model, &tok, &id("hash", 1), &d).is_err(),
+                "byte {i} bit {bit}"
+            );
+        }
+    }
+}
+
+#[test]
+fn garbage_is_an_error() {
+    let tok = PairTokenizer::english();
+    let model = HashModel::new(tok.vocab_size(), 1);
+    let d = DecompressOptions::default();
+    assert!(matches!(
+        decompress(&[], &model, &tok, &id("hash", 1), &d),
+        Err(CodecError::NoFrame)
+    ));
+    for seed in 0..300 {
+        let mut g = rng_bytes((seed * 7 % 400) as usize, seed + 1);
+        if seed % 2 == 0 {
+            // Plausible header, garbage records.
+            let mut f = compress(
+                b"x",
+                &model,
+                &tok,
+                &id("hash", 1),
+                &opts(8, CoderKind::Arithmetic),
+            )
+            .unwrap();
+            let hl = f.len() - 10;
+            f.truncate(hl);
+            f.extend_from_slice(&g);
+            g = f;
+        }
+        assert!(decompress(&g, &model, &tok, &id("hash", 1), &d).is_err());
+    }
+}
+
+#[test]
+fn wrong_model_is_named() {
+    let tok = PairTokenizer::english();
+    let model = HashModel::new(tok.vocab_size(), 1);
+    let packed = compress(
+        b"hello",
+        &model,
+        &tok,
+        &id("SmolLM2-135M", 0xab),
+        &CompressOptions::default(),
+    )
+    .unwrap();
+    let err = decompress(
+        &packed,
+        &model,
+        &tok,
+        &id("gemma-3-270m", 0x12),
+        &DecompressOptions::default(),
+    )
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, CodecError::ModelMismatch { .. }));
+    for part in ["SmolLM2-135M", "abababab", "gemma-3-270m", "12121212"] {
+        assert!(msg.contains(part), "{msg}");
+    }
+}
+
+#[test]
+fn concatenated_frames_decode_in_order() {
+    let tok = PairTokenizer::english();
+    let model = HashModel::new(tok.vocab_size(), 1);
+    let a = model_text(&model, &tok, 500, 1);
+    let b = rng_bytes(300, 2);
+    let o = opts(64, CoderKind::Arithmetic);
+    let mut file = compress(&a, &model, &tok, &id("hash", 1), &o).unwrap();
+    file.extend(compress(&b, &model, &tok, &id("hash", 1), &opts(64, CoderKind::Rank)).unwrap());
+    file.extend(compress(b"", &model, &tok, &id("hash", 1), &o).unwrap());
+    let out = decompress(
+        &file,
+        &model,
+        &tok,
+        &id("hash", 1),
+        &DecompressOptions::default(),
+    )
+    .unwrap();
+    assert!(out == [a, b].concat());
+}
+
+#[test]
+fn other_model_output_fails_checksum_not_silently() {
+    // Same fingerprint claimed, different weights: must not decode silently.
+    let tok = PairTokenizer::english();
+    let m1 = HashModel::new(tok.vocab_size(), 1);
+    let m2 = HashModel::new(tok.vocab_size(), 2);
+    let data = model_text(&m1, &tok, 400, 3);
+    let packed = compress(
+        &data,
+        &m1,
+        &tok,
+        &id("hash", 1),
+        &opts(100, CoderKind::Arithmetic),
+    )
+    .unwrap();
+    assert!(decompress(
+        &packed,
+        &m2,
+        &tok,
+        &id("hash", 1),
+        &DecompressOptions::default()
+    )
+    .is_err());
+}
+
+/// A tokenizer whose decode does not invert encode for 'q'.
+struct Lying(PairTokenizer);
+impl TextTokenizer for Lying {
+    type Error = super::synthetic::NoBytes;
+    fn encode(&self, b: &[u8]) -> Vec<u32> {
+        self.0.encode(b)
+    }
+    fn decode(&self, t: &[u32]) -> Result<Vec<u8>, Self::Error> {
+        let mut v = self.0.decode(t)?;
+        for x in &mut v {
+            if *x == b'q' {
+                *x = b'Q';
+            }
+        }
+        Ok(v)
+    }
+    fn vocab_size(&self) -> usize {
+        self.0.vocab_size()
+    }
+}
+
+#[test]
+fn tokenizer_that_does_not_round_trip_falls_back_to_raw() {
+    let tok = Lying(PairTokenizer::english());
+    let model = HashModel::new(tok.vocab_size(), 1);
+    let mut data = model_text(&model, &tok.0, 2000, 3);
+    let at = data.len() / 2;
+    data.insert(at, b'q');
+    let o = opts(64, CoderKind::Arithmetic);
+    let packed = compress(&data, &model, &tok, &id("hash", 1), &o).unwrap();
+    let out = decompress(
+        &packed,
+        &model,
+        &tok,
+        &id("hash", 1),
+        &DecompressOptions::default(),
+    )
+    .unwrap();
+    assert!(out == data);
+}
+
+#[test]
+fn invalid_parameters_are_rejected() {
+    let tok = PairTokenizer::english();
+    let model = HashModel::new(tok.vocab_size(), 1);
+    let bad = [
+        CompressOptions {
+            chunk_tokens: 5000, // beyond the context of 4096
+            ..Default::default()
+        },
+        CompressOptions {
+            chunk_tokens: 0,
+            ..Default::default()
+        },
+        CompressOptions {
+            start_token: 10_000,
+            ..Default::default()
+        },
+        CompressOptions {
+            total_bits: 16,
+            ..Default::default()
+        },
+        CompressOptions {
+            segment_bytes: 0,
+            ..Default::default()
+        },
+    ];
+    for o in &bad {
+        assert!(
+            compress(b"abc", &model, &tok, &id("hash", 1), o).is_err(),
+            "{o:?}"
+        );
+    }
+}
+
+#[test]
+fn stream_progress_is_reported() {
+    let tok = PairTokenizer::english();
+    let model = HashModel::new(tok.vocab_size(), 1);
+    let data = model_text(&model, &tok, 3000, 5);
+    let mut o = opts(100, CoderKind::Arithmetic);
+    o.segment_bytes = 1000;
+    let mut reports = Vec::new();
+    let mut out = Vec::new();
+    let n = compress_stream(
+        &data[..],
+        &mut out,
+        &model,
+        &tok,
+        &id("hash", 1),
+        &o,
+        &mut |p| reports.push(p),
+    )
+    .unwrap();
+    assert_eq!(n as usize, out.len());
+    assert!(reports.len() >= data.len() / 1000);
+    assert_eq!(reports.last().unwrap().bytes_in, data.len() as u64);
+    assert!(reports
+        .windows(2)
+        .all(|w| w[0].bytes_in <= w[1].bytes_in && w[0].tokens <= w[1].tokens));
+    let mut back = Vec::new();
+    let mut dreports = Vec::new();
+    decompress_stream(
+        &out[..],
+        &mut back,
+        &model,
+        &tok,
+        &id("hash", 1),
+        &DecompressOptions::default(),
+        &mut |p| dreports.push(p),
+    )
+    .unwrap();
+    assert!(back == data);
+    assert!(!dreports.is_empty());
+}
+
+#[test]
+fn cut_points() {
+    assert_eq!(cut_point(b"abc\ndef", false), 4);
+    assert_eq!(cut_point(b"abc\ndef", true), 7);
+    assert_eq!(cut_point(b"abcdef", false), 6);
+    // "a€" = 61 e2 82 ac: a cut inside the euro sign backs up before it.
+    assert_eq!(cut_point(&[0x61, 0xe2, 0x82], false), 1);
+    assert_eq!(cut_point(&[0x61, 0xe2, 0x82, 0xac], false), 4);
+    assert_eq!(cut_point(&[0xe2, 0x82], false), 2);
+    assert_eq!(cut_point(&[0x80, 0x80, 0x80, 0x80, 0x80], false), 5);
+}
+
+/// Bytes below 0x80 are tokens; a byte >= 0x80 is the escape token 257
+/// followed by the byte's own id: a two-token unit that only decodes whole.
+struct Escaping;
+impl TextTokenizer for Escaping {
+    type Error = super::synthetic::NoBytes;
+    fn encode(&self, b: &[u8]) -> Vec<u32> {
+        let mut out = Vec::new();
+        for &x in b {
+            if x >= 0x80 {
+                out.push(257);
+            }
+            out.push(x as u32);
+        }
+        out
+    }
+    fn decode(&self, t: &[u32]) -> Result<Vec<u8>, Self::Error> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < t.len() {
+            match t[i] {
+                257 => match t.get(i + 1) {
+                    Some(&b) if (0x80..=0xff).contains(&b) => {
+                        out.push(b as u8);
+                        i += 2;
+                        continue;
+                    }
+                    _ => return Err(super::synthetic::NoBytes(257)),
+                },
+                b @ 0..=0x7f => out.push(b as u8),
+                other => return Err(super::synthetic::NoBytes(other)),
+            }
+            i += 1;
+        }
+        Ok(out)
+    }
+    fn vocab_size(&self) -> usize {
+        258
+    }
+}
+
+#[test]
+fn chunks_never_split_a_multi_token_unit() {
+    let tok = Escaping;
+    let data: Vec<u8> = rng_bytes(3000, 4);
+    let tokens = tok.encode(&data);
+    let (cuts, covered) = plan_chunks(&tok, &tokens, &data, 16, 258);
+    // Everything is planned for the model; chunks ending after an escape
+    // were shortened by one token.
+    assert_eq!(covered, data.len());
+    assert_eq!(cuts.last().unwrap().0.end, tokens.len());
+    assert!(cuts.iter().any(|(r, _)| r.len() == 15));
+    let mut next = 0;
+    for (r, _) in &cuts {
+        assert_eq!(r.start, next);
+        assert!(r.len() <= 16 && r.len() >= 8);
+        assert_ne!(tokens[r.end - 1], 257);
+        next = r.end;
+    }
+    // And the driver round-trips it.
+    let model = HashModel::new(258, 1);
+    let packed = compress(
+        &data,
+        &model,
+        &tok,
+        &id("hash", 1),
+        &opts(16, CoderKind::Arithmetic),
+    )
+    .unwrap();
+    let out = decompress(
+        &packed,
+        &model,
+        &tok,
+        &id("hash", 1),
+        &DecompressOptions::default(),
+    )
+    .unwrap();
+    assert!(out == data);
+}
+
+#[test]
+fn planning_stops_at_a_tokenizer_that_does_not_round_trip() {
+    let tok = Lying(PairTokenizer::english());
+    let data = b"abc abc abc q abc abc".to_vec();
+    let tokens = tok.encode(&data);
+    let (cuts, covered) = plan_chunks(&tok, &tokens, &data, 4, 300);
+    // Planning covers at most the bytes before the q (byte 12).
+    assert!((8..=12).contains(&covered), "{covered}");
+    assert_eq!(cuts.iter().map(|c| c.1).sum::<usize>(), covered);
+    // Ids outside the model's vocabulary stop planning at once.
+    let (cuts, covered) = plan_chunks(&PairTokenizer::english(), &tokens, &data, 4, 32);
+    assert!(cuts.is_empty() && covered == 0);
+}
+
+#[test]
+fn text_the_model_codes_badly_goes_raw_by_size() {
+    // Random lowercase letters are text (not `looks_binary`), so the model
+    // codes them; the hash model knows nothing of them and loses to zstd,
+    // so the size comparison must pick a raw record.
+    let tok = PairTokenizer::bytes();
+    let data: Vec<u8> = rng_bytes(8_000, 5).iter().map(|b| b'a' + b % 26).collect();
+    assert!(!looks_binary(&data));
+    let packed = round_trip(&data, &tok, &opts(512, CoderKind::Arithmetic), 8);
+    assert!(records(&packed)
+        .iter()
+        .all(|r| !matches!(r, Record::Model { .. })));
+}
+
+#[test]
+fn binary_detection() {
+    assert!(!looks_binary(b""));
+    assert!(!looks_binary(
+        "plain text\twith tabs\r\nand \u{e9}t\u{e9} \u{1F600}\n".as_bytes()
+    ));
+    assert!(looks_binary(&[0u8; 64]));
+    assert!(looks_binary(&rng_bytes(4096, 1)));
+    // Latin-1 text: every accented byte is invalid UTF-8.
+    let latin1: Vec<u8> = b"caf\xe9 na\xefve \xfcber \xe9t\xe9 \xe0 \xe7a".to_vec();
+    assert!(looks_binary(&latin1));
+    // One stray control byte in a line of text is still text.
+    let mut t = b"an ordinary line of English text with a stray byte".to_vec();
+    t[10] = 0x01;
+    assert!(!looks_binary(&t));
+}
+
+#[test]
+fn binary_chunks_skip_the_model() {
+    // A model that fails on every call: with skip_binary, binary input never
+    // reaches it, and the file still round-trips.
+    let tok = PairTokenizer::bytes();
+    let data = rng_bytes(10_000, 7);
+    let o = CompressOptions {
+        skip_binary: true,
+        ..opts(512, CoderKind::Arithmetic)
+    };
+    let packed = compress(&data, &FailingModel, &tok, &id("hash", 1), &o).unwrap();
+    let model = HashModel::new(tok.vocab_size(), 1);
+    let d = DecompressOptions { max_batch: 4 };
+    assert_eq!(
+        decompress(&packed, &model, &tok, &id("hash", 1), &d).unwrap(),
+        data
+    );
+    // Without skip_binary the model is asked, and its failure surfaces.
+    let o = CompressOptions {
+        skip_binary: false,
+        ..o
+    };
+    assert!(compress(&data, &FailingModel, &tok, &id("hash", 1), &o).is_err());
+}
+
+/// A model whose every forward pass fails.
+struct FailingModel;
+
+#[derive(Debug, thiserror::Error)]
+#[error("this model always fails")]
+struct Fails;
+
+impl LanguageModel for FailingModel {
+    type State = ();
+    type Error = Fails;
+    fn vocab_size(&self) -> usize {
+        257
+    }
+    fn max_context(&self) -> usize {
+        1 << 16
+    }
+    fn new_state(&self) {}
+    fn forward(&self, _: &mut [&mut ()], _: &[&[u32]], _: &mut [f32]) -> Result<(), Fails> {
+        Err(Fails)
+    }
+}

@@ -1,0 +1,191 @@
+//! Round trips with the real default model: every file of the shared corpus
+//! (text and binary) and the awkward inputs a compressor must survive.
+//!
+//! Heavy: run in release (`cargo test --release --test corpus`). Every
+//! corpus file goes through the arithmetic coder whole; the rank coder gets
+//! the small files whole and the first 24 KiB of the large ones (it shares
+//! every model computation with the arithmetic coder, so the rest would
+//! only cost time).
+
+use llmc::codec::{compress, decompress, CompressOptions, DecompressOptions, ModelIdentity};
+use llmc::coder::CoderKind;
+use llmc::container::{FrameReader, Record};
+use llmc::gguf::Gguf;
+use llmc::model::{Model, ModelOptions};
+use llmc::tokenizer::Tokenizer;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+struct Real {
+    model: Model,
+    tok: Tokenizer,
+    id: ModelIdentity,
+}
+
+fn real() -> &'static Real {
+    static R: OnceLock<Real> = OnceLock::new();
+    R.get_or_init(|| {
+        let path = llmc::registry::model_for_tests().expect("locate the model");
+        let g = Gguf::open(&path).expect("open the model");
+        Real {
+            model: Model::load(&g, &ModelOptions::default()).expect("load"),
+            tok: Tokenizer::from_gguf(&g).expect("tokenizer"),
+            id: ModelIdentity {
+                name: llmc::registry::DEFAULT_MODEL.name.into(),
+                fingerprint: g.fingerprint(),
+            },
+        }
+    })
+}
+
+fn corpus_dir() -> PathBuf {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    for cand in [
+        here.join("../shared/corpus"),
+        here.join("../../shared/corpus"),
+        PathBuf::from("/work/shared/corpus"),
+    ] {
+        if cand.join("alice29.txt").exists() {
+            return cand;
+        }
+    }
+    panic!("shared/corpus not found beside the repository");
+}
+
+/// Compresses and decompresses `data`; returns the compressed bytes.
+fn round_trip(what: &str, data: &[u8], coder: CoderKind) -> Vec<u8> {
+    let r = real();
+    let opts = CompressOptions {
+        coder,
+        ..CompressOptions::default()
+    };
+    let t0 = Instant::now();
+    let packed = compress(data, &r.model, &r.tok, &r.id, &opts)
+        .unwrap_or_else(|e| panic!("{what}: compress: {e}"));
+    let t1 = Instant::now();
+    let back = decompress(
+        &packed,
+        &r.model,
+        &r.tok,
+        &r.id,
+        &DecompressOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{what}: decompress: {e}"));
+    let t2 = Instant::now();
+    assert!(back == data, "{what} ({coder:?}): round trip differs");
+    eprintln!(
+        "{what:>24} {coder:?}: {} -> {} bytes ({:.3} bits/byte), compress {:.1}s, decompress {:.1}s",
+        data.len(),
+        packed.len(),
+        packed.len() as f64 * 8.0 / data.len().max(1) as f64,
+        (t1 - t0).as_secs_f64(),
+        (t2 - t1).as_secs_f64()
+    );
+    packed
+}
+
+fn model_records(packed: &[u8]) -> usize {
+    let mut r = FrameReader::new(packed);
+    let h = r.read_header().unwrap().unwrap();
+    let mut n = 0;
+    loop {
+        match r.read_record(&h).unwrap() {
+            Record::End { .. } => return n,
+            Record::Model { .. } => n += 1,
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn corpus_round_trips() {
+    let dir = corpus_dir();
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n != "README.md" && n != "SHA256SUMS")
+        .collect();
+    names.sort();
+    assert!(names.len() >= 11, "corpus incomplete: {names:?}");
+    for name in names {
+        let data = std::fs::read(dir.join(&name)).unwrap();
+        let arith = round_trip(&name, &data, CoderKind::Arithmetic).len();
+        // Never much worse than zstd (binary files go to zstd records).
+        let z = zstd::bulk::compress(&data, 19).unwrap().len();
+        assert!(
+            arith <= z + z / 100 + 64,
+            "{name}: {arith} bytes vs zstd -19 {z}"
+        );
+        let part = &data[..data.len().min(24 << 10)];
+        round_trip(&format!("{name}[..24K]"), part, CoderKind::Rank);
+    }
+}
+
+#[test]
+fn awkward_inputs_round_trip() {
+    let specials = "<|endoftext|><|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n\
+<repo_name><file_sep><filename><gh_stars><issue_start><jupyter_code><empty_output>"
+        .repeat(3);
+    let mut lcg = 0x2545_f491_4f6c_dd1du64;
+    let random: Vec<u8> = (0..3000)
+        .map(|_| {
+            lcg = lcg
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (lcg >> 56) as u8
+        })
+        .collect();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("empty", Vec::new()),
+        ("one byte", b"x".to_vec()),
+        ("one invalid byte", vec![0xff]),
+        ("random bytes", random),
+        (
+            "invalid UTF-8 in text",
+            b"caf\xe9 au lait, na\xefve \xff\xfe and \xc3\x28 broken, then fine text.\n".to_vec(),
+        ),
+        ("special-token strings", specials.into_bytes()),
+        (
+            "CRLF text",
+            b"first line\r\nsecond line\r\n\r\nfourth\r\n".repeat(20),
+        ),
+        ("control bytes", (0u8..=255).collect()),
+    ];
+    for coder in [CoderKind::Arithmetic, CoderKind::Rank] {
+        for (what, data) in &cases {
+            round_trip(what, data, coder);
+        }
+    }
+    // Text really goes through the model.
+    let r = real();
+    let packed = compress(
+        b"It was the best of times, it was the worst of times.",
+        &r.model,
+        &r.tok,
+        &r.id,
+        &CompressOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(model_records(&packed), 1);
+}
+
+/// 5 MB through the whole pipeline with the real model: several 4 MiB input
+/// segments, the binary parts as zstd records, text parts model-coded.
+#[test]
+fn five_megabytes_round_trip() {
+    let dir = corpus_dir();
+    let mut data = Vec::new();
+    let xls = std::fs::read(dir.join("kennedy.xls")).unwrap();
+    let text = std::fs::read(dir.join("grammar.lsp")).unwrap();
+    while data.len() < 5_000_000 {
+        data.extend_from_slice(&xls);
+        data.extend_from_slice(&text);
+    }
+    let packed = round_trip("5 MB mixed", &data, CoderKind::Arithmetic);
+    assert!(
+        model_records(&packed) >= 1,
+        "the text parts were not model-coded"
+    );
+    assert!(packed.len() < data.len() / 4);
+}

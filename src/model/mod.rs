@@ -476,9 +476,7 @@ impl Model {
             let parts = split_parts(out, w.rows(), &ranges, x.n());
             jobs.extend(ranges.into_iter().zip(parts).map(|(r, p)| (*w, r, p)));
         }
-        let run = |(w, r, p): &mut MatmulJob<'_, '_>| {
-            self.kernels.matmul(w, x, r.clone(), p)
-        };
+        let run = |(w, r, p): &mut MatmulJob<'_, '_>| self.kernels.matmul(w, x, r.clone(), p);
         if jobs.len() == 1 {
             jobs.iter_mut().for_each(run);
         } else {

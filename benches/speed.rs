@@ -12,7 +12,11 @@
 //!   --variants V,V     kernel variants, or `all` (default: the best one); scalar, avx2, avx512, neon, neon-dot
 //!   --file PATH        text (default /work/shared/corpus/alice29.txt, else $LLMC_BENCH_FILE)
 //!   --llamacpp         also run bench/llamacpp_speed.py if python's llama_cpp imports
-//!   --no-compress / --no-decompress
+//!   --codec-bytes N    end to end: llmc::codec compress + decompress of the first N bytes
+//!                      of the file (default 16384; 0 skips; `all` = the whole file), with
+//!                      chunks of --tokens tokens, pieces of --batch, --max-batch chunks in flight
+//!   --max-batch M      chunks decoded together by the codec (default: the codec's default)
+//!   --no-compress / --no-decompress   skip the model-level phases
 //! ```
 //!
 //! Prints tokens/s, bytes/s (bytes of text those tokens decode to), matmul
@@ -44,6 +48,8 @@ struct Opts {
     llamacpp: bool,
     compress: bool,
     decompress: bool,
+    codec_bytes: Option<usize>,
+    max_batch: Option<usize>,
 }
 
 fn list(s: &str) -> Vec<usize> {
@@ -69,6 +75,8 @@ fn parse_args() -> Opts {
         llamacpp: false,
         compress: true,
         decompress: true,
+        codec_bytes: Some(16384),
+        max_batch: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -97,6 +105,15 @@ fn parse_args() -> Opts {
             "--llamacpp" => o.llamacpp = true,
             "--no-compress" => o.compress = false,
             "--no-decompress" => o.decompress = false,
+            "--codec-bytes" => {
+                let v = val();
+                o.codec_bytes = match v.as_str() {
+                    "all" => Some(usize::MAX),
+                    "0" => None,
+                    n => Some(n.parse().expect("--codec-bytes N|all")),
+                }
+            }
+            "--max-batch" => o.max_batch = Some(val().parse().expect("--max-batch M")),
             // `cargo bench` passes --bench to harness=false targets.
             "--bench" => {}
             other => panic!("unknown option {other} (see the header of benches/speed.rs)"),
@@ -369,6 +386,60 @@ fn decode_full(m: &Model, text: &Text, s: usize, n: usize, threads: usize) {
     );
 }
 
+/// The real codec end to end on the first `o.codec_bytes` bytes of the file.
+fn codec(m: &Model, tok: &Tokenizer, g: &Gguf, o: &Opts, threads: usize) {
+    use llmc::codec::{compress, decompress, CompressOptions, DecompressOptions, ModelIdentity};
+    let Some(limit) = o.codec_bytes else {
+        return;
+    };
+    let data = std::fs::read(&o.file).expect("read file");
+    let data = &data[..limit.min(data.len())];
+    let id = ModelIdentity {
+        name: "bench".into(),
+        fingerprint: g.fingerprint(),
+    };
+    let copts = CompressOptions {
+        chunk_tokens: o.tokens as u32,
+        piece_tokens: o.batch,
+        ..Default::default()
+    };
+    let mut dopts = DecompressOptions::default();
+    if let Some(b) = o.max_batch {
+        dopts.max_batch = b;
+    }
+    let macs = m.config().matmul_macs_per_token() as f64;
+    let n_tokens = tok.encode(data).len();
+    let peak = Peak::start();
+    let clock = Clock::start();
+    let packed = compress(data, m, tok, &id, &copts).expect("compress");
+    let dt = clock.secs();
+    println!(
+        "  codec compress {} bytes ({n_tokens} tokens, chunks of {}): {dt:.2}s  {:.0} bytes/s  {:.1} tokens/s  {:.3} bits/byte  {}  {}  {}",
+        data.len(),
+        o.tokens,
+        data.len() as f64 / dt,
+        n_tokens as f64 / dt,
+        packed.len() as f64 * 8.0 / data.len() as f64,
+        mac_report(n_tokens as f64, dt, macs, threads),
+        clock.report(),
+        peak.report()
+    );
+    let peak = Peak::start();
+    let clock = Clock::start();
+    let out = decompress(&packed, m, tok, &id, &dopts).expect("decompress");
+    let dt = clock.secs();
+    assert!(out == data, "round trip differs");
+    println!(
+        "  codec decompress ({} chunks in flight): {dt:.2}s  {:.0} bytes/s  {:.1} tokens/s  {}  {}  {}",
+        dopts.max_batch,
+        data.len() as f64 / dt,
+        n_tokens as f64 / dt,
+        mac_report(n_tokens as f64, dt, macs, threads),
+        clock.report(),
+        peak.report()
+    );
+}
+
 fn llamacpp(model: &std::path::Path, o: &Opts) {
     let ok = std::process::Command::new("python3")
         .args(["-c", "import llama_cpp"])
@@ -450,6 +521,8 @@ fn main() {
             if o.decompress {
                 decompress(&m, &text, &base, &o, threads);
             }
+            drop(base);
+            codec(&m, &tok, &g, &o, threads);
         }
     }
     if o.llamacpp {

@@ -16,6 +16,8 @@
 //!                      of the file (default 16384; 0 skips; `all` = the whole file), with
 //!                      chunks of --tokens tokens, pieces of --batch, --max-batch chunks in flight
 //!   --max-batch M      chunks decoded together by the codec (default: the codec's default)
+//!   --codec-compress-only   skip the codec's decompression (e.g. to compare bits/byte
+//!                      across --tokens chunk lengths quickly)
 //!   --no-compress / --no-decompress   skip the model-level phases
 //! ```
 //!
@@ -50,6 +52,7 @@ struct Opts {
     decompress: bool,
     codec_bytes: Option<usize>,
     max_batch: Option<usize>,
+    codec_compress_only: bool,
 }
 
 fn list(s: &str) -> Vec<usize> {
@@ -77,6 +80,7 @@ fn parse_args() -> Opts {
         decompress: true,
         codec_bytes: Some(16384),
         max_batch: None,
+        codec_compress_only: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -113,6 +117,7 @@ fn parse_args() -> Opts {
                     n => Some(n.parse().expect("--codec-bytes N|all")),
                 }
             }
+            "--codec-compress-only" => o.codec_compress_only = true,
             "--max-batch" => o.max_batch = Some(val().parse().expect("--max-batch M")),
             // `cargo bench` passes --bench to harness=false targets.
             "--bench" => {}
@@ -424,6 +429,9 @@ fn codec(m: &Model, tok: &Tokenizer, g: &Gguf, o: &Opts, threads: usize) {
         clock.report(),
         peak.report()
     );
+    if o.codec_compress_only {
+        return;
+    }
     let peak = Peak::start();
     let clock = Clock::start();
     let out = decompress(&packed, m, tok, &id, &dopts).expect("decompress");

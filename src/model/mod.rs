@@ -354,10 +354,7 @@ impl Model {
                     scalar::rope(head, cos, sin);
                 }
             });
-            for (t, s) in slots.iter().enumerate() {
-                let range = t * kvd..(t + 1) * kvd;
-                caches[s.seq].write(l, s.pos, &kb[range.clone()], &vb[range]);
-            }
+            self.store_kv(l, slots, kb, vb, caches);
             // views[seq * n_kv_head + g]
             let views: Vec<KvView<'_>> = caches
                 .iter()
@@ -378,6 +375,41 @@ impl Model {
         self.add_norm(x, h, pending, &self.weights.output_norm);
         self.quantize(qx, h, e);
         self.matmuls(qx, &mut [(&self.weights.output, logits)]);
+    }
+
+    /// Writes every new token's keys and values (`kb`, `vb`: `[n, KV]`) of
+    /// layer `l` into its sequence's cache; sequences in parallel (the K
+    /// tiles are written transposed, one cache line per value, which for a
+    /// decoding batch is mostly cache misses: worth spreading).
+    fn store_kv(
+        &self,
+        l: usize,
+        slots: &[Slot],
+        kb: &[f32],
+        vb: &[f32],
+        caches: &mut [&mut KvCache],
+    ) {
+        let kvd = self.cfg.kv_dim();
+        // Tokens of sequence s are slots[first[s]..first[s + 1]] (slots are in
+        // sequence order).
+        let mut first = vec![slots.len(); caches.len() + 1];
+        for (t, s) in slots.iter().enumerate().rev() {
+            first[s.seq] = t;
+        }
+        for s in (0..caches.len()).rev() {
+            first[s] = first[s].min(first[s + 1]);
+        }
+        let write = |(s, c): (usize, &mut &mut KvCache)| {
+            for (t, slot) in slots.iter().enumerate().take(first[s + 1]).skip(first[s]) {
+                let range = t * kvd..(t + 1) * kvd;
+                c.write(l, slot.pos, &kb[range.clone()], &vb[range]);
+            }
+        };
+        if self.threads > 1 && caches.len() > 1 {
+            caches.par_iter_mut().enumerate().for_each(write);
+        } else {
+            caches.iter_mut().enumerate().for_each(write);
+        }
     }
 
     /// Whether `n` rows of a cheap per-row step are worth spreading over the

@@ -1,3 +1,5 @@
+//! Batched kernels built from the specification's own operations.
+//!
 //! Batched attention: several queries that read the same KV head of the same
 //! sequence (the query heads of one KV group, for a few consecutive tokens)
 //! computed together, so each K tile and V row is loaded once for all of
@@ -16,7 +18,8 @@
 //! bits of the scalar specification. Tests hold it to
 //! [`super::scalar::attention`] with `to_bits()`.
 
-use super::{Kernels, KvView, Variant, KV_TILE};
+use super::math::round_small;
+use super::{Kernels, KvView, QuantizedRows, Variant, KV_TILE, QK};
 
 /// Lanes of one score vector: the keys of one K tile.
 const L: usize = KV_TILE;
@@ -345,6 +348,139 @@ fn pv_tail(kv: &KvView<'_>, g: usize, e: &[f32], from: usize, o: &mut [f32]) {
     }
 }
 
+/// Activation quantization (NUMERICS.md section 2) of `x` (`[n, k]`) into
+/// `qx`, rows spread over the current rayon pool when `parallel`. The same
+/// bits as [`QuantizedRows::quantize`]: each block runs
+/// [`super::scalar::quantize_row`]'s expressions, compiled for the vector
+/// unit; the only reordering is the block's `max |x_i|`, which is exact and
+/// order-free (NaN ignored either way, as `f32::max` does).
+pub fn quantize_rows(k: &Kernels, x: &[f32], cols: usize, qx: &mut QuantizedRows, parallel: bool) {
+    use rayon::prelude::*;
+    assert!(cols > 0 && cols % QK == 0 && x.len() % cols == 0);
+    qx.n = x.len() / cols;
+    qx.k = cols;
+    qx.q.resize(x.len(), 0);
+    qx.d.resize(x.len() / QK, 0.0);
+    qx.s.resize(x.len() / QK, 0.0);
+    let variant = k.variant();
+    let row = |((x, q), (d, s)): ((&[f32], &mut [i8]), (&mut [f32], &mut [f32]))| {
+        quantize_row(variant, x, q, d, s)
+    };
+    let nb = cols / QK;
+    if parallel {
+        x.par_chunks_exact(cols)
+            .zip(qx.q.par_chunks_exact_mut(cols))
+            .zip(
+                qx.d.par_chunks_exact_mut(nb)
+                    .zip(qx.s.par_chunks_exact_mut(nb)),
+            )
+            .for_each(row);
+    } else {
+        x.chunks_exact(cols)
+            .zip(qx.q.chunks_exact_mut(cols))
+            .zip(qx.d.chunks_exact_mut(nb).zip(qx.s.chunks_exact_mut(nb)))
+            .for_each(row);
+    }
+}
+
+fn quantize_row(variant: Variant, x: &[f32], q: &mut [i8], d: &mut [f32], s: &mut [f32]) {
+    match variant {
+        // SAFETY: a `Kernels` of these variants exists only after
+        // `is_available()` confirmed the CPU features.
+        #[cfg(target_arch = "x86_64")]
+        Variant::Avx512 => unsafe { quantize_row_avx512(x, q, d, s) },
+        #[cfg(target_arch = "x86_64")]
+        Variant::Avx2 => unsafe { quantize_row_avx2(x, q, d, s) },
+        Variant::Scalar => super::scalar::quantize_row(x, q, d, s),
+        #[allow(unreachable_patterns)]
+        _ => quantize_body(x, q, d, s),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,fma")]
+unsafe fn quantize_row_avx512(x: &[f32], q: &mut [i8], d: &mut [f32], s: &mut [f32]) {
+    quantize_body(x, q, d, s)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn quantize_row_avx2(x: &[f32], q: &mut [i8], d: &mut [f32], s: &mut [f32]) {
+    quantize_body(x, q, d, s)
+}
+
+#[inline(always)]
+fn quantize_body(x: &[f32], q: &mut [i8], d: &mut [f32], s: &mut [f32]) {
+    assert!(x.len() % QK == 0 && q.len() == x.len());
+    assert!(d.len() == x.len() / QK && s.len() == d.len());
+    for (b, (xb, qb)) in x.chunks_exact(QK).zip(q.chunks_exact_mut(QK)).enumerate() {
+        let xb: &[f32; QK] = xb.try_into().expect("block");
+        let qb: &mut [i8; QK] = qb.try_into().expect("block");
+        // max over the block: per lane, then a tree (exact, order-free).
+        // `if a > m { a } else { m }` is `f32::max` here: `m` is never NaN
+        // and a NaN `a` is ignored, as `f32::max` ignores it.
+        let mut lanes = [0.0f32; L];
+        for half in xb.chunks_exact(L) {
+            for (m, &v) in lanes.iter_mut().zip(half) {
+                let a = v.abs();
+                *m = if a > *m { a } else { *m };
+            }
+        }
+        for w in [8, 4, 2, 1] {
+            for j in 0..w {
+                let a = lanes[j + w];
+                lanes[j] = if a > lanes[j] { a } else { lanes[j] };
+            }
+        }
+        let amax = lanes[0];
+        if amax == 0.0 {
+            qb.fill(0);
+            d[b] = 0.0;
+            s[b] = 0.0;
+            continue;
+        }
+        let db = amax / 127.0;
+        let inv = 127.0 / amax;
+        let mut qi = [0i32; QK];
+        for (o, &v) in qi.iter_mut().zip(xb) {
+            // `clamp(r, -127, 127) as i8` of the scalar code: NaN gives 0,
+            // everything else an integer in -127..=127.
+            let r = round_small(v * inv);
+            let c = if r.is_nan() { 0.0 } else { r.clamp(-127.0, 127.0) };
+            // SAFETY: c is an integer-valued float in -127..=127.
+            *o = unsafe { c.to_int_unchecked::<i32>() };
+        }
+        for (o, &v) in qb.iter_mut().zip(&qi) {
+            *o = v as i8;
+        }
+        let isum: i32 = qi.iter().sum();
+        d[b] = db;
+        s[b] = db * isum as f32;
+    }
+}
+
+/// SwiGLU (NUMERICS.md section 8) on rows of `g` in place with `u`:
+/// `g_i = (g_i / (1 + exp(-g_i))) * u_i`, the exp from
+/// [`Kernels::exp_sub`] (`exp((-g) - 0) = exp(-g)`: subtracting zero is
+/// exact). Same bits as [`super::scalar::silu_mul`]. `tmp` is scratch.
+pub fn silu_mul(k: &Kernels, g: &mut [f32], u: &[f32], tmp: &mut Vec<f32>) {
+    assert_eq!(g.len(), u.len());
+    if k.variant() == Variant::Scalar {
+        return super::scalar::silu_mul(g, u);
+    }
+    tmp.clear();
+    tmp.extend(g.iter().map(|&v| -v));
+    let (neg, e) = {
+        let n = g.len();
+        tmp.resize(2 * n, 0.0);
+        tmp.split_at_mut(n)
+    };
+    k.exp_sub(neg, 0.0, e);
+    for ((gi, &ui), &ei) in g.iter_mut().zip(u).zip(e.iter()) {
+        *gi = (*gi / (1.0 + ei)) * ui;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -469,6 +605,72 @@ mod tests {
                             );
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// Quantization and SwiGLU equal the scalar kernels on random rows mixed
+    /// with zeros, signed zeros, subnormals, huge values, infinities, NaN and
+    /// all-zero blocks.
+    #[test]
+    fn quantize_and_silu_match_scalar() {
+        let mut rng = Rng(17);
+        let specials = [
+            0.0f32,
+            -0.0,
+            1e-40,
+            -1e-42,
+            3e38,
+            -3e38,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            127.0,
+            0.5,
+            -0.5,
+            1.5,
+        ];
+        for cols in [32usize, 64, 576, 1536] {
+            for n in [1usize, 3, 17] {
+                let mut x: Vec<f32> = (0..n * cols)
+                    .map(|i| match i % 7 {
+                        0 => specials[(i / 7) % specials.len()],
+                        _ => rng.value() * [1.0f32, 1e-3, 50.0][i % 3],
+                    })
+                    .collect();
+                x[cols - 32..cols].fill(0.0); // an all-zero block
+                let mut want = QuantizedRows::new();
+                want.quantize(&x, cols);
+                for kern in Kernels::available()
+                    .into_iter()
+                    .map(|v| Kernels::new(v).unwrap())
+                {
+                    for par in [false, true] {
+                        let mut got = QuantizedRows::new();
+                        quantize_rows(&kern, &x, cols, &mut got, par);
+                        assert_eq!(got.q, want.q, "{:?}", kern.variant());
+                        assert_eq!(bits(&got.d), bits(&want.d), "{:?}", kern.variant());
+                        assert_eq!(bits(&got.s), bits(&want.s), "{:?}", kern.variant());
+                        assert_eq!((got.n(), got.k()), (n, cols));
+                    }
+                    let u: Vec<f32> = (0..x.len()).map(|_| rng.value() * 4.0).collect();
+                    // SiLU sees pre-activations: finite, some large.
+                    let gx: Vec<f32> = x
+                        .iter()
+                        .map(|&v| {
+                            if v.is_finite() {
+                                v.clamp(-200.0, 200.0)
+                            } else {
+                                v
+                            }
+                        })
+                        .collect();
+                    let mut want_g = gx.clone();
+                    scalar::silu_mul(&mut want_g, &u);
+                    let mut got_g = gx.clone();
+                    silu_mul(&kern, &mut got_g, &u, &mut vec![1.0; 3]);
+                    assert_eq!(bits(&got_g), bits(&want_g), "{:?}", kern.variant());
                 }
             }
         }

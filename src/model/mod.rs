@@ -469,11 +469,7 @@ impl Model {
 
     /// Activation quantization of `x` (`[n, k]`).
     fn quantize(&self, qx: &mut QuantizedRows, x: &[f32], k: usize) {
-        if self.par_rows(x.len() / k) {
-            qx.quantize_par(x, k);
-        } else {
-            qx.quantize(x, k);
-        }
+        batch::quantize_rows(&self.kernels, x, k, qx, self.par_rows(x.len() / k));
     }
 
     /// Row ranges (aligned to the kernel's row granularity) of about
@@ -541,9 +537,12 @@ impl Model {
         let run = |(r, g, u): &mut GateUpJob<'_>| {
             self.kernels.matmul(wg, x, r.clone(), g);
             self.kernels.matmul(wu, x, r.clone(), u);
-            for (g, u) in g.iter_mut().zip(u.iter()) {
-                scalar::silu_mul(g, u);
-            }
+            SILU_SCRATCH.with(|tmp| {
+                let tmp = &mut tmp.borrow_mut();
+                for (g, u) in g.iter_mut().zip(u.iter()) {
+                    batch::silu_mul(&self.kernels, g, u, tmp);
+                }
+            });
         };
         if jobs.len() == 1 {
             jobs.iter_mut().for_each(run);
@@ -678,6 +677,8 @@ const ATT_TOKENS: usize = 4;
 thread_local! {
     /// Per worker thread: scores and weights of the attention kernels.
     static ATT_SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Per worker thread: SwiGLU temporaries (two rows of a job's range).
+    static SILU_SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// One attention job: tokens `t0..t0 + nt` (indices into the batch), query

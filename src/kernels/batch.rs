@@ -363,9 +363,8 @@ pub fn quantize_rows(k: &Kernels, x: &[f32], cols: usize, qx: &mut QuantizedRows
     qx.d.resize(x.len() / QK, 0.0);
     qx.s.resize(x.len() / QK, 0.0);
     let variant = k.variant();
-    let row = |((x, q), (d, s)): ((&[f32], &mut [i8]), (&mut [f32], &mut [f32]))| {
-        quantize_row(variant, x, q, d, s)
-    };
+    type Row<'a> = ((&'a [f32], &'a mut [i8]), (&'a mut [f32], &'a mut [f32]));
+    let row = |((x, q), (d, s)): Row<'_>| quantize_row(variant, x, q, d, s);
     let nb = cols / QK;
     if parallel {
         x.par_chunks_exact(cols)

@@ -445,7 +445,11 @@ fn quantize_body(x: &[f32], q: &mut [i8], d: &mut [f32], s: &mut [f32]) {
             // `clamp(r, -127, 127) as i8` of the scalar code: NaN gives 0,
             // everything else an integer in -127..=127.
             let r = round_small(v * inv);
-            let c = if r.is_nan() { 0.0 } else { r.clamp(-127.0, 127.0) };
+            let c = if r.is_nan() {
+                0.0
+            } else {
+                r.clamp(-127.0, 127.0)
+            };
             // SAFETY: c is an integer-valued float in -127..=127.
             *o = unsafe { c.to_int_unchecked::<i32>() };
         }

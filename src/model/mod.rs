@@ -525,7 +525,7 @@ impl Model {
     ) {
         let rows = wg.rows();
         debug_assert_eq!(rows, wu.rows());
-        let ranges = self.row_ranges(rows, self.job_rows(2 * rows));
+        let ranges = self.row_ranges(rows, self.job_rows(rows));
         let gp = split_parts(gate, rows, &ranges, x.n());
         let upp = split_parts(up, rows, &ranges, x.n());
         let mut jobs: Vec<GateUpJob<'_>> = ranges
@@ -667,8 +667,10 @@ type GateUpJob<'o> = (Range<usize>, Vec<&'o mut [f32]>, Vec<&'o mut [f32]>);
 /// run on one thread.
 const PAR_MIN_ROWS: usize = 16;
 
-/// Matmul row-range jobs per thread (more than one balances uneven progress).
-const JOBS_PER_THREAD: usize = 4;
+/// Matmul row-range jobs per thread: several, so that work stealing evens out
+/// threads that progress unevenly (e.g. one shares its core with another
+/// process).
+const JOBS_PER_THREAD: usize = 8;
 
 /// Consecutive tokens of one sequence per attention job: with the 3 query
 /// heads of a SmolLM2 KV head, 12 queries share each K/V load.

@@ -11,12 +11,20 @@
 //! fma chain over `t` per output dimension, one division. Only the loop
 //! nesting differs (queries side by side), which cannot change a result:
 //! every chain is private to one (query, key) or (query, dimension). The
-//! loops are plain Rust over arrays of 16 lanes, compiled once per
-//! instruction set (like the scalar kernels' FMA build); the compiler turns
-//! a `[f32; 16]` lane array into vector registers but may not reassociate or
-//! contract anything (Rust never does for floats), so every variant gives the
-//! bits of the scalar specification. Tests hold it to
-//! [`super::scalar::attention`] with `to_bits()`.
+//! loops run on 16-lane values ([`Lanes`]) with three operations: load,
+//! store, and `acc = fma(a, v, acc)` lane-wise, one IEEE fused multiply-add
+//! per lane, the same operation as `f32::mul_add`. They are written once
+//! and instantiated with an AVX-512 register, two AVX2 registers, or a plain
+//! array (other targets), so every variant gives the bits of the scalar
+//! specification. Tests hold it to [`super::scalar::attention`] with
+//! `to_bits()`.
+//!
+//! (The lane type is explicit because leaving the vectorization to the
+//! compiler was fragile: for some block sizes it vectorized across queries
+//! with gathers and ran ten times slower than the per-query kernel.)
+//!
+//! Activation quantization and SwiGLU are here too, as loops the compiler
+//! vectorizes well: the same expressions as the scalar kernels.
 
 use super::math::round_small;
 use super::{Kernels, KvView, QuantizedRows, Variant, KV_TILE, QK};
@@ -67,7 +75,7 @@ pub fn attention_batch(
         Variant::Avx512 => unsafe { avx512(k, kv, g, qs, n_keys, scratch, out) },
         #[cfg(target_arch = "x86_64")]
         Variant::Avx2 => unsafe { avx2(k, kv, g, qs, n_keys, scratch, out) },
-        _ => body::<6, 3>(k, kv, g, qs, n_keys, scratch, out),
+        _ => body::<Arr, 6, 3>(k, kv, g, qs, n_keys, scratch, out),
     }
 }
 
@@ -83,7 +91,7 @@ unsafe fn avx512(
     out: &mut [&mut [f32]],
 ) {
     // 32 zmm registers: 12 score accumulators, or 6 x 4 output ones.
-    body::<12, 6>(k, kv, g, qs, n_keys, scratch, out)
+    body::<x86::Zmm, 12, 6>(k, kv, g, qs, n_keys, scratch, out)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -98,13 +106,13 @@ unsafe fn avx2(
     out: &mut [&mut [f32]],
 ) {
     // 16 ymm registers: a 16-lane accumulator takes two.
-    body::<6, 3>(k, kv, g, qs, n_keys, scratch, out)
+    body::<x86::Ymm2, 6, 3>(k, kv, g, qs, n_keys, scratch, out)
 }
 
 /// The batched computation with at most `QS` queries per score pass and `QP`
 /// per output pass (register budget of the instruction set).
 #[inline(always)]
-fn body<const QS: usize, const QP: usize>(
+fn body<V: Lanes, const QS: usize, const QP: usize>(
     k: &Kernels,
     kv: &KvView<'_>,
     g: usize,
@@ -117,44 +125,43 @@ fn body<const QS: usize, const QP: usize>(
     let nq = qs.len();
     let max_keys = *n_keys.iter().max().unwrap_or(&0);
     let stride = max_keys.div_ceil(L) * L;
-    // scratch: scaled queries [nq][hd], scores [nq][stride], e [nq][stride].
-    let need = nq * (hd + 2 * stride);
+    // scratch: scores [nq][stride], e [nq][stride], one block's scaled
+    // queries transposed [hd][QS].
+    let need = 2 * nq * stride + hd * QS;
     if scratch.len() < need {
         scratch.resize(need, 0.0);
     }
-    let (qsc, rest) = scratch.split_at_mut(nq * hd);
-    let (scores, es) = rest.split_at_mut(nq * stride);
-    let es = &mut es[..nq * stride];
+    let (scores, rest) = scratch.split_at_mut(nq * stride);
+    let (es, rest) = rest.split_at_mut(nq * stride);
+    let qt = &mut rest[..hd * QS];
     let scale = 1.0 / (hd as f32).sqrt();
-    for (dst, q) in qsc.chunks_exact_mut(hd).zip(qs) {
-        for (d, &qi) in dst.iter_mut().zip(q.iter()) {
-            *d = qi * scale;
-        }
-    }
 
     // Scores: blocks of queries, each reading every K tile once.
     let mut i = 0;
     while i < nq {
         let left = nq - i;
-        let b = if left >= QS { QS } else { left };
+        let b = match left {
+            _ if left >= QS => QS,
+            1..=3 => left,
+            4 | 5 => 4,
+            _ => 6,
+        };
         let keys = n_keys[i..i + b].iter().copied().max().unwrap_or(0);
+        // q'_d = q_d * scale, laid out [d][query] so one load serves a step.
+        for (j, q) in qs[i..i + b].iter().enumerate() {
+            for (d, &qd) in q.iter().enumerate() {
+                qt[d * b + j] = qd * scale;
+            }
+        }
+        let q = &qt[..hd * b];
         let sc = &mut scores[i * stride..(i + b) * stride];
-        let q = &qsc[i * hd..(i + b) * hd];
         match b {
-            _ if b == QS => scores_block::<QS>(kv, g, q, keys, stride, sc),
-            1 => scores_block::<1>(kv, g, q, keys, stride, sc),
-            2 => scores_block::<2>(kv, g, q, keys, stride, sc),
-            3 => scores_block::<3>(kv, g, q, keys, stride, sc),
-            4 | 5 => {
-                scores_block::<4>(kv, g, &q[..4 * hd], keys, stride, &mut sc[..4 * stride]);
-                i += 4;
-                continue;
-            }
-            _ => {
-                scores_block::<6>(kv, g, &q[..6 * hd], keys, stride, &mut sc[..6 * stride]);
-                i += 6;
-                continue;
-            }
+            _ if b == QS => scores_block::<V, QS>(kv, g, q, keys, stride, sc),
+            1 => scores_block::<V, 1>(kv, g, q, keys, stride, sc),
+            2 => scores_block::<V, 2>(kv, g, q, keys, stride, sc),
+            3 => scores_block::<V, 3>(kv, g, q, keys, stride, sc),
+            4 => scores_block::<V, 4>(kv, g, q, keys, stride, sc),
+            _ => scores_block::<V, 6>(kv, g, q, keys, stride, sc),
         }
         i += b;
     }
@@ -186,17 +193,17 @@ fn body<const QS: usize, const QP: usize>(
         let e = &es[i * stride..(i + b) * stride];
         let o = &mut out[i..i + b];
         match b {
-            _ if b == QP => pv_block::<QP>(kv, g, e, stride, common, o),
-            1 => pv_block::<1>(kv, g, e, stride, common, o),
-            2 => pv_block::<2>(kv, g, e, stride, common, o),
-            3 => pv_block::<3>(kv, g, e, stride, common, o),
-            4 => pv_block::<4>(kv, g, e, stride, common, o),
-            _ => pv_block::<5>(kv, g, e, stride, common, o),
+            _ if b == QP => pv_block::<V, QP>(kv, g, e, stride, common, o),
+            1 => pv_block::<V, 1>(kv, g, e, stride, common, o),
+            2 => pv_block::<V, 2>(kv, g, e, stride, common, o),
+            3 => pv_block::<V, 3>(kv, g, e, stride, common, o),
+            4 => pv_block::<V, 4>(kv, g, e, stride, common, o),
+            _ => pv_block::<V, 5>(kv, g, e, stride, common, o),
         }
         for (j, o) in o.iter_mut().enumerate() {
             let n = n_keys[i + j];
             let e = &e[j * stride..j * stride + n];
-            pv_tail(kv, g, e, common, o);
+            pv_tail::<V>(kv, g, e, common, o);
             let zq = zbuf[i + j];
             for v in o.iter_mut() {
                 *v /= zq;
@@ -209,11 +216,13 @@ fn body<const QS: usize, const QP: usize>(
 /// `max` of section 7 (exact, order-free; NaN ignored like `f32::max`).
 #[inline(always)]
 fn max(s: &[f32]) -> f32 {
+    // `if v > m { v } else { m }` is `f32::max` here: `m` is never NaN and
+    // a NaN `v` is ignored, as `f32::max` ignores it.
     let mut lanes = [f32::NEG_INFINITY; L];
     let mut it = s.chunks_exact(L);
     for ch in &mut it {
         for (m, &v) in lanes.iter_mut().zip(ch) {
-            *m = m.max(v);
+            *m = if v > *m { v } else { *m };
         }
     }
     let m = it
@@ -223,35 +232,130 @@ fn max(s: &[f32]) -> f32 {
     lanes.iter().fold(m, |m, &v| m.max(v))
 }
 
-/// 16 lanes of f32: one K tile's keys, or 16 output dimensions. Plain
-/// arrays; `fma` is 16 independent `mul_add`s, which the compiler emits as
-/// one vector fma where the instruction set has it.
+/// 16 lanes of f32: one K tile's keys, or 16 output dimensions.
+trait Lanes: Copy {
+    fn zero() -> Self;
+    /// `s[0..16]` (panics if shorter).
+    fn load(s: &[f32]) -> Self;
+    /// Into `s[0..16]` (panics if shorter).
+    fn store(self, s: &mut [f32]);
+    /// Lane-wise `fma(a, v, self)`: one IEEE fused multiply-add per lane.
+    fn fma(self, a: f32, v: Self) -> Self;
+}
+
+/// The portable lane type: 16 `f32::mul_add`.
 #[derive(Clone, Copy)]
-#[repr(align(64))]
-struct V16([f32; L]);
+struct Arr([f32; L]);
 
-impl V16 {
-    const ZERO: V16 = V16([0.0; L]);
-
+impl Lanes for Arr {
     #[inline(always)]
-    fn load(s: &[f32]) -> V16 {
-        V16(s[..L].try_into().expect("16 lanes"))
+    fn zero() -> Self {
+        Arr([0.0; L])
+    }
+    #[inline(always)]
+    fn load(s: &[f32]) -> Self {
+        Arr(s[..L].try_into().expect("16 lanes"))
+    }
+    #[inline(always)]
+    fn store(self, s: &mut [f32]) {
+        s[..L].copy_from_slice(&self.0);
+    }
+    #[inline(always)]
+    fn fma(mut self, a: f32, v: Self) -> Self {
+        for (x, &y) in self.0.iter_mut().zip(&v.0) {
+            *x = a.mul_add(y, *x);
+        }
+        self
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    //! Lane types over x86 vector registers. Their methods are only called
+    //! (inlined) from functions compiled with the matching features, which
+    //! [`super::attention_batch`] enters only for a variant whose
+    //! availability was checked.
+    use super::{Lanes, L};
+    use std::arch::x86_64::*;
+
+    /// One zmm register (AVX-512F).
+    #[derive(Clone, Copy)]
+    pub struct Zmm(__m512);
+
+    impl Lanes for Zmm {
+        #[inline(always)]
+        fn zero() -> Self {
+            // SAFETY: only reached from avx512f code (module docs).
+            Zmm(unsafe { _mm512_setzero_ps() })
+        }
+        #[inline(always)]
+        fn load(s: &[f32]) -> Self {
+            assert!(s.len() >= L);
+            // SAFETY: 16 floats readable (checked); features as above.
+            Zmm(unsafe { _mm512_loadu_ps(s.as_ptr()) })
+        }
+        #[inline(always)]
+        fn store(self, s: &mut [f32]) {
+            assert!(s.len() >= L);
+            // SAFETY: 16 floats writable (checked); features as above.
+            unsafe { _mm512_storeu_ps(s.as_mut_ptr(), self.0) }
+        }
+        #[inline(always)]
+        fn fma(self, a: f32, v: Self) -> Self {
+            // SAFETY: features as above.
+            Zmm(unsafe { _mm512_fmadd_ps(_mm512_set1_ps(a), v.0, self.0) })
+        }
     }
 
-    /// `self[i] = fma(a, v[i], self[i])` for every lane.
-    #[inline(always)]
-    fn fma(&mut self, a: f32, v: &V16) {
-        for i in 0..L {
-            self.0[i] = a.mul_add(v.0[i], self.0[i]);
+    /// Two ymm registers (AVX2 + FMA).
+    #[derive(Clone, Copy)]
+    pub struct Ymm2(__m256, __m256);
+
+    impl Lanes for Ymm2 {
+        #[inline(always)]
+        fn zero() -> Self {
+            // SAFETY: only reached from avx2,fma code (module docs).
+            unsafe { Ymm2(_mm256_setzero_ps(), _mm256_setzero_ps()) }
+        }
+        #[inline(always)]
+        fn load(s: &[f32]) -> Self {
+            assert!(s.len() >= L);
+            // SAFETY: 16 floats readable (checked); features as above.
+            unsafe {
+                Ymm2(
+                    _mm256_loadu_ps(s.as_ptr()),
+                    _mm256_loadu_ps(s.as_ptr().add(8)),
+                )
+            }
+        }
+        #[inline(always)]
+        fn store(self, s: &mut [f32]) {
+            assert!(s.len() >= L);
+            // SAFETY: 16 floats writable (checked); features as above.
+            unsafe {
+                _mm256_storeu_ps(s.as_mut_ptr(), self.0);
+                _mm256_storeu_ps(s.as_mut_ptr().add(8), self.1);
+            }
+        }
+        #[inline(always)]
+        fn fma(self, a: f32, v: Self) -> Self {
+            // SAFETY: features as above.
+            unsafe {
+                let a = _mm256_set1_ps(a);
+                Ymm2(
+                    _mm256_fmadd_ps(a, v.0, self.0),
+                    _mm256_fmadd_ps(a, v.1, self.1),
+                )
+            }
         }
     }
 }
 
-/// Scores of `B` queries (`q`: `[B][hd]`, already scaled) for keys
-/// `0..keys` rounded up to whole tiles: `sc[j * stride + t]`. Per query and
-/// key: `acc = fma(q'_d, k_t[d], acc)` for d in order.
+/// Scores of `B` queries (`q`: scaled, `[hd][B]`) for keys `0..keys`
+/// rounded up to whole tiles: `sc[j * stride + t]`. Per query and key:
+/// `acc = fma(q'_d, k_t[d], acc)` for d in order.
 #[inline(always)]
-fn scores_block<const B: usize>(
+fn scores_block<V: Lanes, const B: usize>(
     kv: &KvView<'_>,
     g: usize,
     q: &[f32],
@@ -264,25 +368,27 @@ fn scores_block<const B: usize>(
     assert!(q.len() == B * hd && sc.len() >= B * stride);
     for tile in 0..keys.div_ceil(L) {
         let kt = &kv.k[(tile * nkv + g) * hd * L..][..hd * L];
-        let mut acc = [V16::ZERO; B];
-        for d in 0..hd {
-            let kd = V16::load(&kt[d * L..]);
-            for j in 0..B {
-                acc[j].fma(q[j * hd + d], &kd);
+        let mut acc = [V::zero(); B];
+        for (kd, qd) in kt.chunks_exact(L).zip(q.chunks_exact(B)) {
+            let kd = V::load(kd);
+            let qd: &[f32; B] = qd.try_into().expect("B queries");
+            for (a, &qj) in acc.iter_mut().zip(qd) {
+                *a = a.fma(qj, kd);
             }
         }
         for (j, a) in acc.iter().enumerate() {
-            sc[j * stride + tile * L..][..L].copy_from_slice(&a.0);
+            a.store(&mut sc[j * stride + tile * L..]);
         }
     }
 }
 
 /// Output chains of `B` queries over keys `0..common` (which all of them
-/// see): `o[j][d] = fma(e_j[t], v_t[d], o[j][d])` for t in order, written
-/// to `out[j]` (not yet divided by Z). 16 dimensions at a time, four
-/// such groups side by side when the head has them.
+/// see; query `j`'s weights at `e[j * stride..]`): `o[j][d] = fma(e_j[t],
+/// v_t[d], o[j][d])` for t in order, written to `out[j]` (not yet divided
+/// by Z). 16 dimensions at a time, four such groups side by side when the
+/// head has them.
 #[inline(always)]
-fn pv_block<const B: usize>(
+fn pv_block<V: Lanes, const B: usize>(
     kv: &KvView<'_>,
     g: usize,
     e: &[f32],
@@ -294,17 +400,17 @@ fn pv_block<const B: usize>(
     let mut d0 = 0;
     while d0 < hd {
         if hd - d0 >= 4 * L {
-            pv_dims::<B, 4>(kv, g, e, stride, common, d0, out);
+            pv_dims::<V, B, 4>(kv, g, e, stride, common, d0, out);
             d0 += 4 * L;
         } else {
-            pv_dims::<B, 1>(kv, g, e, stride, common, d0, out);
+            pv_dims::<V, B, 1>(kv, g, e, stride, common, d0, out);
             d0 += L;
         }
     }
 }
 
 #[inline(always)]
-fn pv_dims<const B: usize, const C: usize>(
+fn pv_dims<V: Lanes, const B: usize, const C: usize>(
     kv: &KvView<'_>,
     g: usize,
     e: &[f32],
@@ -315,20 +421,21 @@ fn pv_dims<const B: usize, const C: usize>(
 ) {
     let hd = kv.head_dim;
     let nkv = kv.n_kv_head;
-    let mut acc = [[V16::ZERO; C]; B];
+    assert!(B == 0 || e.len() >= (B - 1) * stride + common);
+    let mut acc = [[V::zero(); C]; B];
     for t in 0..common {
         let vt = &kv.v[(t * nkv + g) * hd + d0..][..C * L];
-        let v: [V16; C] = std::array::from_fn(|c| V16::load(&vt[c * L..]));
-        for j in 0..B {
+        let v: [V; C] = std::array::from_fn(|c| V::load(&vt[c * L..]));
+        for (j, aj) in acc.iter_mut().enumerate() {
             let et = e[j * stride + t];
-            for c in 0..C {
-                acc[j][c].fma(et, &v[c]);
+            for (a, &vc) in aj.iter_mut().zip(&v) {
+                *a = a.fma(et, vc);
             }
         }
     }
     for (aj, o) in acc.iter().zip(out.iter_mut()) {
         for (c, a) in aj.iter().enumerate() {
-            o[d0 + c * L..][..L].copy_from_slice(&a.0);
+            a.store(&mut o[d0 + c * L..]);
         }
     }
 }
@@ -336,15 +443,15 @@ fn pv_dims<const B: usize, const C: usize>(
 /// Continues one query's output chains (in `o`, len `head_dim`, a
 /// multiple of 16) over keys `from..e.len()`.
 #[inline(always)]
-fn pv_tail(kv: &KvView<'_>, g: usize, e: &[f32], from: usize, o: &mut [f32]) {
+fn pv_tail<V: Lanes>(kv: &KvView<'_>, g: usize, e: &[f32], from: usize, o: &mut [f32]) {
     let hd = kv.head_dim;
     let nkv = kv.n_kv_head;
     for (c, oc) in o.chunks_exact_mut(L).enumerate() {
-        let mut acc = V16::load(oc);
+        let mut acc = V::load(oc);
         for (t, &et) in e.iter().enumerate().skip(from) {
-            acc.fma(et, &V16::load(&kv.v[(t * nkv + g) * hd + c * L..]));
+            acc = acc.fma(et, V::load(&kv.v[(t * nkv + g) * hd + c * L..]));
         }
-        oc.copy_from_slice(&acc.0);
+        acc.store(oc);
     }
 }
 

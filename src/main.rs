@@ -1,4 +1,7 @@
+//! `llmc`: the command-line front end (see `src/cli/`).
+
+mod cli;
+
 fn main() {
-    eprintln!("llmc: not yet implemented");
-    std::process::exit(1);
+    std::process::exit(cli::main());
 }

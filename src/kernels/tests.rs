@@ -31,8 +31,21 @@ impl Rng {
     }
 }
 
+/// Bit patterns for exact comparison, with every NaN mapped to one value:
+/// Rust (like LLVM, RFC 3514) does not specify the sign, payload or
+/// quietness of NaN results (it may fold `x - 0.0` to `x` and keep a
+/// signalling NaN, or not), so only "is NaN" is comparable. No NaN reaches
+/// the coder from a finite model (NUMERICS.md section 1).
 fn bits(v: &[f32]) -> Vec<u32> {
-    v.iter().map(|x| x.to_bits()).collect()
+    v.iter().map(|&x| bits1(x)).collect()
+}
+
+fn bits1(x: f32) -> u32 {
+    if x.is_nan() {
+        0x7fc0_0000
+    } else {
+        x.to_bits()
+    }
 }
 
 fn variants() -> Vec<Kernels> {
@@ -515,11 +528,7 @@ fn sum16_rmsnorm_exp_sub_variants_match_scalar_every_length() {
                 scalar.rmsnorm(&x, &w, 1e-5, &mut want_norm);
             }
             for k in variants() {
-                assert_eq!(
-                    k.sum16(&x).to_bits(),
-                    want_sum.to_bits(),
-                    "{k:?} sum16 n={n}"
-                );
+                assert_eq!(bits1(k.sum16(&x)), bits1(want_sum), "{k:?} sum16 n={n}");
                 let mut got = vec![f32::NAN; n];
                 k.exp_sub(&x, m, &mut got);
                 assert_eq!(bits(&got), bits(&want_exp), "{k:?} exp_sub n={n}");
@@ -555,7 +564,7 @@ fn check_exp(xs: &[f32], what: &str) {
     for k in variants() {
         let mut got = vec![0f32; xs.len()];
         k.exp_sub(xs, 0.0, &mut got);
-        if let Some(i) = (0..xs.len()).find(|&i| got[i].to_bits() != want[i].to_bits()) {
+        if let Some(i) = (0..xs.len()).find(|&i| bits1(got[i]) != bits1(want[i])) {
             panic!(
                 "{k:?} exp({:e} = {:#010x}) = {:#010x}, spec {:#010x} ({what})",
                 xs[i],
@@ -567,21 +576,25 @@ fn check_exp(xs: &[f32], what: &str) {
     }
 }
 
-/// All f32 from `a` to `b` (same sign, by bit pattern).
+/// Stride for the dense sweeps: every f32 on x86_64; off x86_64 (aarch64
+/// runs under qemu, 10-50x slower) a sample.
+const DENSE: usize = if cfg!(target_arch = "x86_64") { 1 } else { 97 };
+
+/// The f32 from `a` to `b` (same sign, by bit pattern), every `DENSE`th.
 fn f32_range(a: f32, b: f32) -> Vec<f32> {
     let (lo, hi) = if a.to_bits() <= b.to_bits() {
         (a.to_bits(), b.to_bits())
     } else {
         (b.to_bits(), a.to_bits())
     };
-    (lo..=hi).map(f32::from_bits).collect()
+    (lo..=hi).step_by(DENSE).map(f32::from_bits).collect()
 }
 
 #[test]
 fn exp_variants_match_spec_dense_sweep() {
     // Every 61st bit pattern: both signs, all exponents, subnormals,
     // infinities, NaNs with many payloads.
-    let step = 61u64;
+    let step = 61 * DENSE as u64;
     let mut start = 0u64;
     while start < 1 << 32 {
         let end = (start + step * 65536).min(1 << 32);
@@ -604,7 +617,7 @@ fn exp_variants_match_spec_dense_sweep() {
     check_exp(&f32_range(2f32.powi(-8), 1.0), "(0, 1]");
     check_exp(&f32_range(-(2f32.powi(-8)), -1.0), "[-1, 0)");
     let tiny: Vec<f32> = (0..0x3b80_0000u32)
-        .step_by(7)
+        .step_by(7 * DENSE)
         .flat_map(|b| [f32::from_bits(b), -f32::from_bits(b)])
         .collect();
     check_exp(&tiny, "tiny");

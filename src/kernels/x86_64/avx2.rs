@@ -483,11 +483,11 @@ pub unsafe fn attention(
         d0 += 8;
     }
     // Dims past the last multiple of 8: the same chain in scalar form.
-    for d in d0..hd {
+    for (d, od) in out.iter_mut().enumerate().skip(d0) {
         let mut o = 0.0f32;
         for (t, &e) in scores.iter().enumerate() {
             o = e.mul_add(kv.v[(t * nkv + g) * hd + d], o);
         }
-        out[d] = o / z;
+        *od = o / z;
     }
 }

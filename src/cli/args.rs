@@ -1,0 +1,189 @@
+//! Command-line grammar (clap derive). Modelled on zstd: bare `llmc FILE...`
+//! compresses, `-d` decompresses, `-t` tests, `-l` lists; the subcommands
+//! `compress`/`decompress` are spelled-out aliases of the same operations, and
+//! `score`, `bench`, `model` are extra tools.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "llmc",
+    version,
+    about = "Lossless compression with a language model as the probability model",
+    long_about = "Lossless compression with a language model as the probability model.\n\n\
+        llmc FILE...         compress each FILE to FILE.llmc (FILE is kept)\n\
+        llmc -d FILE.llmc    decompress to FILE\n\
+        With no FILE, or when FILE is -, read standard input and write standard output.",
+    after_help = "Exit status: 0 on success, 1 on any error (including usage errors, as zstd and gzip do), \
+        130 when interrupted.\nA file named like a subcommand can be given as ./NAME or after --.",
+    disable_help_subcommand = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub mode: ModeArgs,
+
+    #[command(flatten)]
+    pub io: IoArgs,
+
+    #[command(flatten)]
+    pub codec: CodecArgs,
+
+    #[command(flatten)]
+    pub global: GlobalArgs,
+}
+
+/// What bare `llmc` does with its files (zstd's operation flags).
+#[derive(Debug, Args, Default)]
+#[group(multiple = false)]
+pub struct ModeArgs {
+    /// Compress (the default)
+    #[arg(short = 'z', long)]
+    pub compress: bool,
+    /// Decompress
+    #[arg(short = 'd', long, visible_alias = "uncompress")]
+    pub decompress: bool,
+    /// Test the integrity of compressed files (decompress, verify the checksum, write nothing)
+    #[arg(short = 't', long)]
+    pub test: bool,
+    /// Print information about compressed files (reads headers only; no model needed)
+    #[arg(short = 'l', long)]
+    pub list: bool,
+}
+
+/// Files and where their output goes.
+#[derive(Debug, Args, Default, Clone)]
+pub struct IoArgs {
+    /// Input files (`-` or none: standard input)
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Write to standard output (several inputs are concatenated)
+    #[arg(short = 'c', long, visible_alias = "to-stdout")]
+    pub stdout: bool,
+    /// Write the output to NAME (only with a single input)
+    #[arg(short = 'o', value_name = "NAME")]
+    pub output: Option<PathBuf>,
+    /// Keep the source file (the default)
+    #[arg(short = 'k', long, overrides_with = "rm")]
+    pub keep: bool,
+    /// Remove the source file after success
+    #[arg(long, overrides_with = "keep")]
+    pub rm: bool,
+    /// Overwrite existing output; write compressed data to a terminal
+    #[arg(short = 'f', long)]
+    pub force: bool,
+}
+
+impl IoArgs {
+    /// These options combined with those given before the subcommand.
+    pub fn merged(&self, top: &IoArgs) -> IoArgs {
+        IoArgs {
+            files: self.files.clone(),
+            stdout: self.stdout || top.stdout,
+            output: self.output.clone().or_else(|| top.output.clone()),
+            keep: self.keep || top.keep,
+            rm: (self.rm || top.rm) && !self.keep,
+            force: self.force || top.force,
+        }
+    }
+}
+
+/// Options that change the compressed bytes.
+#[derive(Debug, Args, Default, Clone)]
+pub struct CodecArgs {
+    /// Entropy coder for compression
+    #[arg(long, value_enum, value_name = "CODER")]
+    pub coder: Option<CoderArg>,
+    /// Tokens per independently coded chunk
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub chunk_tokens: Option<u32>,
+}
+
+/// Options every operation understands; accepted before or after a subcommand.
+#[derive(Debug, Args, Default, Clone)]
+pub struct GlobalArgs {
+    /// Print less (-q: errors only, -qq: nothing)
+    #[arg(short = 'q', long, action = clap::ArgAction::Count, global = true)]
+    pub quiet: u8,
+    /// Print more (-v: a summary line per file)
+    #[arg(short = 'v', long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Worker threads for the model [default: available parallelism]
+    #[arg(short = 'T', long, value_name = "N", global = true,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub threads: Option<u32>,
+    /// Model file (GGUF) [env: LLMC_MODEL; default: SmolLM2-135M-Instruct Q4_1, fetched into
+    /// the cache ($LLMC_HOME) on first use]
+    #[arg(long, value_name = "PATH", global = true)]
+    pub model: Option<PathBuf>,
+}
+
+impl CodecArgs {
+    /// These options, or those given before the subcommand.
+    pub fn merged(&self, top: &CodecArgs) -> CodecArgs {
+        CodecArgs {
+            coder: self.coder.or(top.coder),
+            chunk_tokens: self.chunk_tokens.or(top.chunk_tokens),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CoderArg {
+    /// Arithmetic (range) coding of the model's probabilities: smallest output
+    Arith,
+    /// Rank of each token under the model, then a generic back end
+    Rank,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Compress files (same as bare `llmc FILE...`)
+    Compress {
+        #[command(flatten)]
+        io: IoArgs,
+        #[command(flatten)]
+        codec: CodecArgs,
+    },
+    /// Decompress files (same as `llmc -d FILE...`)
+    Decompress {
+        #[command(flatten)]
+        io: IoArgs,
+    },
+    /// Measure how well the model predicts files, without writing anything
+    Score {
+        /// Files to score (`-`: standard input)
+        #[arg(value_name = "FILE", required = true)]
+        files: Vec<PathBuf>,
+        /// Tokens per chunk, as for compression
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        chunk_tokens: Option<u32>,
+    },
+    /// Compare llmc with zstd -19, xz -9 and gzip -9 on files
+    Bench {
+        /// Files to measure
+        #[arg(value_name = "FILE", required = true)]
+        files: Vec<PathBuf>,
+        /// Tokens per chunk, as for compression
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        chunk_tokens: Option<u32>,
+    },
+    /// Manage the model
+    #[command(subcommand)]
+    Model(ModelCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Download the default model into the cache (if not there yet) and print its path
+    Fetch,
+    /// Print the path of the model llmc would use (--model, LLMC_MODEL, else the default,
+    /// fetched if needed)
+    Path,
+    /// Print the model's path, architecture and fingerprint
+    Info,
+}

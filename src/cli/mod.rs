@@ -1,0 +1,137 @@
+//! The `llmc` command line: argument parsing, file handling, progress and
+//! exit codes. Everything that is not specific to a command line lives in
+//! the library; `engine` is the single seam to it.
+
+mod args;
+mod engine;
+mod io;
+mod ops;
+mod progress;
+mod table;
+mod tools;
+
+use clap::Parser;
+
+use args::{Cli, CoderArg, Command, ModelCommand};
+use engine::{CodecOptions, Coder, EngineOptions};
+use ops::{Ctx, Job, Mode};
+
+/// Parse the arguments, run, and return the exit status:
+/// 0 success, 1 any error (usage errors included, like zstd and gzip),
+/// 130 interrupted by Ctrl-C.
+pub fn main() -> i32 {
+    // First, so that a Ctrl-C at any later point takes the clean path.
+    progress::install_interrupt_handler();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 1 } else { 0 };
+        }
+    };
+
+    let g = &cli.global;
+    let threads = g.threads.map(|t| t as usize).unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let level = 2 + i32::from(g.verbose) - i32::from(g.quiet);
+    let mut ctx = Ctx::new(
+        level,
+        EngineOptions {
+            model: g.model.clone(),
+            threads,
+            quiet: level < 2,
+        },
+    );
+
+    let codec_opts = |c: &args::CodecArgs| CodecOptions {
+        coder: match c.coder.unwrap_or(CoderArg::Arith) {
+            CoderArg::Arith => Coder::Arith,
+            CoderArg::Rank => Coder::Rank,
+        },
+        chunk_tokens: c.chunk_tokens,
+    };
+    if let Err(msg) = check_top_level(&cli) {
+        eprintln!("error: {msg}\n\nFor more information, try '--help'.");
+        return 1;
+    }
+
+    match &cli.command {
+        None => {
+            let m = &cli.mode;
+            let mode = if m.decompress {
+                Mode::Decompress
+            } else if m.test {
+                Mode::Test
+            } else if m.list {
+                Mode::List
+            } else {
+                Mode::Compress
+            };
+            run_job(&mut ctx, mode, &cli.io, codec_opts(&cli.codec))
+        }
+        Some(Command::Compress { io, codec }) => {
+            let io = io.merged(&cli.io);
+            let codec = codec.merged(&cli.codec);
+            run_job(&mut ctx, Mode::Compress, &io, codec_opts(&codec))
+        }
+        Some(Command::Decompress { io }) => {
+            let io = io.merged(&cli.io);
+            run_job(&mut ctx, Mode::Decompress, &io, codec_opts(&cli.codec))
+        }
+        Some(Command::Score {
+            files,
+            chunk_tokens,
+        }) => tools::score(&mut ctx, files, *chunk_tokens),
+        Some(Command::Bench {
+            files,
+            chunk_tokens,
+        }) => tools::bench(&mut ctx, files, *chunk_tokens),
+        Some(Command::Model(ModelCommand::Fetch)) => tools::model_fetch(&ctx),
+        Some(Command::Model(ModelCommand::Path)) => tools::model_path(&ctx, g.model.as_deref()),
+        Some(Command::Model(ModelCommand::Info)) => tools::model_info(&ctx, g.model.as_deref()),
+    }
+}
+
+/// Options given before a subcommand: file options carry over to
+/// `compress`/`decompress` (`llmc -f compress x`); mode flags never combine
+/// with a subcommand, and file options mean nothing to the other subcommands.
+fn check_top_level(cli: &Cli) -> Result<(), String> {
+    let Some(cmd) = &cli.command else {
+        return Ok(());
+    };
+    let m = &cli.mode;
+    if m.compress || m.decompress || m.test || m.list {
+        return Err("-z/-d/-t/-l cannot be combined with a subcommand".into());
+    }
+    let io_set = {
+        let io = &cli.io;
+        !io.files.is_empty() || io.stdout || io.output.is_some() || io.keep || io.rm || io.force
+    };
+    let codec_set = cli.codec.coder.is_some() || cli.codec.chunk_tokens.is_some();
+    match cmd {
+        Command::Compress { .. } => Ok(()),
+        Command::Decompress { .. } if !codec_set => Ok(()),
+        _ if io_set || codec_set => Err(
+            "file and coder options go with compression (put options after the subcommand)".into(),
+        ),
+        _ => Ok(()),
+    }
+}
+
+fn run_job(ctx: &mut Ctx, mode: Mode, io: &args::IoArgs, codec: CodecOptions) -> i32 {
+    ops::run(
+        ctx,
+        &Job {
+            mode,
+            files: &io.files,
+            stdout: io.stdout,
+            output: io.output.as_deref(),
+            rm: io.rm,
+            force: io.force,
+            codec,
+        },
+    )
+}

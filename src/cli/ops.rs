@@ -1,0 +1,394 @@
+//! compress / decompress / test / list over a list of inputs, zstd-style:
+//! each input is handled on its own, an error is reported as
+//! `llmc: NAME: why` and the next input is tried; the exit status is 1 if any
+//! failed.
+
+use std::fs;
+use std::io::{self, BufWriter, IsTerminal, Write};
+
+use anyhow::{anyhow, Context, Result};
+
+use super::engine::{self, CodecOptions, Engine, EngineOptions};
+use super::io::{check_dest, compressed_name, decompressed_name, Counting, Dest, OutFile, Source};
+use super::progress::{self, Bar, Interrupted, EXIT_INTERRUPTED};
+use super::table::{human, Table};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Compress,
+    Decompress,
+    Test,
+    List,
+}
+
+/// Verbosity levels (zstd's scheme): 0 nothing, 1 errors, 2 + warnings and
+/// progress (default), 3 + a summary line per file, 4 + details.
+pub struct Ctx {
+    pub level: i32,
+    /// Draw progress bars (stderr is a terminal and level >= 2).
+    pub progress: bool,
+    pub engine: LazyEngine,
+}
+
+impl Ctx {
+    pub fn new(level: i32, engine: EngineOptions) -> Ctx {
+        Ctx {
+            level,
+            progress: level >= 2 && io::stderr().is_terminal(),
+            engine: LazyEngine {
+                opts: engine,
+                slot: None,
+                failed: false,
+            },
+        }
+    }
+
+    /// `llmc: <message chain>` on stderr, unless -qq.
+    pub fn error(&self, e: &anyhow::Error) {
+        if self.level >= 1 {
+            eprintln!("llmc: {}", render(e));
+        }
+    }
+
+    pub fn warn(&self, msg: &str) {
+        if self.level >= 2 {
+            eprintln!("llmc: {msg}");
+        }
+    }
+}
+
+/// The model is loaded on first use only: listing, and errors found before
+/// any coding (missing file, existing output), never load it.
+pub struct LazyEngine {
+    opts: EngineOptions,
+    slot: Option<Engine>,
+    /// Loading failed: no later input can succeed either.
+    pub failed: bool,
+}
+
+impl LazyEngine {
+    pub fn get(&mut self, level: i32) -> Result<&Engine> {
+        if self.slot.is_none() {
+            if level >= 4 {
+                eprintln!("llmc: loading model ({} threads)", self.opts.threads);
+            }
+            match Engine::load(&self.opts) {
+                Ok(e) => {
+                    if level >= 4 {
+                        eprintln!("llmc: model: {}", e.model_label());
+                    }
+                    self.slot = Some(e)
+                }
+                Err(e) => {
+                    self.failed = true;
+                    return Err(e.context("model"));
+                }
+            }
+        }
+        Ok(self.slot.as_ref().expect("loaded above"))
+    }
+}
+
+/// One line from an error chain: `a: b: c`, leaving out a cause that its
+/// parent's message already quotes (library errors often include their source
+/// in their own text) and std's `(os error N)` tails.
+pub fn render(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let msg = super::io::strip_os_error(&cause.to_string());
+        if parts.last().is_some_and(|p| p.contains(&msg)) {
+            continue;
+        }
+        parts.push(msg);
+    }
+    parts.join(": ")
+}
+
+/// An error caused by Ctrl-C: our own `Interrupted`, the codec's (its
+/// progress callback returned `Break`), or whatever error the library made
+/// of the aborted write after the flag was set.
+pub fn is_interrupt(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.is::<Interrupted>()
+            || matches!(
+                c.downcast_ref::<llmc::codec::CodecError>(),
+                Some(llmc::codec::CodecError::Interrupted)
+            )
+    }) || progress::check_interrupt().is_err()
+}
+
+/// What to do with the inputs and their outputs.
+pub struct Job<'a> {
+    pub mode: Mode,
+    pub files: &'a [std::path::PathBuf],
+    pub stdout: bool,
+    pub output: Option<&'a std::path::Path>,
+    pub rm: bool,
+    pub force: bool,
+    pub codec: CodecOptions,
+}
+
+/// Run a job over all its inputs; returns the exit status.
+pub fn run(ctx: &mut Ctx, job: &Job) -> i32 {
+    let sources: Vec<Source> = if job.files.is_empty() {
+        vec![Source::Stdin]
+    } else {
+        job.files.iter().map(|p| Source::from_arg(p)).collect()
+    };
+    if sources.iter().filter(|s| **s == Source::Stdin).count() > 1 {
+        ctx.error(&anyhow!("standard input (-) can be given only once"));
+        return 1;
+    }
+    if job.output.is_some() && sources.len() > 1 {
+        ctx.error(&anyhow!("-o can only be used with a single input file"));
+        return 1;
+    }
+    if job.mode == Mode::List {
+        return list(ctx, &sources);
+    }
+
+    let dests: Vec<Result<Dest>> = sources.iter().map(|s| dest_for(job, s)).collect();
+    let to_stdout = dests.iter().any(|d| matches!(d, Ok(Dest::Stdout)));
+    // zstd's console rules: no compressed bytes on, nor from, a terminal unless -f.
+    if !job.force {
+        if job.mode == Mode::Compress && to_stdout && io::stdout().is_terminal() {
+            ctx.error(&anyhow!(
+                "stdout is a terminal; not writing compressed data to it (use -f to force)"
+            ));
+            return 1;
+        }
+        if sources.contains(&Source::Stdin) && io::stdin().is_terminal() {
+            ctx.error(&anyhow!("stdin is a terminal; aborting (use -f to force)"));
+            return 1;
+        }
+    }
+    if job.rm && to_stdout {
+        ctx.warn("--rm is ignored for output to stdout");
+    }
+
+    let mut status = 0;
+    for (src, dest) in sources.iter().zip(dests) {
+        let r = dest
+            .map_err(|e| e.context(src.name()))
+            .and_then(|dest| one(ctx, job, src, &dest));
+        if let Err(e) = r {
+            if is_interrupt(&e) {
+                ctx.error(&anyhow!("interrupted").context(src.name()));
+                return EXIT_INTERRUPTED;
+            }
+            ctx.error(&e);
+            status = 1;
+            if ctx.engine.failed {
+                break;
+            }
+        }
+        if progress::check_interrupt().is_err() {
+            return EXIT_INTERRUPTED;
+        }
+    }
+    status
+}
+
+fn dest_for(job: &Job, src: &Source) -> Result<Dest> {
+    if job.mode == Mode::Test {
+        return Ok(Dest::Null);
+    }
+    if let Some(o) = job.output {
+        return Ok(if o.as_os_str() == "-" {
+            Dest::Stdout
+        } else {
+            Dest::File(o.to_path_buf())
+        });
+    }
+    match src {
+        _ if job.stdout => Ok(Dest::Stdout),
+        Source::Stdin => Ok(Dest::Stdout),
+        Source::File(p) => Ok(Dest::File(match job.mode {
+            Mode::Compress => compressed_name(p)?,
+            _ => decompressed_name(p)?,
+        })),
+    }
+}
+
+/// One input to one output.
+fn one(ctx: &mut Ctx, job: &Job, src: &Source, dest: &Dest) -> Result<()> {
+    // Cheap checks first: none of them needs the model.
+    let meta = src.check()?;
+    check_dest(dest, src, job.force)?;
+    let input = src.read_all()?;
+    progress::check_interrupt()?;
+    let level = ctx.level;
+    let show = ctx.progress;
+    let engine = ctx.engine.get(level)?;
+    progress::check_interrupt()?;
+
+    let total = match job.mode {
+        Mode::Compress => Some(input.len() as u64),
+        _ => None,
+    };
+    let bar = Bar::new(show, &src.name(), total);
+    let mut tick = |p| bar.tick(p);
+    let mut code = |out: &mut dyn Write| -> Result<(u64, u64)> {
+        let mut counting = Counting {
+            inner: out,
+            count: 0,
+        };
+        match job.mode {
+            Mode::Compress => {
+                engine.compress(&input, &mut counting, &job.codec, &mut tick)?;
+                Ok((input.len() as u64, counting.count))
+            }
+            _ => {
+                let n = engine.decompress(&input, &mut counting, &mut tick)?;
+                Ok((input.len() as u64, n))
+            }
+        }
+    };
+    let (n_in, n_out) = match dest {
+        Dest::File(p) => {
+            let mut out = OutFile::create(p)?;
+            let sizes = code(out.writer()).with_context(|| src.name())?;
+            drop(bar);
+            out.commit(meta.as_ref(), job.force)?;
+            sizes
+        }
+        Dest::Stdout => {
+            let stdout = io::stdout();
+            let mut w = BufWriter::with_capacity(1 << 16, stdout.lock());
+            let sizes = code(&mut w).with_context(|| src.name())?;
+            w.flush().map_err(|e| super::io::io_err("stdout", e))?;
+            drop(bar);
+            sizes
+        }
+        Dest::Null => {
+            let sizes = code(&mut io::sink()).with_context(|| src.name())?;
+            drop(bar);
+            sizes
+        }
+    };
+
+    if job.rm {
+        if let (Source::File(p), Dest::File(_)) = (src, dest) {
+            fs::remove_file(p)
+                .map_err(|e| super::io::io_err(p.display(), e).context("cannot remove source"))?;
+        }
+    }
+    if level >= 3 {
+        match job.mode {
+            Mode::Compress => {
+                let pct = if n_in == 0 {
+                    0.0
+                } else {
+                    100.0 * n_out as f64 / n_in as f64
+                };
+                eprintln!(
+                    "{} : {:.2}%   ({} => {} bytes, {})",
+                    src.name(),
+                    pct,
+                    n_in,
+                    n_out,
+                    dest.name()
+                );
+            }
+            Mode::Decompress => eprintln!("{}: {} bytes", src.name(), n_out),
+            Mode::Test => eprintln!("{}: OK ({} bytes)", src.name(), n_out),
+            Mode::List => {}
+        }
+    }
+    Ok(())
+}
+
+/// `-l`: a table of header facts per file (no model needed).
+fn list(ctx: &Ctx, sources: &[Source]) -> i32 {
+    let exact = ctx.level >= 3;
+    let size = |n: u64| if exact { n.to_string() } else { human(n) };
+    let mut t = Table::new(&[
+        "Frames",
+        "Chunks",
+        "Compressed",
+        "Uncompressed",
+        "Ratio",
+        "Bits/byte",
+        "Model",
+        "Coder",
+        "Check",
+        "Filename",
+    ]);
+    let mut status = 0;
+    let (mut tc, mut tu, mut tf, mut tk, mut ok) = (0u64, 0u64, 0u64, 0u64, 0usize);
+    for src in sources {
+        let r = (|| -> Result<engine::Listing> {
+            if *src == Source::Stdin {
+                return Err(anyhow!(
+                    "--list does not support reading from standard input"
+                ));
+            }
+            src.check()?;
+            let bytes = src.read_all()?;
+            engine::inspect(&bytes).with_context(|| src.name())
+        })();
+        match r {
+            Ok(l) => {
+                t.row(vec![
+                    l.frames.to_string(),
+                    l.chunks.to_string(),
+                    size(l.compressed),
+                    size(l.uncompressed),
+                    ratio(l.uncompressed, l.compressed),
+                    bits_per_byte(l.compressed, l.uncompressed),
+                    l.model,
+                    l.coder,
+                    l.check,
+                    src.name(),
+                ]);
+                tc += l.compressed;
+                tu += l.uncompressed;
+                tf += l.frames;
+                tk += l.chunks;
+                ok += 1;
+            }
+            Err(e) => {
+                ctx.error(&e);
+                status = 1;
+            }
+        }
+    }
+    if ok > 1 {
+        t.rule();
+        t.row(vec![
+            tf.to_string(),
+            tk.to_string(),
+            size(tc),
+            size(tu),
+            ratio(tu, tc),
+            bits_per_byte(tc, tu),
+            String::new(),
+            String::new(),
+            String::new(),
+            format!("{ok} files"),
+        ]);
+    }
+    if ok > 0 && ctx.level >= 1 {
+        print!(
+            "{}",
+            t.render(&[false, false, false, false, false, false, true, true, true, true])
+        );
+    }
+    status
+}
+
+fn ratio(uncompressed: u64, compressed: u64) -> String {
+    if compressed == 0 {
+        "-".into()
+    } else {
+        format!("{:.3}", uncompressed as f64 / compressed as f64)
+    }
+}
+
+fn bits_per_byte(compressed: u64, uncompressed: u64) -> String {
+    if uncompressed == 0 {
+        "-".into()
+    } else {
+        format!("{:.3}", 8.0 * compressed as f64 / uncompressed as f64)
+    }
+}

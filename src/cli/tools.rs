@@ -1,0 +1,274 @@
+//! `llmc score`, `llmc bench`, `llmc model`.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{ensure, Context, Result};
+
+use super::engine::{self, CodecOptions, Coder};
+use super::io::Source;
+use super::ops::{is_interrupt, Ctx};
+use super::progress::{Bar, EXIT_INTERRUPTED};
+use super::table::{rate, Table};
+
+/// Per file: bytes, tokens, bits/token, bits/byte and the ideal size (the
+/// model's cross-entropy rounded up to whole bytes, i.e. what an ideal entropy
+/// coder would need for the tokens the codec codes; container overhead excluded).
+pub fn score(ctx: &mut Ctx, files: &[PathBuf], chunk_tokens: Option<u32>) -> i32 {
+    let mut t = Table::new(&[
+        "Bytes",
+        "Tokens",
+        "Bits/token",
+        "Bits/byte",
+        "Ideal size",
+        "File",
+    ]);
+    let mut status = 0;
+    let (mut tb, mut tt, mut tbits, mut ok) = (0u64, 0u64, 0f64, 0usize);
+    for p in files {
+        let src = Source::from_arg(p);
+        let r = (|| -> Result<(u64, engine::Score)> {
+            src.check()?;
+            let input = src.read_all()?;
+            let level = ctx.level;
+            let show = ctx.progress;
+            let e = ctx.engine.get(level)?;
+            let bar = Bar::new(show, &src.name(), Some(input.len() as u64));
+            let s = e
+                .score(&input, chunk_tokens, &mut |p| bar.tick(p))
+                .with_context(|| src.name())?;
+            Ok((input.len() as u64, s))
+        })();
+        match r {
+            Ok((bytes, s)) => {
+                t.row(score_row(bytes, s.tokens, s.bits, src.name()));
+                tb += bytes;
+                tt += s.tokens;
+                tbits += s.bits;
+                ok += 1;
+            }
+            Err(e) if is_interrupt(&e) => {
+                ctx.error(&e);
+                return EXIT_INTERRUPTED;
+            }
+            Err(e) => {
+                ctx.error(&e);
+                status = 1;
+                if ctx.engine.failed {
+                    break;
+                }
+            }
+        }
+    }
+    if ok > 1 {
+        t.rule();
+        t.row(score_row(tb, tt, tbits, format!("{ok} files")));
+    }
+    if ok > 0 {
+        print!("{}", t.render(&[false, false, false, false, false, true]));
+    }
+    status
+}
+
+fn score_row(bytes: u64, tokens: u64, bits: f64, name: String) -> Vec<String> {
+    let per = |d: u64| {
+        if d == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.4}", bits / d as f64)
+        }
+    };
+    vec![
+        bytes.to_string(),
+        tokens.to_string(),
+        per(tokens),
+        per(bytes),
+        ((bits / 8.0).ceil() as u64).to_string(),
+        name,
+    ]
+}
+
+type Codec = Box<dyn Fn(&[u8]) -> Result<Vec<u8>>>;
+
+/// A table per file: size, bits/byte, compression and decompression speed of
+/// llmc (both coders), zstd -19, xz -9 and gzip -9. Every method's output is
+/// decompressed and compared with the input.
+pub fn bench(ctx: &mut Ctx, files: &[PathBuf], chunk_tokens: Option<u32>) -> i32 {
+    let mut status = 0;
+    for p in files {
+        match bench_one(ctx, p, chunk_tokens) {
+            Ok(()) => {}
+            Err(e) if is_interrupt(&e) => {
+                ctx.error(&e);
+                return EXIT_INTERRUPTED;
+            }
+            Err(e) => {
+                ctx.error(&e);
+                status = 1;
+                if ctx.engine.failed {
+                    break;
+                }
+            }
+        }
+    }
+    status
+}
+
+fn bench_one(ctx: &mut Ctx, p: &std::path::Path, chunk_tokens: Option<u32>) -> Result<()> {
+    let src = Source::from_arg(p);
+    src.check()?;
+    let input = src.read_all()?;
+    let mut t = Table::new(&["Method", "Size", "Bits/byte", "Compress", "Decompress"]);
+    let n = input.len() as u64;
+
+    let level = ctx.level;
+    let show = ctx.progress;
+    let engine = ctx.engine.get(level)?;
+    for coder in [Coder::Arith, Coder::Rank] {
+        let opts = CodecOptions {
+            coder,
+            chunk_tokens,
+        };
+        let label = format!("{} llmc {}", src.name(), coder.name());
+        let t0 = Instant::now();
+        let mut packed = Vec::new();
+        {
+            let bar = Bar::new(show, &label, Some(n));
+            engine
+                .compress(&input, &mut packed, &opts, &mut |p| bar.tick(p))
+                .with_context(|| format!("{}: llmc {}", src.name(), coder.name()))?;
+        }
+        let tc = t0.elapsed().as_secs_f64();
+        let t1 = Instant::now();
+        let mut back = Vec::with_capacity(input.len());
+        {
+            let bar = Bar::new(show, &label, Some(n));
+            engine
+                .decompress(&packed, &mut back, &mut |p| bar.tick(p))
+                .with_context(|| format!("{}: llmc {}", src.name(), coder.name()))?;
+        }
+        let td = t1.elapsed().as_secs_f64();
+        ensure!(
+            back == input,
+            "{}: llmc {}: round trip differs",
+            src.name(),
+            coder.name()
+        );
+        t.row(bench_row(
+            &format!("llmc {}", coder.name()),
+            n,
+            packed.len() as u64,
+            tc,
+            td,
+        ));
+    }
+
+    let others: [(&str, Codec, Codec); 3] = [
+        (
+            "zstd -19",
+            Box::new(|d| Ok(zstd::bulk::compress(d, 19)?)),
+            Box::new(|d| Ok(zstd::stream::decode_all(d)?)),
+        ),
+        (
+            "xz -9",
+            Box::new(|d| {
+                let mut e = liblzma::write::XzEncoder::new(Vec::new(), 9);
+                e.write_all(d)?;
+                Ok(e.finish()?)
+            }),
+            Box::new(|d| {
+                let mut out = Vec::new();
+                liblzma::read::XzDecoder::new(d).read_to_end(&mut out)?;
+                Ok(out)
+            }),
+        ),
+        (
+            "gzip -9",
+            Box::new(|d| {
+                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+                e.write_all(d)?;
+                Ok(e.finish()?)
+            }),
+            Box::new(|d| {
+                let mut out = Vec::new();
+                flate2::read::GzDecoder::new(d).read_to_end(&mut out)?;
+                Ok(out)
+            }),
+        ),
+    ];
+    for (name, comp, decomp) in &others {
+        let t0 = Instant::now();
+        let packed = comp(&input).with_context(|| format!("{}: {name}", src.name()))?;
+        let tc = t0.elapsed().as_secs_f64();
+        let t1 = Instant::now();
+        let back = decomp(&packed).with_context(|| format!("{}: {name}", src.name()))?;
+        let td = t1.elapsed().as_secs_f64();
+        ensure!(back == input, "{}: {name}: round trip differs", src.name());
+        t.row(bench_row(name, n, packed.len() as u64, tc, td));
+    }
+    println!("{}: {} bytes", src.name(), n);
+    print!("{}", t.render(&[true, false, false, false, false]));
+    std::io::stdout().flush()?;
+    Ok(())
+}
+
+fn bench_row(name: &str, n: u64, size: u64, tc: f64, td: f64) -> Vec<String> {
+    vec![
+        name.to_string(),
+        size.to_string(),
+        if n == 0 {
+            "-".into()
+        } else {
+            format!("{:.3}", 8.0 * size as f64 / n as f64)
+        },
+        rate(n, tc),
+        rate(n, td),
+    ]
+}
+
+/// `llmc model fetch`: make sure the default model is in the cache
+/// (downloading and verifying it if not) and print its path.
+pub fn model_fetch(ctx: &Ctx) -> i32 {
+    match engine::fetch_default_model(ctx.level < 2) {
+        Ok(p) => {
+            println!("{}", p.display());
+            0
+        }
+        Err(e) => {
+            ctx.error(&e.context("model"));
+            1
+        }
+    }
+}
+
+/// `llmc model path`: the model a run would use.
+pub fn model_path(ctx: &Ctx, explicit: Option<&std::path::Path>) -> i32 {
+    match engine::resolve_model(explicit, ctx.level < 2) {
+        Ok(p) => {
+            println!("{}", p.display());
+            0
+        }
+        Err(e) => {
+            ctx.error(&e.context("model"));
+            1
+        }
+    }
+}
+
+/// `llmc model info`: facts about the model file.
+pub fn model_info(ctx: &Ctx, explicit: Option<&std::path::Path>) -> i32 {
+    match engine::resolve_model(explicit, ctx.level < 2).and_then(|p| engine::model_info(&p)) {
+        Ok(rows) => {
+            let w = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+            for (k, v) in rows {
+                println!("{k:<w$}  {v}");
+            }
+            0
+        }
+        Err(e) => {
+            ctx.error(&e.context("model"));
+            1
+        }
+    }
+}

@@ -8,6 +8,7 @@
 //! before coding never load the model.
 
 use std::io::Write;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -197,14 +198,14 @@ impl Engine {
             co.chunk_tokens = n;
         }
         let total = Some(input.len() as u64);
-        // The codec's callback cannot abort: a Ctrl-C is noticed by the
-        // output writer (`io::Counting`) at the codec's next write.
+        // Called after every forward pass: a Ctrl-C stops the codec there
+        // (`CodecError::Interrupted`), even in the middle of a chunk.
         let mut progress = |p: lc::Progress| {
-            let _ = tick(Progress {
+            flow(tick(Progress {
                 bytes: p.bytes_in,
                 total,
                 tokens: p.tokens,
-            });
+            }))
         };
         lc::compress_stream(
             input,
@@ -225,11 +226,11 @@ impl Engine {
         // headers do not parse fails in the codec below with the precise error.
         let total = inspect(input).ok().map(|l| l.uncompressed);
         let mut progress = |p: lc::Progress| {
-            let _ = tick(Progress {
+            flow(tick(Progress {
                 bytes: p.bytes_out,
                 total,
                 tokens: p.tokens,
-            });
+            }))
         };
         Ok(lc::decompress_stream(
             input,
@@ -242,74 +243,37 @@ impl Engine {
         )?)
     }
 
-    /// Cross-entropy of `input` under the model, with the plain rule: the
-    /// whole input is tokenized at once and cut into chunks of `chunk_tokens`
-    /// tokens (the codec's default if `None`); each chunk starts a fresh
-    /// model state fed the codec's start token, so every token of a chunk,
-    /// the first included, is predicted from the start token and the chunk's
-    /// earlier tokens. Softmax and logarithm in f64 from the model's f32
-    /// logits. (The codec's own chunk cuts can differ slightly at chunk and
-    /// 4 MiB segment boundaries, and it stores chunks the model codes badly.)
+    /// Cross-entropy of `input` under the model (`llmc::codec::score`): the
+    /// compressor's own segments and chunks of `chunk_tokens` tokens (the
+    /// codec's default if `None`), the first token of each chunk at
+    /// log2(vocab) bits, the others at -log2 softmax (f64) of the logits.
     pub fn score(&self, input: &[u8], chunk_tokens: Option<u32>, tick: &mut Tick) -> Result<Score> {
-        let defaults = lc::CompressOptions::default();
-        let chunk = chunk_tokens.unwrap_or(defaults.chunk_tokens) as usize;
-        let cfg = self.model.config();
-        if chunk == 0 || chunk > cfg.context_len {
-            bail!(
-                "chunk of {chunk} tokens: must be 1..={} (the model's context)",
-                cfg.context_len
-            );
-        }
-        let vocab = cfg.vocab;
-        let piece = defaults.piece_tokens.max(1);
-        let tokens = self.tokenizer.encode(input);
-        // Token i's bytes end at ends[i], for the progress bar.
-        let mut ends = Vec::with_capacity(tokens.len());
-        let mut end = 0u64;
-        for &t in &tokens {
-            end += self.tokenizer.token_bytes(t).map_or(0, |b| b.len() as u64);
-            ends.push(end);
+        let mut co = lc::CompressOptions::default();
+        if let Some(n) = chunk_tokens {
+            co.chunk_tokens = n;
         }
         let total = Some(input.len() as u64);
-        let mut logits = vec![0f32; piece * vocab];
-        let mut state = self.model.new_cache();
-        let mut bits = 0f64;
-        let mut done = 0usize;
-        for c in tokens.chunks(chunk) {
-            state.clear();
-            // Inputs: start token, then all but the chunk's last token;
-            // the logits after input j predict c[j].
-            let mut inputs = Vec::with_capacity(c.len());
-            inputs.push(defaults.start_token);
-            inputs.extend_from_slice(&c[..c.len() - 1]);
-            for (k, part) in inputs.chunks(piece).enumerate() {
-                let out = &mut logits[..part.len() * vocab];
-                self.model.forward(&mut [&mut state], &[part], out)?;
-                for (j, row) in out.chunks_exact(vocab).enumerate() {
-                    bits += neg_log2_softmax(row, c[k * piece + j] as usize);
-                }
-                done += part.len();
-                tick(Progress {
-                    bytes: ends[done - 1],
-                    total,
-                    tokens: done as u64,
-                })?;
-            }
-        }
+        let mut progress = |p: lc::Progress| {
+            flow(tick(Progress {
+                bytes: p.bytes_in,
+                total,
+                tokens: p.tokens,
+            }))
+        };
+        let s = lc::score(input, &self.model, &self.tokenizer, &co, &mut progress)?;
         Ok(Score {
-            tokens: tokens.len() as u64,
-            bits,
+            tokens: s.tokens,
+            bits: s.bits,
         })
     }
 }
 
-/// -log2 softmax(row)[target], in f64 (for reporting only; not on the
-/// coding path).
-fn neg_log2_softmax(row: &[f32], target: usize) -> f64 {
-    let max = row.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x as f64));
-    let sum: f64 = row.iter().map(|&x| (x as f64 - max).exp()).sum();
-    let lse = max + sum.ln();
-    (lse - row[target] as f64) / std::f64::consts::LN_2
+/// The codec's view of a tick: stop on `Interrupted` (Ctrl-C).
+fn flow(r: Result<(), Interrupted>) -> ControlFlow<()> {
+    match r {
+        Ok(()) => ControlFlow::Continue(()),
+        Err(Interrupted) => ControlFlow::Break(()),
+    }
 }
 
 /// Read the headers of a compressed file without the model.

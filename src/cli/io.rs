@@ -293,9 +293,9 @@ impl OutFile {
     }
 }
 
-/// Counts bytes passing through a writer, and fails writes after Ctrl-C (so
-/// that a codec whose progress callback cannot abort still stops at its next
-/// write).
+/// Counts bytes passing through a writer, and fails writes after Ctrl-C (a
+/// backstop: the codec's progress callback already stops it after the next
+/// forward pass).
 pub struct Counting<'a> {
     pub inner: &'a mut dyn Write,
     pub count: u64,

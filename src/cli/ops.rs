@@ -104,10 +104,17 @@ pub fn render(e: &anyhow::Error) -> String {
     parts.join(": ")
 }
 
-/// An error caused by Ctrl-C: either our own `Interrupted`, or whatever error
-/// the library made of the aborted write or callback after the flag was set.
+/// An error caused by Ctrl-C: our own `Interrupted`, the codec's (its
+/// progress callback returned `Break`), or whatever error the library made
+/// of the aborted write after the flag was set.
 pub fn is_interrupt(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.is::<Interrupted>()) || progress::check_interrupt().is_err()
+    e.chain().any(|c| {
+        c.is::<Interrupted>()
+            || matches!(
+                c.downcast_ref::<llmc::codec::CodecError>(),
+                Some(llmc::codec::CodecError::Interrupted)
+            )
+    }) || progress::check_interrupt().is_err()
 }
 
 /// What to do with the inputs and their outputs.

@@ -4,15 +4,22 @@
 //! last newline of the segment when there is one), tokenizes each segment on
 //! its own, and cuts the token stream into chunks of `chunk_tokens` tokens
 //! (the last chunk of a segment may be shorter). Every chunk is coded
-//! independently: a fresh model state is fed the frame's start token, then
-//! the chunk's tokens; the logits after the start token code token 0, the
-//! logits after token j code token j+1. A chunk the model codes no smaller
+//! independently (FORMAT.md section 5.1): its token 0 has no prediction and
+//! is coded as one of `vocab` equally likely ids; a fresh model state is fed
+//! the chunk's tokens, and the logits after token j code token j+1. A chunk
+//! the model codes no smaller
 //! than zstd (level 19) or storing would is kept as zstd/stored bytes
 //! instead; consecutive such chunks are merged into one record.
 //!
 //! Decompression keeps up to `max_batch` model chunks in flight and advances
 //! all of them by one token per model call (one batched forward pass), so it
 //! is not a token-at-a-time crawl; finished chunks are written in file order.
+//!
+//! [`score`] runs the model over the same chunks as [`compress`] and sums
+//! the ideal code lengths, i.e. the model's cross-entropy on the input.
+//!
+//! Progress callbacks are called after every forward pass and may stop the
+//! work by returning `ControlFlow::Break(())` ([`CodecError::Interrupted`]).
 //!
 //! The model and the tokenizer are reached through the small traits
 //! [`LanguageModel`] and [`TextTokenizer`], so the driver can be tested with
@@ -21,6 +28,7 @@
 use std::collections::VecDeque;
 use std::error::Error as StdError;
 use std::io::{self, Read, Write};
+use std::ops::ControlFlow;
 
 use xxhash_rust::xxh64::Xxh64;
 
@@ -101,8 +109,6 @@ pub struct CompressOptions {
     pub chunk_tokens: u32,
     /// log2 of the frequency total of the arithmetic coder.
     pub total_bits: u32,
-    /// Token fed to the model before every chunk.
-    pub start_token: u32,
     /// Input is tokenized in segments of at most this many bytes.
     pub segment_bytes: usize,
     /// Tokens per forward pass while compressing one chunk (bounds the
@@ -121,7 +127,6 @@ impl Default for CompressOptions {
             coder: CoderKind::Arithmetic,
             chunk_tokens: 2048,
             total_bits: DEFAULT_TOTAL_BITS,
-            start_token: 0,
             segment_bytes: 4 << 20,
             piece_tokens: 256,
             zstd_level: 19,
@@ -246,6 +251,41 @@ pub enum CodecError {
     /// Reading the input or writing the output failed.
     #[error("I/O error: {0}")]
     Io(#[from] io::Error),
+    /// The progress callback returned `ControlFlow::Break`.
+    #[error("interrupted")]
+    Interrupted,
+}
+
+/// Progress callback: called after every forward pass (and every raw
+/// record); `ControlFlow::Break(())` stops the work with
+/// [`CodecError::Interrupted`].
+pub type ProgressFn<'a> = dyn FnMut(Progress) -> ControlFlow<()> + 'a;
+
+/// Reports `p`; `Err(Interrupted)` if the callback asks to stop.
+fn report(progress: &mut ProgressFn, p: Progress) -> Result<(), CodecError> {
+    match progress(p) {
+        ControlFlow::Continue(()) => Ok(()),
+        ControlFlow::Break(()) => Err(CodecError::Interrupted),
+    }
+}
+
+/// A callback that never stops.
+fn no_progress(_: Progress) -> ControlFlow<()> {
+    ControlFlow::Continue(())
+}
+
+/// The model's cross-entropy on an input, as [`score`] measures it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Score {
+    /// Input bytes covered by the scored chunks (all of the input unless the
+    /// tokenizer fails to round-trip some of it).
+    pub bytes: u64,
+    /// Tokens scored.
+    pub tokens: u64,
+    /// Sum over tokens of `-log2 p(token)`: `p` is the softmax (in f64) of
+    /// the model's logits for tokens after the first of a chunk, and
+    /// `1 / vocab` for the first token of a chunk.
+    pub bits: f64,
 }
 
 /// First 4 bytes of a fingerprint in hex, for messages.
@@ -275,18 +315,12 @@ fn check_parameters<M: LanguageModel>(
     model: &M,
     tokenizer_vocab: usize,
     chunk_tokens: u32,
-    start_token: u32,
     total_bits: u32,
 ) -> Result<FreqTable, CodecError> {
     let vocab = model.vocab_size();
     if tokenizer_vocab > vocab {
         return Err(CodecError::Parameters(format!(
             "tokenizer has {tokenizer_vocab} tokens but the model only {vocab} logits"
-        )));
-    }
-    if start_token as usize >= vocab {
-        return Err(CodecError::Parameters(format!(
-            "start token {start_token} outside the vocabulary of {vocab}"
         )));
     }
     if chunk_tokens == 0
@@ -311,28 +345,25 @@ pub fn compress<M: LanguageModel, T: TextTokenizer>(
     opts: &CompressOptions,
 ) -> Result<Vec<u8>, CodecError> {
     let mut out = Vec::new();
-    compress_stream(input, &mut out, model, tokenizer, id, opts, &mut |_| {})?;
+    compress_stream(
+        input,
+        &mut out,
+        model,
+        tokenizer,
+        id,
+        opts,
+        &mut no_progress,
+    )?;
     Ok(out)
 }
 
-/// Compresses everything `reader` yields into one frame on `writer`;
-/// `progress` is called after every chunk. Returns the bytes written.
-pub fn compress_stream<R: Read, W: Write, M: LanguageModel, T: TextTokenizer>(
-    mut reader: R,
-    writer: W,
+/// Checks compression options against the model; returns the frequency table.
+fn check_compress_options<M: LanguageModel>(
     model: &M,
-    tokenizer: &T,
-    id: &ModelIdentity,
+    tokenizer_vocab: usize,
     opts: &CompressOptions,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<u64, CodecError> {
-    let mut table = check_parameters(
-        model,
-        tokenizer.vocab_size(),
-        opts.chunk_tokens,
-        opts.start_token,
-        opts.total_bits,
-    )?;
+) -> Result<FreqTable, CodecError> {
+    let table = check_parameters(model, tokenizer_vocab, opts.chunk_tokens, opts.total_bits)?;
     if opts.segment_bytes == 0
         || opts.segment_bytes as u64 > MAX_RAW_CHUNK
         || opts.piece_tokens == 0
@@ -342,6 +373,22 @@ pub fn compress_stream<R: Read, W: Write, M: LanguageModel, T: TextTokenizer>(
             opts.segment_bytes, opts.piece_tokens
         )));
     }
+    Ok(table)
+}
+
+/// Compresses everything `reader` yields into one frame on `writer`;
+/// `progress` is called after every forward pass and every chunk, and stops
+/// the work when it returns `Break`. Returns the bytes written.
+pub fn compress_stream<R: Read, W: Write, M: LanguageModel, T: TextTokenizer>(
+    reader: R,
+    writer: W,
+    model: &M,
+    tokenizer: &T,
+    id: &ModelIdentity,
+    opts: &CompressOptions,
+    progress: &mut ProgressFn,
+) -> Result<u64, CodecError> {
+    let mut table = check_compress_options(model, tokenizer.vocab_size(), opts)?;
     if id.name.len() > 255 {
         return Err(CodecError::Parameters(
             "model name longer than 255 bytes".into(),
@@ -356,7 +403,6 @@ pub fn compress_stream<R: Read, W: Write, M: LanguageModel, T: TextTokenizer>(
         model_name: id.name.clone(),
         total_bits: opts.total_bits,
         chunk_tokens: opts.chunk_tokens,
-        start_token: opts.start_token,
     };
     w.write_all(&container::encode_header(&header))?;
 
@@ -370,46 +416,193 @@ pub fn compress_stream<R: Read, W: Write, M: LanguageModel, T: TextTokenizer>(
     };
     let mut hasher = Xxh64::new(0);
     let mut total = 0u64;
-    let mut buf: Vec<u8> = Vec::with_capacity(opts.segment_bytes);
-    let mut eof = false;
-    loop {
-        // Fill the buffer up to one segment.
-        while !eof && buf.len() < opts.segment_bytes {
-            let old = buf.len();
-            buf.resize(opts.segment_bytes, 0);
-            match reader.read(&mut buf[old..]) {
-                Ok(0) => {
-                    buf.truncate(old);
-                    eof = true;
-                }
-                Ok(n) => buf.truncate(old + n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(old),
-                Err(e) => return Err(e.into()),
-            }
-        }
-        if buf.is_empty() {
-            break;
-        }
-        let cut = cut_point(&buf, eof);
-        hasher.update(&buf[..cut]);
-        total += cut as u64;
+    let mut segments = Segmenter::new(reader, opts.segment_bytes);
+    while let Some(bytes) = segments.next_segment()? {
+        hasher.update(bytes);
+        total += bytes.len() as u64;
         seg.code_segment(
-            &buf[..cut],
-            total - cut as u64,
+            bytes,
+            total - bytes.len() as u64,
             &mut table,
             &mut w,
             progress,
         )?;
-        buf.drain(..cut);
-        progress(Progress {
-            bytes_in: total,
-            bytes_out: w.count,
-            tokens: seg.tokens_done,
-        });
+        report(
+            progress,
+            Progress {
+                bytes_in: total,
+                bytes_out: w.count,
+                tokens: seg.tokens_done,
+            },
+        )?;
     }
     container::write_end(&mut w, total, hasher.digest())?;
     w.flush()?;
     Ok(w.count)
+}
+
+/// The model's cross-entropy on `input`, over exactly the chunks
+/// [`compress`] with `opts` would model-code if every chunk won: the same
+/// segments, tokenization and chunk cuts, the first token of each chunk at
+/// `log2(vocab)` bits and every later one at `-log2 softmax(logits)[token]`
+/// (f64) from the same forward passes. Chunks the compressor would store or
+/// send to zstd are scored too, and no coder overhead is included.
+/// `opts.coder` and `opts.total_bits` do not matter (the latter is checked).
+/// `progress` is called after every forward pass (`bytes_out` stays 0).
+pub fn score<M: LanguageModel, T: TextTokenizer>(
+    input: &[u8],
+    model: &M,
+    tokenizer: &T,
+    opts: &CompressOptions,
+    progress: &mut ProgressFn,
+) -> Result<Score, CodecError> {
+    check_compress_options(model, tokenizer.vocab_size(), opts)?;
+    let vocab = model.vocab_size();
+    let first_bits = (vocab as f64).log2();
+    let mut logits = Vec::new();
+    let mut state = model.new_state();
+    let mut result = Score::default();
+    let mut base_in = 0u64;
+    let mut segments = Segmenter::new(input, opts.segment_bytes);
+    while let Some(seg) = segments.next_segment()? {
+        let tokens = tokenizer.encode(seg);
+        let (cuts, _) = plan_chunks(tokenizer, &tokens, seg, opts.chunk_tokens as usize, vocab);
+        let mut pos = 0u64;
+        for (range, bytes) in cuts {
+            let chunk = &tokens[range];
+            let (tokens_before, at) = (result.tokens, base_in + pos);
+            result.bits += first_bits;
+            model.reset_state(&mut state);
+            run_chunk(
+                model,
+                &mut state,
+                &mut logits,
+                opts.piece_tokens,
+                chunk,
+                |row, t| result.bits += neg_log2_softmax(row, t as usize),
+                |done| {
+                    report(
+                        progress,
+                        Progress {
+                            bytes_in: at + bytes as u64 * done as u64 / chunk.len() as u64,
+                            bytes_out: 0,
+                            tokens: tokens_before + done as u64,
+                        },
+                    )
+                },
+            )?;
+            result.tokens += chunk.len() as u64;
+            pos += bytes as u64;
+            result.bytes += bytes as u64;
+            report(
+                progress,
+                Progress {
+                    bytes_in: base_in + pos,
+                    bytes_out: 0,
+                    tokens: result.tokens,
+                },
+            )?;
+        }
+        base_in += seg.len() as u64;
+    }
+    Ok(result)
+}
+
+/// `-log2 softmax(row)[target]` in f64 (reporting only, not on the coding
+/// path, so it need not be bit-exact across machines).
+fn neg_log2_softmax(row: &[f32], target: usize) -> f64 {
+    let max = row.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x as f64));
+    let sum: f64 = row.iter().map(|&x| (x as f64 - max).exp()).sum();
+    (max + sum.ln() - row[target] as f64) / std::f64::consts::LN_2
+}
+
+/// Runs the model over one chunk as FORMAT.md section 5.1 prescribes:
+/// feeds `chunk[..n-1]` to `state` (fresh or reset by the caller) in pieces
+/// of `piece` tokens; for every token `j >= 1` calls `row(logits, chunk[j])`
+/// with the `vocab` logits after token `j-1`, and after every forward pass
+/// `after_pass(done)`, `done` = tokens of the chunk whose code is known
+/// (the first token's included). Token 0 is the caller's business. A chunk
+/// of one token makes no model call.
+fn run_chunk<M: LanguageModel>(
+    model: &M,
+    state: &mut M::State,
+    logits: &mut Vec<f32>,
+    piece: usize,
+    chunk: &[u32],
+    mut row: impl FnMut(&[f32], u32),
+    mut after_pass: impl FnMut(usize) -> Result<(), CodecError>,
+) -> Result<(), CodecError> {
+    let vocab = model.vocab_size();
+    let fed = &chunk[..chunk.len().saturating_sub(1)];
+    let piece = piece.min(fed.len()).max(1);
+    if logits.len() < piece * vocab {
+        logits.resize(piece * vocab, 0.0);
+    }
+    for (p, input) in fed.chunks(piece).enumerate() {
+        // Logits after chunk[first + i] code chunk[first + i + 1].
+        let first = p * piece;
+        let out = &mut logits[..input.len() * vocab];
+        model
+            .forward(&mut [&mut *state], &[input], out)
+            .map_err(|e| CodecError::Model(Box::new(e)))?;
+        for (r, &t) in out
+            .chunks_exact(vocab)
+            .zip(&chunk[first + 1..first + 1 + input.len()])
+        {
+            row(r, t);
+        }
+        after_pass(first + input.len() + 1)?;
+    }
+    Ok(())
+}
+
+/// Reads input in segments of at most `segment_bytes`, each cut by
+/// [`cut_point`]. The cuts depend only on the bytes (a reader's short reads
+/// are filled up), so [`compress_stream`] and [`score`] cut alike.
+struct Segmenter<R: Read> {
+    reader: R,
+    segment_bytes: usize,
+    buf: Vec<u8>,
+    /// Length of the segment last returned (still at the front of `buf`).
+    cut: usize,
+    eof: bool,
+}
+
+impl<R: Read> Segmenter<R> {
+    fn new(reader: R, segment_bytes: usize) -> Self {
+        Segmenter {
+            reader,
+            segment_bytes,
+            buf: Vec::new(),
+            cut: 0,
+            eof: false,
+        }
+    }
+
+    /// The next segment, `None` at the end of the input.
+    fn next_segment(&mut self) -> io::Result<Option<&[u8]>> {
+        self.buf.drain(..self.cut);
+        self.cut = 0;
+        // Fill the buffer up to one segment.
+        while !self.eof && self.buf.len() < self.segment_bytes {
+            let old = self.buf.len();
+            self.buf.resize(self.segment_bytes, 0);
+            match self.reader.read(&mut self.buf[old..]) {
+                Ok(0) => {
+                    self.buf.truncate(old);
+                    self.eof = true;
+                }
+                Ok(n) => self.buf.truncate(old + n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => self.buf.truncate(old),
+                Err(e) => return Err(e),
+            }
+        }
+        if self.buf.is_empty() {
+            return Ok(None);
+        }
+        self.cut = cut_point(&self.buf, self.eof);
+        Ok(Some(&self.buf[..self.cut]))
+    }
 }
 
 /// Where to end the segment in `buf`: all of it at end of input, else after
@@ -531,7 +724,7 @@ impl<M: LanguageModel, T: TextTokenizer> SegmentCoder<'_, M, T> {
         base_in: u64,
         table: &mut FreqTable,
         w: &mut CountingWriter<W>,
-        progress: &mut dyn FnMut(Progress),
+        progress: &mut ProgressFn,
     ) -> Result<(), CodecError> {
         let vocab = self.model.vocab_size();
         let tokens = self.tokenizer.encode(seg);
@@ -543,14 +736,26 @@ impl<M: LanguageModel, T: TextTokenizer> SegmentCoder<'_, M, T> {
         for (range, bytes) in cuts {
             let chunk = &tokens[range];
             let raw = &seg[pos..pos + bytes];
-            self.tokens_done += chunk.len() as u64;
             // Binary data is never worth the model's time: it goes straight
             // to the raw run (zstd or stored).
             let payload = if self.opts.skip_binary && looks_binary(raw) {
                 None
             } else {
-                Some(self.code_chunk(chunk, table)?)
+                // Progress within the chunk: bytes pro rata of tokens.
+                let (at, tokens_before, out) = (base_in + pos as u64, self.tokens_done, w.count);
+                let mut tick = |done: usize| {
+                    report(
+                        progress,
+                        Progress {
+                            bytes_in: at + bytes as u64 * done as u64 / chunk.len() as u64,
+                            bytes_out: out,
+                            tokens: tokens_before + done as u64,
+                        },
+                    )
+                };
+                Some(self.code_chunk(chunk, table, &mut tick)?)
             };
+            self.tokens_done += chunk.len() as u64;
             // Model-coded only if strictly smaller than zstd and stored.
             let wins = match &payload {
                 Some(p) => {
@@ -566,11 +771,14 @@ impl<M: LanguageModel, T: TextTokenizer> SegmentCoder<'_, M, T> {
                 raw_start = pos + bytes;
             }
             pos += bytes;
-            progress(Progress {
-                bytes_in: base_in + pos as u64,
-                bytes_out: w.count,
-                tokens: self.tokens_done,
-            });
+            report(
+                progress,
+                Progress {
+                    bytes_in: base_in + pos as u64,
+                    bytes_out: w.count,
+                    tokens: self.tokens_done,
+                },
+            )?;
         }
         // Unplanned rest (only if the tokenizer misbehaved) joins the run.
         if raw_start < seg.len() {
@@ -579,13 +787,16 @@ impl<M: LanguageModel, T: TextTokenizer> SegmentCoder<'_, M, T> {
         Ok(())
     }
 
-    /// Model-codes one chunk: feeds `[start, c0, .., c(n-2)]` in pieces.
-    fn code_chunk(&mut self, chunk: &[u32], table: &mut FreqTable) -> Result<Vec<u8>, CodecError> {
+    /// Model-codes one chunk (FORMAT.md section 5.1): token 0 uniformly,
+    /// then `c1..` from the logits after feeding `c0, .., c(n-2)` in pieces;
+    /// `tick` after every forward pass.
+    fn code_chunk(
+        &mut self,
+        chunk: &[u32],
+        table: &mut FreqTable,
+        tick: &mut dyn FnMut(usize) -> Result<(), CodecError>,
+    ) -> Result<Vec<u8>, CodecError> {
         let vocab = self.model.vocab_size();
-        let piece = self.opts.piece_tokens.min(chunk.len());
-        if self.logits.len() < piece * vocab {
-            self.logits.resize(piece * vocab, 0.0);
-        }
         let mut state = match self.state.take() {
             Some(mut s) => {
                 self.model.reset_state(&mut s);
@@ -594,25 +805,16 @@ impl<M: LanguageModel, T: TextTokenizer> SegmentCoder<'_, M, T> {
             None => self.model.new_state(),
         };
         let mut enc = ChunkEncoder::new(self.opts.coder, vocab);
-        let mut input = Vec::with_capacity(piece);
-        for (p, targets) in chunk.chunks(piece).enumerate() {
-            let first = p * piece;
-            input.clear();
-            for j in first..first + targets.len() {
-                input.push(if j == 0 {
-                    self.opts.start_token
-                } else {
-                    chunk[j - 1]
-                });
-            }
-            let logits = &mut self.logits[..targets.len() * vocab];
-            self.model
-                .forward(&mut [&mut state], &[&input], logits)
-                .map_err(|e| CodecError::Model(Box::new(e)))?;
-            for (row, &t) in logits.chunks_exact(vocab).zip(targets) {
-                enc.encode(table, row, t);
-            }
-        }
+        enc.encode_first(vocab, chunk[0]);
+        run_chunk(
+            self.model,
+            &mut state,
+            &mut self.logits,
+            self.opts.piece_tokens,
+            chunk,
+            |row, t| enc.encode(table, row, t),
+            tick,
+        )?;
         self.state = Some(state);
         Ok(enc.finish())
     }
@@ -647,13 +849,22 @@ pub fn decompress<M: LanguageModel, T: TextTokenizer>(
     opts: &DecompressOptions,
 ) -> Result<Vec<u8>, CodecError> {
     let mut out = Vec::new();
-    decompress_stream(input, &mut out, model, tokenizer, id, opts, &mut |_| {})?;
+    decompress_stream(
+        input,
+        &mut out,
+        model,
+        tokenizer,
+        id,
+        opts,
+        &mut no_progress,
+    )?;
     Ok(out)
 }
 
 /// Decompresses every frame `reader` yields onto `writer` (frames are
 /// concatenated like gzip members); `progress` is called after every raw
-/// record and every batched model step. Returns the bytes
+/// record and every batched model step (one forward pass), and stops the
+/// work when it returns `Break`. Returns the bytes
 /// written. Output is written as it is decoded; on an error, what was
 /// written may be incomplete or (checksum errors) wrong.
 pub fn decompress_stream<R: Read, W: Write, M: LanguageModel, T: TextTokenizer>(
@@ -663,7 +874,7 @@ pub fn decompress_stream<R: Read, W: Write, M: LanguageModel, T: TextTokenizer>(
     tokenizer: &T,
     id: &ModelIdentity,
     opts: &DecompressOptions,
-    progress: &mut dyn FnMut(Progress),
+    progress: &mut ProgressFn,
 ) -> Result<u64, CodecError> {
     let mut r = FrameReader::new(reader);
     let mut w = CountingWriter {
@@ -682,13 +893,7 @@ pub fn decompress_stream<R: Read, W: Write, M: LanguageModel, T: TextTokenizer>(
                 model_hex: short_hex(&id.fingerprint),
             });
         }
-        let table = check_parameters(
-            model,
-            tokenizer.vocab_size(),
-            h.chunk_tokens,
-            h.start_token,
-            h.total_bits,
-        )?;
+        let table = check_parameters(model, tokenizer.vocab_size(), h.chunk_tokens, h.total_bits)?;
         let mut fd = FrameDecoder {
             model,
             tokenizer,
@@ -716,7 +921,7 @@ struct Slot<S> {
     entry: u64,
     dec: ChunkDecoder<Vec<u8>>,
     state: S,
-    /// The next token to feed (start token first).
+    /// The next token to feed: the last one decoded.
     input: [u32; 1],
     decoded: Vec<u32>,
     want: usize,
@@ -748,7 +953,7 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoder<'_, M, T> {
         &mut self,
         r: &mut FrameReader<R>,
         w: &mut CountingWriter<W>,
-        progress: &mut dyn FnMut(Progress),
+        progress: &mut ProgressFn,
     ) -> Result<(), CodecError> {
         let vocab = self.model.vocab_size();
         // Output entries in file order; `None` until the chunk is decoded.
@@ -783,23 +988,36 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoder<'_, M, T> {
                         tokens,
                         payload,
                     } => {
-                        active.push(Slot {
-                            entry,
-                            dec: ChunkDecoder::new(coder, vocab, payload),
-                            state: match pool.pop() {
-                                Some(mut s) => {
-                                    self.model.reset_state(&mut s);
-                                    s
-                                }
-                                None => self.model.new_state(),
-                            },
-                            input: [self.header.start_token],
-                            decoded: Vec::with_capacity(tokens as usize),
-                            want: tokens as usize,
-                        });
-                        queue.push_back(None);
-                        record += 1;
-                        continue;
+                        // Token 0 needs no model (FORMAT.md section 5.1).
+                        let mut dec = ChunkDecoder::new(coder, vocab, payload);
+                        let first = dec
+                            .decode_first(vocab)
+                            .map_err(|_| self.left_interval(entry))?;
+                        *self.tokens += 1;
+                        let mut decoded = Vec::with_capacity(tokens as usize);
+                        decoded.push(first);
+                        if tokens == 1 {
+                            // Done without the model: output like a raw record.
+                            self.finish_chunk(entry, &dec, &decoded)?
+                        } else {
+                            active.push(Slot {
+                                entry,
+                                dec,
+                                state: match pool.pop() {
+                                    Some(mut s) => {
+                                        self.model.reset_state(&mut s);
+                                        s
+                                    }
+                                    None => self.model.new_state(),
+                                },
+                                input: [first],
+                                decoded,
+                                want: tokens as usize,
+                            });
+                            queue.push_back(None);
+                            record += 1;
+                            continue;
+                        }
                     }
                     Record::Stored(b) => b,
                     Record::Zstd {
@@ -821,11 +1039,14 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoder<'_, M, T> {
                     pending_bytes += raw.len();
                     queue.push_back(Some(raw));
                 }
-                progress(Progress {
-                    bytes_in: r.offset(),
-                    bytes_out: w.count,
-                    tokens: *self.tokens,
-                });
+                report(
+                    progress,
+                    Progress {
+                        bytes_in: r.offset(),
+                        bytes_out: w.count,
+                        tokens: *self.tokens,
+                    },
+                )?;
             }
             // Write the finished prefix.
             while let Some(Some(_)) = queue.front() {
@@ -848,31 +1069,20 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoder<'_, M, T> {
                     continue;
                 }
                 let slot = active.swap_remove(i);
-                if !slot.dec.is_canonical() {
-                    return Err(CodecError::CorruptChunk {
-                        frame: self.frame,
-                        chunk: slot.entry,
-                        reason: "payload is not the canonical encoding of its tokens",
-                    });
-                }
-                let bytes =
-                    self.tokenizer
-                        .decode(&slot.decoded)
-                        .map_err(|e| CodecError::Tokenizer {
-                            frame: self.frame,
-                            chunk: slot.entry,
-                            source: Box::new(e),
-                        })?;
+                let bytes = self.finish_chunk(slot.entry, &slot.dec, &slot.decoded)?;
                 pool.push(slot.state);
                 let idx = (slot.entry - queue_base) as usize;
                 pending_bytes += bytes.len();
                 queue[idx] = Some(bytes);
             }
-            progress(Progress {
-                bytes_in: r.offset(),
-                bytes_out: w.count,
-                tokens: *self.tokens,
-            });
+            report(
+                progress,
+                Progress {
+                    bytes_in: r.offset(),
+                    bytes_out: w.count,
+                    tokens: *self.tokens,
+                },
+            )?;
         }
         let (expected_len, expected_sum) = end.unwrap_or_default();
         if self.written != expected_len {
@@ -891,6 +1101,39 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoder<'_, M, T> {
             });
         }
         Ok(())
+    }
+
+    /// The error of a payload whose range decoder left its interval.
+    fn left_interval(&self, entry: u64) -> CodecError {
+        CodecError::CorruptChunk {
+            frame: self.frame,
+            chunk: entry,
+            reason: "range decoder left its interval",
+        }
+    }
+
+    /// The bytes of a fully decoded chunk, once its payload is known to be
+    /// the canonical encoding of its tokens.
+    fn finish_chunk(
+        &self,
+        entry: u64,
+        dec: &ChunkDecoder<Vec<u8>>,
+        decoded: &[u32],
+    ) -> Result<Vec<u8>, CodecError> {
+        if !dec.is_canonical() {
+            return Err(CodecError::CorruptChunk {
+                frame: self.frame,
+                chunk: entry,
+                reason: "payload is not the canonical encoding of its tokens",
+            });
+        }
+        self.tokenizer
+            .decode(decoded)
+            .map_err(|e| CodecError::Tokenizer {
+                frame: self.frame,
+                chunk: entry,
+                source: Box::new(e),
+            })
     }
 
     /// One batched forward pass: every active chunk advances one token.
@@ -912,14 +1155,10 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoder<'_, M, T> {
             .forward(&mut states, &inputs, &mut logits[..n * vocab])
             .map_err(|e| CodecError::Model(Box::new(e)))?;
         for (slot, row) in active.iter_mut().zip(logits.chunks_exact(vocab)) {
-            let t =
-                slot.dec
-                    .decode(&mut self.table, row)
-                    .map_err(|_| CodecError::CorruptChunk {
-                        frame: self.frame,
-                        chunk: slot.entry,
-                        reason: "range decoder left its interval",
-                    })?;
+            let t = slot
+                .dec
+                .decode(&mut self.table, row)
+                .map_err(|_| self.left_interval(slot.entry))?;
             slot.decoded.push(t);
             slot.input = [t];
         }

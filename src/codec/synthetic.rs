@@ -3,7 +3,8 @@
 
 use super::{LanguageModel, TextTokenizer};
 
-/// Token id the synthetic tokenizers reserve as the start token (no bytes).
+/// Token id the synthetic tokenizers reserve (no bytes); [`HashModel`] uses
+/// it as the context before a sequence's first token.
 pub const START: u32 = 256;
 
 /// splitmix64 finalizer.
@@ -139,7 +140,7 @@ impl LanguageModel for HashModel {
     }
 }
 
-/// Byte tokens 0..=255, the start token 256 (no bytes), and one token per
+/// Byte tokens 0..=255, the reserved token 256 (no bytes), and one token per
 /// entry of `pairs` (two-byte tokens, greedily matched left to right).
 #[derive(Debug, Clone)]
 pub struct PairTokenizer {

@@ -454,7 +454,7 @@ fn invalid_parameters_are_rejected() {
             ..Default::default()
         },
         CompressOptions {
-            start_token: 10_000,
+            piece_tokens: 0,
             ..Default::default()
         },
         CompressOptions {
@@ -490,7 +490,10 @@ fn stream_progress_is_reported() {
         &tok,
         &id("hash", 1),
         &o,
-        &mut |p| reports.push(p),
+        &mut |p| {
+            reports.push(p);
+            ControlFlow::Continue(())
+        },
     )
     .unwrap();
     assert_eq!(n as usize, out.len());
@@ -508,7 +511,10 @@ fn stream_progress_is_reported() {
         &tok,
         &id("hash", 1),
         &DecompressOptions::default(),
-        &mut |p| dreports.push(p),
+        &mut |p| {
+            dreports.push(p);
+            ControlFlow::Continue(())
+        },
     )
     .unwrap();
     assert!(back == data);
@@ -696,4 +702,262 @@ impl LanguageModel for FailingModel {
     fn forward(&self, _: &mut [&mut ()], _: &[&[u32]], _: &mut [f32]) -> Result<(), Fails> {
         Err(Fails)
     }
+}
+
+#[test]
+fn one_token_chunks_never_touch_the_model() {
+    // Compression: chunks of one token make no model call at all.
+    let tok = PairTokenizer::english();
+    let data = b"the cat sat on the mat\n".to_vec();
+    let o = opts(1, CoderKind::Arithmetic);
+    let packed = compress(
+        &data,
+        &FailingVocab(tok.vocab_size()),
+        &tok,
+        &id("f", 1),
+        &o,
+    );
+    let packed = packed.unwrap();
+    let d = DecompressOptions::default();
+    let model = HashModel::new(tok.vocab_size(), 1);
+    assert!(decompress(&packed, &model, &tok, &id("f", 1), &d).unwrap() == data);
+    // Decompression: a hand-made frame of 1-token model chunks (both coders)
+    // decodes with a model that fails on every call.
+    let vocab = tok.vocab_size();
+    let h = FrameHeader {
+        fingerprint: id("f", 1).fingerprint,
+        model_name: "f".into(),
+        total_bits: 24,
+        chunk_tokens: 4,
+    };
+    let toks = tok.encode(b"the cat");
+    let mut file = container::encode_header(&h);
+    let mut hasher = Xxh64::new(0);
+    let mut len = 0;
+    for (i, &t) in toks.iter().enumerate() {
+        let coder = [CoderKind::Arithmetic, CoderKind::Rank][i % 2];
+        let mut enc = ChunkEncoder::new(coder, vocab);
+        enc.encode_first(vocab, t);
+        container::write_model_chunk(&mut file, coder, 1, &enc.finish()).unwrap();
+        let b = tok.decode(&[t]).unwrap();
+        hasher.update(&b);
+        len += b.len() as u64;
+    }
+    let end = file.len();
+    container::write_end(&mut file, len, hasher.digest()).unwrap();
+    let failing = FailingVocab(vocab);
+    assert!(decompress(&file, &failing, &tok, &id("f", 1), &d).unwrap() == b"the cat");
+    // A non-canonical payload (a zero byte appended) is still rejected.
+    let mut bad = container::encode_header(&h);
+    let mut enc = ChunkEncoder::new(CoderKind::Arithmetic, vocab);
+    enc.encode_first(vocab, toks[0]);
+    let mut p = enc.finish();
+    p.push(0);
+    container::write_model_chunk(&mut bad, CoderKind::Arithmetic, 1, &p).unwrap();
+    bad.extend_from_slice(&file[end..]);
+    assert!(matches!(
+        decompress(&bad, &failing, &tok, &id("f", 1), &d),
+        Err(CodecError::CorruptChunk { .. })
+    ));
+}
+
+/// [`FailingModel`] with a chosen vocabulary.
+struct FailingVocab(usize);
+
+impl LanguageModel for FailingVocab {
+    type State = ();
+    type Error = Fails;
+    fn vocab_size(&self) -> usize {
+        self.0
+    }
+    fn max_context(&self) -> usize {
+        1 << 16
+    }
+    fn new_state(&self) {}
+    fn forward(&self, _: &mut [&mut ()], _: &[&[u32]], _: &mut [f32]) -> Result<(), Fails> {
+        Err(Fails)
+    }
+}
+
+#[test]
+fn progress_after_every_forward_pass_and_break_interrupts() {
+    let tok = PairTokenizer::english();
+    let model = HashModel::new(tok.vocab_size(), 1);
+    let data = model_text(&model, &tok, 1500, 11);
+    // One chunk, pieces of 37 tokens: ~40 passes within the one chunk.
+    let o = opts(2048, CoderKind::Arithmetic);
+    let counting = Counting {
+        inner: &model,
+        calls: Cell::new(0),
+        max_batch: Cell::new(0),
+    };
+    let mut reports = Vec::new();
+    let mut packed = Vec::new();
+    compress_stream(
+        &data[..],
+        &mut packed,
+        &counting,
+        &tok,
+        &id("hash", 1),
+        &o,
+        &mut |p| {
+            reports.push((counting.calls.get(), p));
+            ControlFlow::Continue(())
+        },
+    )
+    .unwrap();
+    let calls = counting.calls.get();
+    assert!(calls >= 30, "{calls}");
+    // A report after each pass, with growing counts inside the chunk.
+    for k in 1..=calls {
+        assert!(
+            reports.iter().any(|(c, _)| *c == k),
+            "no report after pass {k}"
+        );
+    }
+    assert!(reports
+        .windows(2)
+        .all(|w| w[0].1.bytes_in <= w[1].1.bytes_in && w[0].1.tokens <= w[1].1.tokens));
+    assert!(reports[0].1.bytes_in > 0 && reports[0].1.bytes_in < data.len() as u64 / 10);
+
+    // Break stops compression at once.
+    counting.calls.set(0);
+    let mut n = 0;
+    let r = compress_stream(
+        &data[..],
+        &mut Vec::new(),
+        &counting,
+        &tok,
+        &id("hash", 1),
+        &o,
+        &mut |_| {
+            n += 1;
+            if n == 3 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        },
+    );
+    assert!(matches!(r, Err(CodecError::Interrupted)), "{r:?}");
+    assert_eq!(counting.calls.get(), 3);
+
+    // Decompression reports every batched step, and stops on Break too.
+    counting.calls.set(0);
+    let mut steps = 0;
+    let mut back = Vec::new();
+    decompress_stream(
+        &packed[..],
+        &mut back,
+        &counting,
+        &tok,
+        &id("hash", 1),
+        &DecompressOptions::default(),
+        &mut |_| {
+            steps += 1;
+            ControlFlow::Continue(())
+        },
+    )
+    .unwrap();
+    assert!(back == data);
+    assert!(steps >= counting.calls.get() && counting.calls.get() > 1000);
+    counting.calls.set(0);
+    let mut n = 0;
+    let r = decompress_stream(
+        &packed[..],
+        &mut Vec::new(),
+        &counting,
+        &tok,
+        &id("hash", 1),
+        &DecompressOptions::default(),
+        &mut |_| {
+            n += 1;
+            if n == 5 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        },
+    );
+    assert!(matches!(r, Err(CodecError::Interrupted)), "{r:?}");
+    assert!(counting.calls.get() <= 5);
+    // And score.
+    let mut n = 0;
+    let r = score(&data, &model, &tok, &o, &mut |_| {
+        n += 1;
+        ControlFlow::Break(())
+    });
+    assert!(matches!(r, Err(CodecError::Interrupted)));
+    assert_eq!(n, 1);
+}
+
+/// `score` recomputed independently: tokenize and cut as documented, one
+/// forward pass over each whole chunk, f64 softmax.
+fn score_by_hand(data: &[u8], model: &HashModel, tok: &PairTokenizer, chunk: usize) -> (u64, f64) {
+    let toks = tok.encode(data);
+    let vocab = model.vocab;
+    let mut bits = 0.0;
+    for c in toks.chunks(chunk) {
+        bits += (vocab as f64).log2();
+        if c.len() < 2 {
+            continue;
+        }
+        let mut state = model.new_state();
+        let mut logits = vec![0f32; (c.len() - 1) * vocab];
+        model
+            .forward(&mut [&mut state], &[&c[..c.len() - 1]], &mut logits)
+            .unwrap();
+        for (row, &t) in logits.chunks_exact(vocab).zip(&c[1..]) {
+            let p: Vec<f64> = row.iter().map(|&x| (x as f64).exp()).collect();
+            bits -= (p[t as usize] / p.iter().sum::<f64>()).log2();
+        }
+    }
+    (toks.len() as u64, bits)
+}
+
+#[test]
+fn score_is_the_cross_entropy_of_the_compressed_chunks() {
+    let tok = PairTokenizer::english();
+    let model = HashModel::new(tok.vocab_size(), 1);
+    let data = model_text(&model, &tok, 3000, 12);
+    for chunk in [1u32, 7, 500] {
+        let o = opts(chunk, CoderKind::Arithmetic);
+        let s = score(&data, &model, &tok, &o, &mut no_progress).unwrap();
+        let (tokens, bits) = score_by_hand(&data, &model, &tok, chunk as usize);
+        assert_eq!(s.bytes, data.len() as u64);
+        assert_eq!(s.tokens, tokens);
+        assert!((s.bits - bits).abs() < 1e-6 * bits, "{} vs {bits}", s.bits);
+        if chunk == 500 {
+            // Every chunk is model-coded; the payloads are the score plus
+            // the coder's tiny overhead (< 8 bits per chunk end).
+            let packed = compress(&data, &model, &tok, &id("hash", 1), &o).unwrap();
+            let mut payload_bits = 0.0;
+            for r in records(&packed) {
+                match r {
+                    Record::Model { payload, .. } => payload_bits += payload.len() as f64 * 8.0,
+                    Record::End { .. } => {}
+                    other => panic!("not model-coded: {other:?}"),
+                }
+            }
+            eprintln!("score {:.1} bits, payloads {payload_bits} bits", s.bits);
+            assert!((payload_bits / s.bits - 1.0).abs() < 0.005);
+        }
+    }
+    // Segments are cut like the compressor's: at 1000-byte segments the
+    // chunks restart at every segment, and the score changes accordingly.
+    let o = CompressOptions {
+        segment_bytes: 1000,
+        ..opts(500, CoderKind::Arithmetic)
+    };
+    let s = score(&data, &model, &tok, &o, &mut no_progress).unwrap();
+    let mut by_hand = (0, 0.0);
+    let mut rest = &data[..];
+    while !rest.is_empty() {
+        let cut = cut_point(&rest[..rest.len().min(1000)], rest.len() <= 1000);
+        let (t, b) = score_by_hand(&rest[..cut], &model, &tok, 500);
+        by_hand = (by_hand.0 + t, by_hand.1 + b);
+        rest = &rest[cut..];
+    }
+    assert_eq!(s.tokens, by_hand.0);
+    assert!((s.bits - by_hand.1).abs() < 1e-6 * by_hand.1);
 }

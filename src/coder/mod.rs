@@ -70,6 +70,14 @@ impl ChunkEncoder {
         }
     }
 
+    /// Codes a chunk's first token, which has no model prediction, as one
+    /// of `vocab` equally likely symbols (`cum = token, freq = 1,
+    /// T = vocab`; FORMAT.md section 5.1), with either coder.
+    pub fn encode_first(&mut self, vocab: usize, token: u32) {
+        debug_assert!((token as usize) < vocab);
+        self.enc.encode(token as u64, 1, vocab as u64);
+    }
+
     /// Bytes written so far (a lower bound of the final size).
     pub fn len(&self) -> usize {
         self.enc.len()
@@ -118,6 +126,14 @@ impl<B: AsRef<[u8]>> ChunkDecoder<B> {
             }
             State::Rank(m) => m.decode(&mut self.dec, logits),
         }
+    }
+
+    /// Decodes a chunk's first token, coded by
+    /// [`ChunkEncoder::encode_first`] as one of `vocab` equally likely ids.
+    pub fn decode_first(&mut self, vocab: usize) -> Result<u32, RangeCorrupt> {
+        let t = self.dec.target(vocab as u64)?;
+        self.dec.consume(t, 1);
+        Ok(t as u32)
     }
 
     /// True if the payload is exactly the encoder's output for the tokens

@@ -152,3 +152,43 @@ fn small_vocab_both_coders() {
         }
     }
 }
+
+#[test]
+fn first_token_is_uniform_with_both_coders() {
+    let vocab = 49152;
+    let (rows, toks, _) = lm_like(50, vocab, 9);
+    for kind in [CoderKind::Arithmetic, CoderKind::Rank] {
+        for first in [0u32, 1, 12345, vocab as u32 - 1] {
+            let mut table = FreqTable::new(vocab, 28).unwrap();
+            // Alone: 15.58 bits fit in 2 or 3 bytes (at most one byte of end).
+            let mut enc = ChunkEncoder::new(kind, vocab);
+            enc.encode_first(vocab, first);
+            let alone = enc.finish();
+            assert!(alone.len() <= 3, "{}", alone.len());
+            let mut dec = ChunkDecoder::new(kind, vocab, &alone[..]);
+            assert_eq!(dec.decode_first(vocab).unwrap(), first);
+            assert!(dec.is_canonical());
+            // Followed by model-coded tokens.
+            let mut enc = ChunkEncoder::new(kind, vocab);
+            enc.encode_first(vocab, first);
+            for (r, &t) in rows.iter().zip(&toks) {
+                enc.encode(&mut table, r, t);
+            }
+            let bytes = enc.finish();
+            let mut dec = ChunkDecoder::new(kind, vocab, &bytes[..]);
+            assert_eq!(dec.decode_first(vocab).unwrap(), first);
+            for (r, &t) in rows.iter().zip(&toks) {
+                assert_eq!(dec.decode(&mut table, r).unwrap(), t);
+            }
+            assert!(dec.is_canonical());
+        }
+    }
+    // Coded as 1 of 3 symbols, token 1 then 2 differ from token 0 in the payload.
+    let mut outs = Vec::new();
+    for first in 0..3u32 {
+        let mut enc = ChunkEncoder::new(CoderKind::Arithmetic, 3);
+        enc.encode_first(3, first);
+        outs.push(enc.finish());
+    }
+    assert!(outs[0] != outs[1] && outs[1] != outs[2] && outs[0] != outs[2]);
+}

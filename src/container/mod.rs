@@ -46,8 +46,6 @@ pub struct FrameHeader {
     pub total_bits: u32,
     /// Maximum tokens per model-coded chunk.
     pub chunk_tokens: u32,
-    /// The token fed to the model before each chunk's first token.
-    pub start_token: u32,
 }
 
 /// One record after the frame header.
@@ -185,7 +183,6 @@ pub fn encode_header(h: &FrameHeader) -> Vec<u8> {
     out.extend_from_slice(&h.fingerprint);
     out.extend_from_slice(h.model_name.as_bytes());
     put_varint(&mut out, h.chunk_tokens as u64);
-    put_varint(&mut out, h.start_token as u64);
     let check = header_check(&out);
     out.extend_from_slice(&check.to_le_bytes());
     out
@@ -414,7 +411,6 @@ impl<R: Read> FrameReader<R> {
         raw.extend_from_slice(&name);
         let chunk_tokens =
             self.ranged("chunk tokens", 1, MAX_CHUNK_TOKENS as u64, Some(&mut raw))?;
-        let start_token = self.ranged("start token", 0, u32::MAX as u64, Some(&mut raw))?;
         let mut check = [0u8; 4];
         self.exact(&mut check, "frame header check")?;
         if u32::from_le_bytes(check) != header_check(&raw) {
@@ -438,7 +434,6 @@ impl<R: Read> FrameReader<R> {
             model_name,
             total_bits,
             chunk_tokens: chunk_tokens as u32,
-            start_token: start_token as u32,
         }))
     }
 

@@ -6,7 +6,6 @@ fn header() -> FrameHeader {
         model_name: "tiny-model".into(),
         total_bits: 28,
         chunk_tokens: 2048,
-        start_token: 0,
     }
 }
 
@@ -127,6 +126,16 @@ fn frame_round_trip() {
         + varint_len(12345)
         + 8;
     assert_eq!(frame.len(), expected);
+}
+
+#[test]
+fn header_layout() {
+    // magic 4, version 1, total_bits 1, name_len 1, fingerprint 32, name 10,
+    // chunk_tokens varint 2048 (2 bytes), check 4: FORMAT.md section 2.
+    let h = encode_header(&header());
+    assert_eq!(h.len(), 4 + 1 + 1 + 1 + 32 + 10 + 2 + 4);
+    assert_eq!(&h[..7], &[0x4C, 0x4C, 0x4D, 0x63, 1, 28, 10]);
+    assert_eq!(&h[49..51], &[0x80, 0x10]);
 }
 
 #[test]

@@ -11,6 +11,7 @@
 //! Small element-wise steps that are not worth a SIMD variant (activation
 //! quantization, RoPE, SiLU) are plain functions in [`scalar`] used by all.
 
+pub mod batch;
 pub mod math;
 pub mod scalar;
 

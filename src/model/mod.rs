@@ -32,8 +32,8 @@ pub use weights::{Embedding, LayerWeights, Weights};
 use crate::gguf::{GgmlType, Gguf, GgufError};
 use crate::kernels::math::{RopeTable, TRIG_ACCURATE_MAX};
 use crate::kernels::{
-    scalar, BlockKind, BlockMatrix, KernelError, Kernels, KvView, PackedMatrix, QuantizedRows,
-    Variant, QK,
+    batch, scalar, BlockKind, BlockMatrix, KernelError, Kernels, KvView, PackedMatrix,
+    QuantizedRows, Variant, QK,
 };
 use rayon::prelude::*;
 use std::ops::Range;
@@ -104,6 +104,8 @@ pub struct Model {
     rope: RopeTable,
     pool: rayon::ThreadPool,
     threads: usize,
+    /// Activation buffers reused across [`Model::forward`] calls.
+    scratch: std::sync::Mutex<Scratch>,
 }
 
 impl std::fmt::Debug for Model {
@@ -172,6 +174,7 @@ impl Model {
             rope,
             pool,
             threads,
+            scratch: Default::default(),
         })
     }
 
@@ -208,12 +211,23 @@ impl Model {
     /// The logits of a token depend only on its sequence's tokens up to and
     /// including it: not on the batch, the split into calls, nor the thread
     /// count (bit for bit). On error nothing is appended.
+    ///
+    /// Activation buffers are kept by the model between calls (they grow to
+    /// the largest batch seen, about 30 KB per new token for SmolLM2; see
+    /// [`Model::scratch_bytes`]). Calls from several threads at once are
+    /// fine: one of them uses the kept buffers, the others temporary ones.
     pub fn forward(
         &self,
         caches: &mut [&mut KvCache],
         tokens: &[&[u32]],
         logits: &mut [f32],
     ) -> Result<(), ModelError> {
+        let mut guard = self.scratch.try_lock().ok();
+        let mut own = Scratch::default();
+        let sc: &mut Scratch = match guard.as_deref_mut() {
+            Some(s) => s,
+            None => &mut own,
+        };
         let cfg = &self.cfg;
         if caches.len() != tokens.len() {
             return Err(ModelError::BatchMismatch {
@@ -221,8 +235,8 @@ impl Model {
                 tokens: tokens.len(),
             });
         }
-        let mut slots = Vec::new();
-        let mut ids = Vec::new();
+        sc.slots.clear();
+        sc.ids.clear();
         for (seq, (c, t)) in caches.iter().zip(tokens).enumerate() {
             if !c.fits(cfg) {
                 return Err(ModelError::CacheMismatch { seq });
@@ -243,14 +257,14 @@ impl Model {
                         vocab: cfg.vocab,
                     });
                 }
-                slots.push(Slot {
+                sc.slots.push(Slot {
                     seq,
                     pos: c.len() + i,
                 });
-                ids.push(token as usize);
+                sc.ids.push(token as usize);
             }
         }
-        let n = slots.len();
+        let n = sc.slots.len();
         // n <= sequences * MAX_CONTEXT and vocab <= MAX_VOCAB: no overflow.
         if logits.len() != n * cfg.vocab {
             return Err(ModelError::LogitsLength {
@@ -264,181 +278,496 @@ impl Model {
         for (c, t) in caches.iter_mut().zip(tokens) {
             c.reserve(c.len() + t.len());
         }
-
-        let (e, f, kvd, hd) = (cfg.n_embd, cfg.n_ff, cfg.kv_dim(), cfg.head_dim);
-        let k = &self.kernels;
-        let mut x = vec![0f32; n * e]; // residual stream [n, E]
-        let mut xb = vec![0f32; n * e]; // normed input / matmul output [n, E]
-        let mut q = vec![0f32; n * e]; // queries [n, E]
-        let mut kb = vec![0f32; n * kvd]; // new keys [n, KV]
-        let mut vb = vec![0f32; n * kvd]; // new values [n, KV]
-        let mut att = vec![0f32; n * e]; // attention output [n, E]
-        let mut gate = vec![0f32; n * f]; // FFN hidden [n, F]
-        let mut up = vec![0f32; n * f]; // [n, F]
-        let mut qx = QuantizedRows::new();
-
-        self.for_rows(&mut x, e, |t, row| {
-            self.weights.token_embd.lookup(ids[t], row)
-        });
-
-        for (l, lw) in self.weights.layers.iter().enumerate() {
-            // Attention block.
-            self.for_rows(&mut xb, e, |t, out| {
-                k.rmsnorm(&x[t * e..(t + 1) * e], &lw.attn_norm, cfg.rms_eps, out)
-            });
-            self.quantize(&mut qx, &xb, e);
-            self.matmul(&lw.wq, &qx, &mut q);
-            self.matmul(&lw.wk, &qx, &mut kb);
-            self.matmul(&lw.wv, &qx, &mut vb);
-            let rope = |t: usize, row: &mut [f32]| {
-                let (cos, sin) = self.rope.at(slots[t].pos);
-                for head in row.chunks_exact_mut(hd) {
-                    scalar::rope(head, cos, sin);
-                }
-            };
-            self.for_rows(&mut q, e, rope);
-            self.for_rows(&mut kb, kvd, rope);
-            for (t, s) in slots.iter().enumerate() {
-                let range = t * kvd..(t + 1) * kvd;
-                caches[s.seq].write(l, s.pos, &kb[range.clone()], &vb[range]);
-            }
-            let views: Vec<KvView<'_>> = caches.iter().map(|c| c.view(l)).collect();
-            self.attention(&q, &slots, &views, &mut att);
-            self.quantize(&mut qx, &att, e);
-            self.matmul(&lw.wo, &qx, &mut xb);
-            add(&mut x, &xb);
-
-            // Feed-forward block.
-            self.for_rows(&mut xb, e, |t, out| {
-                k.rmsnorm(&x[t * e..(t + 1) * e], &lw.ffn_norm, cfg.rms_eps, out)
-            });
-            self.quantize(&mut qx, &xb, e);
-            self.matmul(&lw.w_gate, &qx, &mut gate);
-            self.matmul(&lw.w_up, &qx, &mut up);
-            self.for_rows(&mut gate, f, |t, g| {
-                scalar::silu_mul(g, &up[t * f..(t + 1) * f])
-            });
-            self.quantize(&mut qx, &gate, f);
-            self.matmul(&lw.w_down, &qx, &mut xb);
-            add(&mut x, &xb);
+        if self.threads == 1 {
+            self.run(sc, caches, logits);
+        } else {
+            // One entry into the pool per call: the steps below fork and join
+            // on hot worker threads.
+            self.pool.install(|| self.run(sc, caches, logits));
         }
-
-        self.for_rows(&mut xb, e, |t, out| {
-            k.rmsnorm(
-                &x[t * e..(t + 1) * e],
-                &self.weights.output_norm,
-                cfg.rms_eps,
-                out,
-            )
-        });
-        self.quantize(&mut qx, &xb, e);
-        self.matmul(&self.weights.output, &qx, logits);
-
         for (c, t) in caches.iter_mut().zip(tokens) {
             c.advance(t.len());
         }
         Ok(())
     }
 
-    /// Runs `f(t, row)` for every row `t` of `buf` (rows of `width`), across
-    /// the threads when there are enough rows to be worth it.
-    fn for_rows<F>(&self, buf: &mut [f32], width: usize, f: F)
+    /// Bytes held by the activation buffers kept between [`Model::forward`]
+    /// calls (0 while another thread's call holds them).
+    pub fn scratch_bytes(&self) -> usize {
+        self.scratch.try_lock().map_or(0, |s| s.heap_bytes())
+    }
+
+    /// Frees the activation buffers kept between calls (e.g. after one large
+    /// batch, before many small ones).
+    pub fn release_scratch(&self) {
+        if let Ok(mut s) = self.scratch.lock() {
+            *s = Scratch::default();
+        }
+    }
+
+    /// The forward pass over the validated batch in `sc.slots` / `sc.ids`
+    /// (caches reserved, not yet advanced).
+    fn run(&self, sc: &mut Scratch, caches: &mut [&mut KvCache], logits: &mut [f32]) {
+        let cfg = &self.cfg;
+        let (e, f, kvd, hd) = (cfg.n_embd, cfg.n_ff, cfg.kv_dim(), cfg.head_dim);
+        let n = sc.slots.len();
+        let Scratch {
+            slots,
+            ids,
+            x,
+            h,
+            q,
+            kb,
+            vb,
+            att,
+            att_jobs,
+            gate,
+            up,
+            qx,
+        } = sc;
+        let slots: &[Slot] = slots;
+        let x = grown(x, n * e); // residual stream [n, E]
+        let h = grown(h, n * e); // normed input / matmul output [n, E]
+        let q = grown(q, n * e); // queries [n, E]
+        let kb = grown(kb, n * kvd); // new keys [n, KV]
+        let vb = grown(vb, n * kvd); // new values [n, KV]
+        let att = grown(att, n * e); // attention output [n, E]
+        let att_jobs = grown(att_jobs, n * e); // the same, in job order
+        let gate = grown(gate, n * f); // FFN hidden [n, F]
+        let up = grown(up, n * f); // [n, F]
+        let jobs = self.attention_jobs(slots);
+
+        self.rows(x, e, |t, row| self.weights.token_embd.lookup(ids[t], row));
+        // `h` holds a matmul result to add to `x` before the next norm.
+        let mut pending = false;
+        for (l, lw) in self.weights.layers.iter().enumerate() {
+            // Attention block: h = rmsnorm(x), q k v = W h, rope, cache, attend.
+            self.add_norm(x, h, pending, &lw.attn_norm);
+            self.quantize(qx, h, e);
+            self.matmuls(
+                qx,
+                &mut [(&lw.wq, &mut *q), (&lw.wk, &mut *kb), (&lw.wv, &mut *vb)],
+            );
+            self.rows2(q, e, kb, kvd, |t, qr, kr| {
+                let (cos, sin) = self.rope.at(slots[t].pos);
+                for head in qr.chunks_exact_mut(hd).chain(kr.chunks_exact_mut(hd)) {
+                    scalar::rope(head, cos, sin);
+                }
+            });
+            self.store_kv(l, slots, kb, vb, caches);
+            // views[seq * n_kv_head + g]
+            let views: Vec<KvView<'_>> = caches
+                .iter()
+                .flat_map(|c| (0..cfg.n_kv_head).map(move |g| c.view(l, g)))
+                .collect();
+            self.attention(q, slots, &jobs, &views, att_jobs, att);
+            self.quantize(qx, att, e);
+            self.matmuls(qx, &mut [(&lw.wo, &mut *h)]);
+
+            // Feed-forward block: x += Wo a; h = rmsnorm(x); x += Wdown(silu(Wgate h) * Wup h).
+            self.add_norm(x, h, true, &lw.ffn_norm);
+            self.quantize(qx, h, e);
+            self.gate_up(qx, &lw.w_gate, &lw.w_up, gate, up);
+            self.quantize(qx, gate, f);
+            self.matmuls(qx, &mut [(&lw.w_down, &mut *h)]);
+            pending = true;
+        }
+        self.add_norm(x, h, pending, &self.weights.output_norm);
+        self.quantize(qx, h, e);
+        self.matmuls(qx, &mut [(&self.weights.output, logits)]);
+    }
+
+    /// Writes every new token's keys and values (`kb`, `vb`: `[n, KV]`) of
+    /// layer `l` into its sequence's cache; sequences in parallel (the K
+    /// tiles are written transposed, one cache line per value, which for a
+    /// decoding batch is mostly cache misses: worth spreading).
+    fn store_kv(
+        &self,
+        l: usize,
+        slots: &[Slot],
+        kb: &[f32],
+        vb: &[f32],
+        caches: &mut [&mut KvCache],
+    ) {
+        let kvd = self.cfg.kv_dim();
+        // Tokens of sequence s are slots[first[s]..first[s + 1]] (slots are in
+        // sequence order).
+        let mut first = vec![slots.len(); caches.len() + 1];
+        for (t, s) in slots.iter().enumerate().rev() {
+            first[s.seq] = t;
+        }
+        for s in (0..caches.len()).rev() {
+            first[s] = first[s].min(first[s + 1]);
+        }
+        let write = |(s, c): (usize, &mut &mut KvCache)| {
+            for (t, slot) in slots.iter().enumerate().take(first[s + 1]).skip(first[s]) {
+                let range = t * kvd..(t + 1) * kvd;
+                c.write(l, slot.pos, &kb[range.clone()], &vb[range]);
+            }
+        };
+        if self.threads > 1 && caches.len() > 1 {
+            caches.par_iter_mut().enumerate().for_each(write);
+        } else {
+            caches.iter_mut().enumerate().for_each(write);
+        }
+    }
+
+    /// Whether `n` rows of a cheap per-row step are worth spreading over the
+    /// threads (below this, the fork/join costs more than the work).
+    fn par_rows(&self, n: usize) -> bool {
+        self.threads > 1 && n >= PAR_MIN_ROWS
+    }
+
+    /// Runs `f(t, row)` for every row `t` of `buf` (rows of `width`).
+    fn rows<F>(&self, buf: &mut [f32], width: usize, f: F)
     where
         F: Fn(usize, &mut [f32]) + Sync,
     {
-        if self.threads == 1 || buf.len() < 4 * width {
-            buf.chunks_exact_mut(width)
+        if self.par_rows(buf.len() / width) {
+            buf.par_chunks_exact_mut(width)
                 .enumerate()
                 .for_each(|(t, r)| f(t, r));
         } else {
-            self.pool.install(|| {
-                buf.par_chunks_exact_mut(width)
-                    .enumerate()
-                    .for_each(|(t, r)| f(t, r))
-            });
+            buf.chunks_exact_mut(width)
+                .enumerate()
+                .for_each(|(t, r)| f(t, r));
         }
     }
 
-    /// Activation quantization of `x` (`[n, k]`), across the threads when
-    /// there are enough rows.
-    fn quantize(&self, qx: &mut QuantizedRows, x: &[f32], k: usize) {
-        if self.threads == 1 || x.len() < 8 * k {
-            qx.quantize(x, k);
+    /// Runs `f(t, a_row, b_row)` for every row `t` of two buffers with the
+    /// same number of rows (of widths `wa` and `wb`).
+    fn rows2<F>(&self, a: &mut [f32], wa: usize, b: &mut [f32], wb: usize, f: F)
+    where
+        F: Fn(usize, &mut [f32], &mut [f32]) + Sync,
+    {
+        debug_assert_eq!(a.len() / wa, b.len() / wb);
+        if self.par_rows(a.len() / wa) {
+            a.par_chunks_exact_mut(wa)
+                .zip(b.par_chunks_exact_mut(wb))
+                .enumerate()
+                .for_each(|(t, (ra, rb))| f(t, ra, rb));
         } else {
-            self.pool.install(|| qx.quantize_par(x, k));
+            a.chunks_exact_mut(wa)
+                .zip(b.chunks_exact_mut(wb))
+                .enumerate()
+                .for_each(|(t, (ra, rb))| f(t, ra, rb));
         }
     }
 
-    /// Row ranges of a `rows`-row matrix for the threads: about four per
-    /// thread, aligned to the kernel's row granularity.
-    fn row_ranges(&self, rows: usize) -> Vec<Range<usize>> {
-        if self.threads == 1 {
-            return std::iter::once(0..rows).collect();
-        }
+    /// Per token: `x += h` if `add` (the residual add of the previous
+    /// block), then `h = rmsnorm(x, w)`.
+    fn add_norm(&self, x: &mut [f32], h: &mut [f32], add: bool, w: &[f32]) {
+        let e = self.cfg.n_embd;
+        let k = &self.kernels;
+        self.rows2(x, e, h, e, |_, xr, hr| {
+            if add {
+                residual_add(xr, hr);
+            }
+            k.rmsnorm(xr, w, self.cfg.rms_eps, hr)
+        });
+    }
+
+    /// Activation quantization of `x` (`[n, k]`).
+    fn quantize(&self, qx: &mut QuantizedRows, x: &[f32], k: usize) {
+        batch::quantize_rows(&self.kernels, x, k, qx, self.par_rows(x.len() / k));
+    }
+
+    /// Row ranges (aligned to the kernel's row granularity) of about
+    /// `chunk` rows covering `0..rows`.
+    fn row_ranges(&self, rows: usize, chunk: usize) -> Vec<Range<usize>> {
         let gran = self.kernels.row_granularity().max(1);
-        let chunk = rows.div_ceil(self.threads * 4).div_ceil(gran) * gran;
+        let chunk = chunk.max(1).div_ceil(gran) * gran;
         (0..rows)
             .step_by(chunk)
             .map(|s| s..(s + chunk).min(rows))
             .collect()
     }
 
-    /// `out[t] = W x_t` for every activation row (`out` is `[n, rows]`).
-    fn matmul(&self, w: &PackedMatrix, x: &QuantizedRows, out: &mut [f32]) {
-        let rows = w.rows();
-        debug_assert_eq!(out.len(), x.n() * rows);
-        let ranges = self.row_ranges(rows);
-        // parts[c][t]: the slice of token t's output row for range c.
-        let mut parts: Vec<Vec<&mut [f32]>> =
-            ranges.iter().map(|_| Vec::with_capacity(x.n())).collect();
-        for orow in out.chunks_exact_mut(rows) {
-            let mut rest = orow;
-            for (p, r) in parts.iter_mut().zip(&ranges) {
-                let (a, b) = rest.split_at_mut(r.len());
-                p.push(a);
-                rest = b;
-            }
-        }
-        if parts.len() == 1 {
-            self.kernels.matmul(w, x, 0..rows, &mut parts[0]);
+    /// Rows per matmul job so that `total_rows` make about
+    /// [`JOBS_PER_THREAD`] jobs per thread (one job per matrix alone).
+    fn job_rows(&self, total_rows: usize) -> usize {
+        if self.threads == 1 {
+            usize::MAX / 2
         } else {
-            self.pool.install(|| {
-                parts
-                    .par_iter_mut()
-                    .zip(ranges.par_iter())
-                    .for_each(|(p, r)| self.kernels.matmul(w, x, r.clone(), p))
-            });
+            total_rows.div_ceil(self.threads * JOBS_PER_THREAD)
         }
     }
 
-    /// Attention for every new token and query head: `att[t, h*hd..]`.
-    fn attention(&self, q: &[f32], slots: &[Slot], views: &[KvView<'_>], att: &mut [f32]) {
-        let (nh, hd) = (self.cfg.n_head, self.cfg.head_dim);
-        let group = nh / self.cfg.n_kv_head;
-        let job = |i: usize, out: &mut [f32], scratch: &mut Vec<f32>| {
-            let (t, h) = (i / nh, i % nh);
-            let s = slots[t];
-            let qh = &q[t * nh * hd + h * hd..][..hd];
-            self.kernels
-                .attention(qh, &views[s.seq], h / group, s.pos + 1, scratch, out);
-        };
-        if self.threads == 1 {
-            let mut scratch = Vec::new();
-            for (i, out) in att.chunks_exact_mut(hd).enumerate() {
-                job(i, out, &mut scratch);
-            }
+    /// `out = W x` (`out` is `[n, W.rows]`) for several matrices sharing the
+    /// activations, as one set of row-range jobs over the threads.
+    fn matmuls(&self, x: &QuantizedRows, mats: &mut [(&PackedMatrix, &mut [f32])]) {
+        let total: usize = mats.iter().map(|(w, _)| w.rows()).sum();
+        let chunk = self.job_rows(total);
+        let mut jobs: Vec<MatmulJob<'_, '_>> = Vec::new();
+        for (w, out) in mats.iter_mut() {
+            let ranges = self.row_ranges(w.rows(), chunk);
+            let parts = split_parts(out, w.rows(), &ranges, x.n());
+            jobs.extend(ranges.into_iter().zip(parts).map(|(r, p)| (*w, r, p)));
+        }
+        let run = |(w, r, p): &mut MatmulJob<'_, '_>| self.kernels.matmul(w, x, r.clone(), p);
+        if jobs.len() == 1 {
+            jobs.iter_mut().for_each(run);
         } else {
-            self.pool.install(|| {
-                att.par_chunks_exact_mut(hd)
-                    .enumerate()
-                    .for_each_init(Vec::new, |scratch, (i, out)| job(i, out, scratch))
+            jobs.par_iter_mut().with_max_len(1).for_each(run);
+        }
+    }
+
+    /// `gate = silu(Wgate x) * Wup x`, `up = Wup x` (both `[n, F]`): each job
+    /// computes one row range of both and applies SwiGLU to it right away
+    /// (element-wise, so the range split cannot change a value).
+    fn gate_up(
+        &self,
+        x: &QuantizedRows,
+        wg: &PackedMatrix,
+        wu: &PackedMatrix,
+        gate: &mut [f32],
+        up: &mut [f32],
+    ) {
+        let rows = wg.rows();
+        debug_assert_eq!(rows, wu.rows());
+        let ranges = self.row_ranges(rows, self.job_rows(rows));
+        let gp = split_parts(gate, rows, &ranges, x.n());
+        let upp = split_parts(up, rows, &ranges, x.n());
+        let mut jobs: Vec<GateUpJob<'_>> = ranges
+            .into_iter()
+            .zip(gp)
+            .zip(upp)
+            .map(|((r, g), u)| (r, g, u))
+            .collect();
+        let run = |(r, g, u): &mut GateUpJob<'_>| {
+            self.kernels.matmul(wg, x, r.clone(), g);
+            self.kernels.matmul(wu, x, r.clone(), u);
+            SILU_SCRATCH.with(|tmp| {
+                let tmp = &mut tmp.borrow_mut();
+                for (g, u) in g.iter_mut().zip(u.iter()) {
+                    batch::silu_mul(&self.kernels, g, u, tmp);
+                }
             });
+        };
+        if jobs.len() == 1 {
+            jobs.iter_mut().for_each(run);
+        } else {
+            jobs.par_iter_mut().with_max_len(1).for_each(run);
+        }
+    }
+
+    /// Splits the attention of every new token into jobs: per sequence and
+    /// KV head, blocks of up to [`ATT_TOKENS`] consecutive tokens with all
+    /// the query heads of that KV head (they read the same keys, so the
+    /// batched kernel loads each K/V row once for all of them). With fewer
+    /// jobs than threads (a single sequence decoding), one job per query
+    /// head instead so every thread has work.
+    fn attention_jobs(&self, slots: &[Slot]) -> Vec<AttnJob> {
+        let (nh, nkv) = (self.cfg.n_head, self.cfg.n_kv_head);
+        let group = nh / nkv;
+        let mut spans = Vec::new(); // (first token, tokens) per sequence
+        let mut t = 0;
+        while t < slots.len() {
+            let seq = slots[t].seq;
+            let len = slots[t..].iter().take_while(|s| s.seq == seq).count();
+            spans.push((t, len));
+            t += len;
+        }
+        let blocks: usize = spans.iter().map(|&(_, len)| len.div_ceil(ATT_TOKENS)).sum();
+        let split_heads = group > 1 && blocks * nkv < 2 * self.threads;
+        let (heads_per_job, jobs_per_group) = if split_heads { (1, group) } else { (group, 1) };
+        let mut jobs = Vec::with_capacity(blocks * nkv * jobs_per_group);
+        let mut off = 0;
+        for &(t0, len) in &spans {
+            for g in 0..nkv {
+                for b in (0..len).step_by(ATT_TOKENS) {
+                    let nt = ATT_TOKENS.min(len - b);
+                    for j in 0..jobs_per_group {
+                        jobs.push(AttnJob {
+                            t0: t0 + b,
+                            nt,
+                            g,
+                            h0: g * group + j * heads_per_job,
+                            nh: heads_per_job,
+                            off,
+                        });
+                        off += nt * heads_per_job * self.cfg.head_dim;
+                    }
+                }
+            }
+        }
+        jobs
+    }
+
+    /// Attention for every new token and query head: `att[t, h*hd..]`.
+    /// `views[seq * n_kv_head + g]` is KV head `g` of sequence `seq`.
+    /// Jobs write into `tmp` in job order, then the results are moved into
+    /// place (a copy of `n x n_embd` floats, tiny next to the work).
+    fn attention(
+        &self,
+        q: &[f32],
+        slots: &[Slot],
+        jobs: &[AttnJob],
+        views: &[KvView<'_>],
+        tmp: &mut [f32],
+        att: &mut [f32],
+    ) {
+        let (e, hd) = (self.cfg.n_embd, self.cfg.head_dim);
+        let k = &self.kernels;
+        let mut outs: Vec<&mut [f32]> = Vec::with_capacity(jobs.len());
+        let mut rest = &mut *tmp;
+        for j in jobs {
+            let (a, b) = rest.split_at_mut(j.nt * j.nh * hd);
+            outs.push(a);
+            rest = b;
+        }
+        let run = |(j, out): (&AttnJob, &mut &mut [f32])| {
+            let view = &views[slots[j.t0].seq * self.cfg.n_kv_head + j.g];
+            let mut qs = Vec::with_capacity(j.nt * j.nh);
+            let mut n_keys = Vec::with_capacity(j.nt * j.nh);
+            for t in j.t0..j.t0 + j.nt {
+                for h in j.h0..j.h0 + j.nh {
+                    qs.push(&q[t * e + h * hd..][..hd]);
+                    n_keys.push(slots[t].pos + 1);
+                }
+            }
+            let mut o: Vec<&mut [f32]> = out.chunks_exact_mut(hd).collect();
+            ATT_SCRATCH.with(|s| {
+                let s = &mut s.borrow_mut();
+                if k.variant() == Variant::Scalar {
+                    // The reference path: the specification's kernel per query.
+                    for ((q, &nk), o) in qs.iter().zip(&n_keys).zip(o.iter_mut()) {
+                        k.attention(q, view, 0, nk, s, o);
+                    }
+                } else {
+                    batch::attention_batch(k, view, 0, &qs, &n_keys, s, &mut o);
+                }
+            });
+        };
+        if self.threads == 1 || jobs.len() == 1 {
+            jobs.iter().zip(outs.iter_mut()).for_each(run);
+        } else {
+            jobs.par_iter()
+                .zip(outs.par_iter_mut())
+                .with_max_len(1)
+                .for_each(run);
+        }
+        for j in jobs {
+            let src = &tmp[j.off..j.off + j.nt * j.nh * hd];
+            for (i, o) in src.chunks_exact(hd).enumerate() {
+                let (t, h) = (j.t0 + i / j.nh, j.h0 + i % j.nh);
+                att[t * e + h * hd..][..hd].copy_from_slice(o);
+            }
         }
     }
 }
 
+/// A matmul job: matrix, output row range, per token the output slice.
+type MatmulJob<'w, 'o> = (&'w PackedMatrix, Range<usize>, Vec<&'o mut [f32]>);
+
+/// A gate/up job: row range, per token the gate and up output slices.
+type GateUpJob<'o> = (Range<usize>, Vec<&'o mut [f32]>, Vec<&'o mut [f32]>);
+
+/// Below this many rows, cheap per-row steps (norms, RoPE, quantization)
+/// run on one thread.
+const PAR_MIN_ROWS: usize = 16;
+
+/// Matmul row-range jobs per thread: several, so that work stealing evens out
+/// threads that progress unevenly (e.g. one shares its core with another
+/// process).
+const JOBS_PER_THREAD: usize = 8;
+
+/// Consecutive tokens of one sequence per attention job: with the 3 query
+/// heads of a SmolLM2 KV head, 12 queries share each K/V load.
+const ATT_TOKENS: usize = 4;
+
+thread_local! {
+    /// Per worker thread: scores and weights of the attention kernels.
+    static ATT_SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Per worker thread: SwiGLU temporaries (two rows of a job's range).
+    static SILU_SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// One attention job: tokens `t0..t0 + nt` (indices into the batch), query
+/// heads `h0..h0 + nh`, all of KV head `g`; output at `off` in job order
+/// (`[nt][nh][head_dim]`).
+#[derive(Debug, Clone, Copy)]
+struct AttnJob {
+    t0: usize,
+    nt: usize,
+    g: usize,
+    h0: usize,
+    nh: usize,
+    off: usize,
+}
+
+/// Buffers of a forward call, kept by the model between calls so that big
+/// activations are neither allocated nor zeroed per call. They grow to the
+/// largest batch seen.
+#[derive(Debug, Default)]
+struct Scratch {
+    slots: Vec<Slot>,
+    ids: Vec<usize>,
+    x: Vec<f32>,
+    h: Vec<f32>,
+    q: Vec<f32>,
+    kb: Vec<f32>,
+    vb: Vec<f32>,
+    att: Vec<f32>,
+    att_jobs: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    qx: QuantizedRows,
+}
+
+impl Scratch {
+    fn heap_bytes(&self) -> usize {
+        let f = [
+            &self.x,
+            &self.h,
+            &self.q,
+            &self.kb,
+            &self.vb,
+            &self.att,
+            &self.att_jobs,
+            &self.gate,
+            &self.up,
+        ];
+        f.iter().map(|v| v.capacity() * 4).sum::<usize>()
+            + self.slots.capacity() * std::mem::size_of::<Slot>()
+            + self.ids.capacity() * 8
+            // The quantized rows of the last call: q (1 byte) + d, s (4 bytes
+            // per 32) per value; earlier, wider calls may have left more.
+            + self.qx.n() * self.qx.k() * 5 / 4
+    }
+}
+
+/// The first `n` values of `v`, growing it (zero-filled once) if needed.
+fn grown(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
+    if v.len() < n {
+        v.resize(n, 0.0);
+    }
+    &mut v[..n]
+}
+
+/// Cuts `out` (`[n][rows]`) into, per range, the `n` slices of that range's
+/// columns: `parts[c][t] = out[t * rows + ranges[c]]`.
+fn split_parts<'a>(
+    out: &'a mut [f32],
+    rows: usize,
+    ranges: &[Range<usize>],
+    n: usize,
+) -> Vec<Vec<&'a mut [f32]>> {
+    debug_assert_eq!(out.len(), n * rows);
+    let mut parts: Vec<Vec<&mut [f32]>> = ranges.iter().map(|_| Vec::with_capacity(n)).collect();
+    for orow in out.chunks_exact_mut(rows) {
+        let mut rest = orow;
+        for (p, r) in parts.iter_mut().zip(ranges) {
+            let (a, b) = rest.split_at_mut(r.len());
+            p.push(a);
+            rest = b;
+        }
+    }
+    parts
+}
+
 /// `x += y` element-wise (the residual adds).
-fn add(x: &mut [f32], y: &[f32]) {
+fn residual_add(x: &mut [f32], y: &[f32]) {
     for (a, &b) in x.iter_mut().zip(y) {
         *a += b;
     }

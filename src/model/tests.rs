@@ -1,6 +1,7 @@
 //! Fast tests on tiny synthetic models: batch invariance, errors, caches.
 
 use super::*;
+use crate::kernels::Kernels;
 
 fn tiny_config() -> Config {
     Config {
@@ -305,4 +306,193 @@ fn model_and_cache_can_be_shared_across_threads() {
             assert_eq!(h.join().unwrap(), want);
         }
     });
+}
+
+fn tiny_model_with(threads: usize, variant: Variant) -> Model {
+    let opts = ModelOptions {
+        threads,
+        variant: Some(variant),
+    };
+    Model::synthetic(tiny_config(), 42, &opts).unwrap()
+}
+
+/// Every kernel variant (with the batched attention of the SIMD ones) gives
+/// the scalar model's bits, alone and in ragged multi-sequence batches.
+#[test]
+fn every_variant_gives_the_scalar_bits() {
+    let seqs: Vec<Vec<u32>> = [33, 1, 18, 6]
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| tokens(20 + i as u64, n))
+        .collect();
+    let reference = tiny_model_with(1, Variant::Scalar);
+    let want: Vec<Vec<u32>> = seqs
+        .iter()
+        .map(|s| bits(&run_pieces(&reference, s, &[64])))
+        .collect();
+    for variant in Kernels::available() {
+        for threads in [1, 2] {
+            let m = tiny_model_with(threads, variant);
+            for (s, w) in seqs.iter().zip(&want) {
+                assert_eq!(&bits(&run_pieces(&m, s, &[64])), w, "{variant} {threads}");
+                assert_eq!(&bits(&run_pieces(&m, s, &[1, 5])), w, "{variant} {threads}");
+            }
+            // All four at once, then token by token together.
+            let v = m.config().vocab;
+            let mut caches: Vec<KvCache> = seqs.iter().map(|_| m.new_cache()).collect();
+            let half: Vec<&[u32]> = seqs.iter().map(|s| &s[..s.len() / 2]).collect();
+            let n: usize = half.iter().map(|t| t.len()).sum();
+            let mut l = vec![0f32; n * v];
+            let mut refs: Vec<&mut KvCache> = caches.iter_mut().collect();
+            m.forward(&mut refs, &half, &mut l).unwrap();
+            let mut off = 0;
+            for (h, w) in half.iter().zip(&want) {
+                assert_eq!(bits(&l[off..off + h.len() * v]), w[..h.len() * v]);
+                off += h.len() * v;
+            }
+            loop {
+                let step: Vec<&[u32]> = refs
+                    .iter()
+                    .zip(&seqs)
+                    .map(|(c, s)| &s[c.len()..(c.len() + 1).min(s.len())])
+                    .collect();
+                let n: usize = step.iter().map(|t| t.len()).sum();
+                if n == 0 {
+                    break;
+                }
+                let pos: Vec<usize> = refs.iter().map(|c| c.len()).collect();
+                let mut l = vec![0f32; n * v];
+                m.forward(&mut refs, &step, &mut l).unwrap();
+                let mut off = 0;
+                for ((t, w), p) in step.iter().zip(&want).zip(&pos) {
+                    if !t.is_empty() {
+                        assert_eq!(bits(&l[off..off + v]), w[p * v..(p + 1) * v], "{variant}");
+                        off += v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The activation buffers kept between calls: a large batch, then smaller
+/// ones, then a large one again (stale values in the kept buffers must not
+/// leak into results), on one model, equal a fresh model's bits for each.
+#[test]
+fn scratch_reuse_across_batch_shapes_keeps_bits() {
+    for variant in Kernels::available() {
+        let m = tiny_model_with(2, variant);
+        let long = tokens(31, 60);
+        let short = tokens(32, 3);
+        let fresh = |toks: &[u32]| bits(&run_pieces(&tiny_model_with(2, variant), toks, &[64]));
+        let want_long = fresh(&long);
+        let want_short = fresh(&short);
+        assert_eq!(bits(&run_pieces(&m, &long, &[60])), want_long);
+        let held = m.scratch_bytes();
+        assert!(held > 0, "buffers are kept");
+        assert_eq!(bits(&run_pieces(&m, &short, &[3])), want_short);
+        assert_eq!(bits(&run_pieces(&m, &short, &[1])), want_short);
+        assert!(m.scratch_bytes() <= held, "no regrowth for smaller batches");
+        assert_eq!(bits(&run_pieces(&m, &long, &[7, 25, 1])), want_long);
+        m.release_scratch();
+        assert_eq!(m.scratch_bytes(), 0);
+        assert_eq!(bits(&run_pieces(&m, &short, &[2])), want_short);
+    }
+}
+
+/// One sequence decoding alone is split over query heads (every thread busy);
+/// the result is the same as with all heads of a group in one job.
+#[test]
+fn attention_job_splits_cover_every_head_once() {
+    let m = tiny_model_with(2, Variant::Scalar);
+    let cfg = m.config().clone();
+    let check = |slots: &[Slot]| {
+        let jobs = m.attention_jobs(slots);
+        let mut seen = vec![0u32; slots.len() * cfg.n_head];
+        let mut off = 0;
+        for j in &jobs {
+            assert_eq!(j.off, off);
+            assert!(j.h0 / (cfg.n_head / cfg.n_kv_head) == j.g);
+            for t in j.t0..j.t0 + j.nt {
+                assert_eq!(slots[t].seq, slots[j.t0].seq, "a job stays in one sequence");
+                for h in j.h0..j.h0 + j.nh {
+                    seen[t * cfg.n_head + h] += 1;
+                }
+            }
+            off += j.nt * j.nh * cfg.head_dim;
+        }
+        assert!(seen.iter().all(|&c| c == 1), "{seen:?}");
+        jobs
+    };
+    let one = check(&[Slot { seq: 0, pos: 9 }]);
+    assert!(
+        one.len() >= 2 * m.threads(),
+        "single decode uses every thread"
+    );
+    let many: Vec<Slot> = (0..11)
+        .map(|i| Slot {
+            seq: i / 5,
+            pos: 3 + i,
+        })
+        .collect();
+    let jobs = check(&many);
+    assert!(jobs.iter().all(|j| j.nh == cfg.n_head / cfg.n_kv_head));
+}
+
+/// The real model: every variant's logits (batched attention, threads,
+/// prefill then decoding two sequences together) equal the scalar
+/// reference's bits.
+#[test]
+fn real_model_every_variant_gives_the_scalar_bits() {
+    let path = crate::registry::model_for_tests().expect("locate the test model");
+    let g = crate::gguf::Gguf::open(&path).unwrap();
+    let ids: Vec<u32> = include_str!("../../tests/data/apache-2.0-first4000.ids")
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    let (a, b) = (&ids[..37], &ids[100..120]);
+    let load = |threads, variant| {
+        Model::load(
+            &g,
+            &ModelOptions {
+                threads,
+                variant: Some(variant),
+            },
+        )
+        .unwrap()
+    };
+    let reference = load(1, Variant::Scalar);
+    let want_a = bits(&run_pieces(&reference, a, &[64]));
+    let want_b = bits(&run_pieces(&reference, b, &[64]));
+    let v = reference.config().vocab;
+    for variant in Kernels::available() {
+        let m = load(2, variant);
+        // Prefill most of each, then decode both together one token a step.
+        let (mut ca, mut cb) = (m.new_cache(), m.new_cache());
+        let mut l = vec![0f32; (30 + 13) * v];
+        m.forward(&mut [&mut ca, &mut cb], &[&a[..30], &b[..13]], &mut l)
+            .unwrap();
+        assert_eq!(bits(&l[..30 * v]), want_a[..30 * v], "{variant}");
+        assert_eq!(bits(&l[30 * v..]), want_b[..13 * v], "{variant}");
+        for i in 0..7 {
+            let mut l = vec![0f32; 2 * v];
+            m.forward(
+                &mut [&mut ca, &mut cb],
+                &[&a[30 + i..31 + i], &b[13 + i..14 + i]],
+                &mut l,
+            )
+            .unwrap();
+            assert_eq!(
+                bits(&l[..v]),
+                want_a[(30 + i) * v..(31 + i) * v],
+                "{variant} step {i}"
+            );
+            assert_eq!(
+                bits(&l[v..]),
+                want_b[(13 + i) * v..(14 + i) * v],
+                "{variant} step {i}"
+            );
+        }
+    }
 }

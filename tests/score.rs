@@ -1,0 +1,135 @@
+//! `llmc::codec::score` with the real default model: the model's
+//! cross-entropy on the reference text (shared/reference/logits.json,
+//! computed independently with numpy), and agreement with what the
+//! arithmetic coder actually spends.
+//!
+//! Run in release: `cargo test --release --test score`.
+
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use llmc::codec::{compress, score, CompressOptions, ModelIdentity, Progress};
+use llmc::container::{FrameReader, Record};
+use llmc::gguf::Gguf;
+use llmc::model::{Model, ModelOptions};
+use llmc::tokenizer::Tokenizer;
+
+struct Real {
+    model: Model,
+    tok: Tokenizer,
+    id: ModelIdentity,
+}
+
+fn real() -> &'static Real {
+    static R: OnceLock<Real> = OnceLock::new();
+    R.get_or_init(|| {
+        let path = llmc::registry::model_for_tests().expect("locate the model");
+        let g = Gguf::open(&path).expect("open the model");
+        Real {
+            model: Model::load(&g, &ModelOptions::default()).expect("load"),
+            tok: Tokenizer::from_gguf(&g).expect("tokenizer"),
+            id: ModelIdentity {
+                name: llmc::registry::DEFAULT_MODEL.name.into(),
+                fingerprint: g.fingerprint(),
+            },
+        }
+    })
+}
+
+/// shared/ beside the repository (worktrees live one level deeper).
+fn shared(sub: &str, file: &str) -> PathBuf {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    [
+        std::env::var_os("LLMC_SHARED_DIR").map(PathBuf::from),
+        Some(here.join("../shared")),
+        Some(here.join("../../shared")),
+        Some(PathBuf::from("/work/shared")),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|d| d.join(sub).join(file))
+    .find(|p| p.is_file())
+    .unwrap_or_else(|| panic!("shared/{sub}/{file} not found (set LLMC_SHARED_DIR)"))
+}
+
+fn go(_: Progress) -> ControlFlow<()> {
+    ControlFlow::Continue(())
+}
+
+#[test]
+fn reference_cross_entropy() {
+    let r = real();
+    let json: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(shared("reference", "logits.json")).expect("read logits.json"),
+    )
+    .expect("parse logits.json");
+    let ce = &json["cross_entropy"];
+    let expected = ce["total_bits"].as_f64().expect("total_bits");
+    let expected_tokens = ce["tokens"].as_u64().expect("tokens");
+    let text = std::fs::read(shared("reference", "apache-2.0-first4000.txt")).expect("text");
+    let s = score(
+        &text,
+        &r.model,
+        &r.tok,
+        &CompressOptions::default(),
+        &mut go,
+    )
+    .unwrap();
+    eprintln!(
+        "reference text: {} bytes, {} tokens, {:.1} bits ({:.4} bits/byte); reference {expected} bits",
+        s.bytes,
+        s.tokens,
+        s.bits,
+        s.bits / s.bytes as f64
+    );
+    assert_eq!(s.bytes, text.len() as u64);
+    assert_eq!(s.tokens, expected_tokens);
+    assert!(
+        (s.bits / expected - 1.0).abs() < 0.01,
+        "{} bits vs reference {expected}",
+        s.bits
+    );
+}
+
+#[test]
+fn score_matches_the_arithmetic_payloads() {
+    let r = real();
+    let text = std::fs::read(shared("corpus", "alice29.txt")).expect("alice29.txt");
+    let data = &text[..3000];
+    // Several chunks, so chunk starts (uniform first tokens) count too.
+    let opts = CompressOptions {
+        chunk_tokens: 300,
+        ..CompressOptions::default()
+    };
+    let s = score(data, &r.model, &r.tok, &opts, &mut go).unwrap();
+    let packed = compress(data, &r.model, &r.tok, &r.id, &opts).unwrap();
+    let mut reader = FrameReader::new(&packed[..]);
+    let h = reader.read_header().unwrap().unwrap();
+    let (mut chunks, mut tokens, mut payload_bits) = (0, 0u64, 0.0);
+    loop {
+        match reader.read_record(&h).unwrap() {
+            Record::Model {
+                tokens: n, payload, ..
+            } => {
+                chunks += 1;
+                tokens += n as u64;
+                payload_bits += payload.len() as f64 * 8.0;
+            }
+            Record::End { .. } => break,
+            other => panic!("a chunk was not model-coded: {other:?}"),
+        }
+    }
+    eprintln!(
+        "alice 3000 bytes: {chunks} chunks, {tokens} tokens, score {:.1} bits, payloads {payload_bits} bits ({:+.3}%)",
+        s.bits,
+        100.0 * (payload_bits / s.bits - 1.0)
+    );
+    assert!(chunks >= 2);
+    assert_eq!(tokens, s.tokens);
+    assert!(
+        (payload_bits / s.bits - 1.0).abs() < 0.005,
+        "{payload_bits} vs {}",
+        s.bits
+    );
+}

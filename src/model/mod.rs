@@ -483,21 +483,25 @@ impl Model {
             .collect()
     }
 
-    /// Rows per matmul job so that `total_rows` make about
-    /// [`JOBS_PER_THREAD`] jobs per thread (one job per matrix alone).
-    fn job_rows(&self, total_rows: usize) -> usize {
+    /// Rows per matmul job for `total_rows` rows of `x.k()` columns times
+    /// `x.n()` activation rows: up to [`JOBS_PER_THREAD`] jobs per thread,
+    /// fewer when jobs would drop below [`MIN_JOB_MACS`] (a single decoding
+    /// sequence: a job per thread, not dozens of microsecond-sized ones),
+    /// never fewer than one per thread.
+    fn job_rows(&self, total_rows: usize, x: &QuantizedRows) -> usize {
         if self.threads == 1 {
-            usize::MAX / 2
-        } else {
-            total_rows.div_ceil(self.threads * JOBS_PER_THREAD)
+            return usize::MAX / 2;
         }
+        let macs = total_rows * x.k() * x.n();
+        let jobs = (macs / MIN_JOB_MACS).clamp(self.threads, self.threads * JOBS_PER_THREAD);
+        total_rows.div_ceil(jobs)
     }
 
     /// `out = W x` (`out` is `[n, W.rows]`) for several matrices sharing the
     /// activations, as one set of row-range jobs over the threads.
     fn matmuls(&self, x: &QuantizedRows, mats: &mut [(&PackedMatrix, &mut [f32])]) {
         let total: usize = mats.iter().map(|(w, _)| w.rows()).sum();
-        let chunk = self.job_rows(total);
+        let chunk = self.job_rows(total, x);
         let mut jobs: Vec<MatmulJob<'_, '_>> = Vec::new();
         for (w, out) in mats.iter_mut() {
             let ranges = self.row_ranges(w.rows(), chunk);
@@ -525,7 +529,7 @@ impl Model {
     ) {
         let rows = wg.rows();
         debug_assert_eq!(rows, wu.rows());
-        let ranges = self.row_ranges(rows, self.job_rows(rows));
+        let ranges = self.row_ranges(rows, self.job_rows(2 * rows, x) / 2);
         let gp = split_parts(gate, rows, &ranges, x.n());
         let upp = split_parts(up, rows, &ranges, x.n());
         let mut jobs: Vec<GateUpJob<'_>> = ranges
@@ -671,6 +675,9 @@ const PAR_MIN_ROWS: usize = 16;
 /// threads that progress unevenly (e.g. one shares its core with another
 /// process).
 const JOBS_PER_THREAD: usize = 8;
+
+/// Smallest matmul job worth its fork/join (about 10 us of work).
+const MIN_JOB_MACS: usize = 1 << 20;
 
 /// Consecutive tokens of one sequence per attention job: with the 3 query
 /// heads of a SmolLM2 KV head, 12 queries share each K/V load.

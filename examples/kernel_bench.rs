@@ -8,8 +8,7 @@
 //! matmul: G int8 multiply-adds per second for the SmolLM2-135M shapes
 //! (rows x cols = 576x576, 1536x576 (gate/up), 576x1536 (down), 49152x576
 //! (output, Q8)) at batch 1, 8, 64 and 256, Q4 weights except the output
-//! matrix. attention: one query head over 64 / 512 / 2048 keys (head_dim
-//! 64), and the three heads of one KV head in one `attention_heads` call.
+//! matrix. attention: one query head over 64 / 512 / 2048 keys (head_dim 64).
 //! exp: `exp_sub` over 49152 logits (the coder's per-token softmax).
 //! Times are on-CPU time of the benchmark thread (Linux), so other load on
 //! the machine inflates them only through shared caches and frequency.
@@ -155,18 +154,6 @@ fn bench_attention(kernels: &[Kernels], budget: Duration) {
             let mut out = vec![0f32; hd];
             let s = time(budget, || {
                 k.attention(&q, &view, 1, n_keys, &mut scratch, &mut out)
-            });
-            print!("{:>10.2}", s * 1e6);
-        }
-        println!();
-        // The 3 query heads of one KV head (SmolLM2: 9 heads, 3 KV heads).
-        let q3: Vec<f32> = (0..3 * hd).map(|_| rng.f32()).collect();
-        print!("{:<22}", format!("{n_keys} x3 heads"));
-        for k in kernels {
-            let mut scratch = Vec::new();
-            let mut out = vec![0f32; 3 * hd];
-            let s = time(budget, || {
-                k.attention_heads(&q3, &view, 1, n_keys, &mut scratch, &mut out)
             });
             print!("{:>10.2}", s * 1e6);
         }

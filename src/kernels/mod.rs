@@ -649,37 +649,6 @@ impl Kernels {
         }
     }
 
-    /// [`Kernels::attention`] for several query heads that share KV head
-    /// `kv_head` (grouped-query attention): `q` and `out` hold the heads one
-    /// after another (`n * head_dim` values, `n >= 1`). Each head's result
-    /// is bit-identical to its own [`Kernels::attention`] call; a variant may
-    /// read K and V once for all of them.
-    pub fn attention_heads(
-        &self,
-        q: &[f32],
-        kv: &KvView<'_>,
-        kv_head: usize,
-        n_keys: usize,
-        scratch: &mut Vec<f32>,
-        out: &mut [f32],
-    ) {
-        let hd = kv.head_dim;
-        assert!(hd > 0 && !q.is_empty() && q.len() % hd == 0 && out.len() == q.len());
-        match self.variant {
-            // SAFETY: features checked when `self` was made; the kernel
-            // asserts the view's bounds.
-            #[cfg(target_arch = "x86_64")]
-            Variant::Avx512 => unsafe {
-                x86_64::avx512::attention_heads(q, kv, kv_head, n_keys, scratch, out)
-            },
-            _ => {
-                for (q, out) in q.chunks_exact(hd).zip(out.chunks_exact_mut(hd)) {
-                    self.attention(q, kv, kv_head, n_keys, scratch, out);
-                }
-            }
-        }
-    }
-
     /// `out[i] = exp(x[i] - m)` with the spec `exp` (section 5).
     pub fn exp_sub(&self, x: &[f32], m: f32, out: &mut [f32]) {
         assert_eq!(x.len(), out.len());

@@ -11,13 +11,16 @@
 //! fma chain over `t` per output dimension, one division. Only the loop
 //! nesting differs (queries side by side), which cannot change a result:
 //! every chain is private to one (query, key) or (query, dimension). The
-//! loops run on 16-lane values ([`Lanes`]) with three operations: load,
-//! store, and `acc = fma(a, v, acc)` lane-wise, one IEEE fused multiply-add
-//! per lane, the same operation as `f32::mul_add`. They are written once
-//! and instantiated with an AVX-512 register, two AVX2 registers, or a plain
-//! array (other targets), so every variant gives the bits of the scalar
-//! specification. Tests hold it to [`super::scalar::attention`] with
-//! `to_bits()`.
+//! loops run on 16-lane values ([`Lanes`]) with four operations: load
+//! (f32), load f16 and widen (exact: every f16 is an f32), store, and
+//! `acc = fma(a, v, acc)` lane-wise, one IEEE fused multiply-add per lane,
+//! the same operation as `f32::mul_add`. They are written once and
+//! instantiated with an AVX-512 register, two AVX2 registers, four NEON
+//! registers, or a plain array (other targets), so every variant gives the
+//! bits of the scalar specification. Tests hold it to
+//! [`super::scalar::attention`] with `to_bits()`. This is the only fast
+//! attention: [`Kernels::attention`] of a SIMD variant is this with one
+//! query.
 //!
 //! (The lane type is explicit because leaving the vectorization to the
 //! compiler was fragile: for some block sizes it vectorized across queries
@@ -26,7 +29,7 @@
 //! Activation quantization and SwiGLU are here too, as loops the compiler
 //! vectorizes well: the same expressions as the scalar kernels.
 
-use super::math::round_small;
+use super::math::{f16_to_f32, round_small};
 use super::{Kernels, KvView, QuantizedRows, Variant, KV_TILE, QK};
 
 /// Lanes of one score vector: the keys of one K tile.
@@ -60,11 +63,11 @@ pub fn attention_batch(
     let tiles = max_keys.div_ceil(KV_TILE);
     assert!(kv.k.len() >= tiles * nkv * hd * KV_TILE);
     assert!(kv.v.len() >= max_keys * nkv * hd);
-    if hd % L != 0 || qs.len() == 1 {
-        // Odd head sizes (none in practice) and lone queries: the per-query
-        // kernel, which has nothing to share anyway.
+    if hd % L != 0 {
+        // Head sizes that are not a multiple of 16 (none in practice): the
+        // specification's kernel per query.
         for ((q, &n), o) in qs.iter().zip(n_keys).zip(out.iter_mut()) {
-            k.attention(q, kv, g, n, scratch, o);
+            super::scalar::attention(q, kv, g, n, scratch, o);
         }
         return;
     }
@@ -75,6 +78,8 @@ pub fn attention_batch(
         Variant::Avx512 => unsafe { avx512(k, kv, g, qs, n_keys, scratch, out) },
         #[cfg(target_arch = "x86_64")]
         Variant::Avx2 => unsafe { avx2(k, kv, g, qs, n_keys, scratch, out) },
+        #[cfg(target_arch = "aarch64")]
+        Variant::Neon | Variant::NeonDot => unsafe { neon(k, kv, g, qs, n_keys, scratch, out) },
         _ => body::<Arr, 6, 3>(k, kv, g, qs, n_keys, scratch, out),
     }
 }
@@ -95,7 +100,7 @@ unsafe fn avx512(
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn avx2(
     k: &Kernels,
     kv: &KvView<'_>,
@@ -107,6 +112,22 @@ unsafe fn avx2(
 ) {
     // 16 ymm registers: a 16-lane accumulator takes two.
     body::<x86::Ymm2, 6, 3>(k, kv, g, qs, n_keys, scratch, out)
+}
+
+#[cfg(target_arch = "aarch64")]
+#[target_feature(enable = "neon")]
+unsafe fn neon(
+    k: &Kernels,
+    kv: &KvView<'_>,
+    g: usize,
+    qs: &[&[f32]],
+    n_keys: &[usize],
+    scratch: &mut Vec<f32>,
+    out: &mut [&mut [f32]],
+) {
+    // 32 q registers: a 16-lane accumulator takes four; an output pass
+    // keeps 64 dimensions (16 registers) per query.
+    body::<arm::Q4, 6, 1>(k, kv, g, qs, n_keys, scratch, out)
 }
 
 /// The batched computation with at most `QS` queries per score pass and `QP`
@@ -155,13 +176,15 @@ fn body<V: Lanes, const QS: usize, const QP: usize>(
         }
         let q = &qt[..hd * b];
         let sc = &mut scores[i * stride..(i + b) * stride];
+        // Few queries: several K tiles per pass, so that enough independent
+        // fma chains are in flight to hide the fma latency.
         match b {
-            _ if b == QS => scores_block::<V, QS>(kv, g, q, keys, stride, sc),
-            1 => scores_block::<V, 1>(kv, g, q, keys, stride, sc),
-            2 => scores_block::<V, 2>(kv, g, q, keys, stride, sc),
-            3 => scores_block::<V, 3>(kv, g, q, keys, stride, sc),
-            4 => scores_block::<V, 4>(kv, g, q, keys, stride, sc),
-            _ => scores_block::<V, 6>(kv, g, q, keys, stride, sc),
+            _ if b == QS => scores_block::<V, QS, 1>(kv, g, q, keys, stride, sc),
+            1 => scores_block::<V, 1, 4>(kv, g, q, keys, stride, sc),
+            2 => scores_block::<V, 2, 2>(kv, g, q, keys, stride, sc),
+            3 => scores_block::<V, 3, 2>(kv, g, q, keys, stride, sc),
+            4 => scores_block::<V, 4, 1>(kv, g, q, keys, stride, sc),
+            _ => scores_block::<V, 6, 1>(kv, g, q, keys, stride, sc),
         }
         i += b;
     }
@@ -237,6 +260,9 @@ trait Lanes: Copy {
     fn zero() -> Self;
     /// `s[0..16]` (panics if shorter).
     fn load(s: &[f32]) -> Self;
+    /// `s[0..16]`, IEEE binary16 bits, widened to f32 (exact; panics if
+    /// shorter).
+    fn load_f16(s: &[u16]) -> Self;
     /// Into `s[0..16]` (panics if shorter).
     fn store(self, s: &mut [f32]);
     /// Lane-wise `fma(a, v, self)`: one IEEE fused multiply-add per lane.
@@ -255,6 +281,11 @@ impl Lanes for Arr {
     #[inline(always)]
     fn load(s: &[f32]) -> Self {
         Arr(s[..L].try_into().expect("16 lanes"))
+    }
+    #[inline(always)]
+    fn load_f16(s: &[u16]) -> Self {
+        let s: &[u16; L] = s[..L].try_into().expect("16 lanes");
+        Arr(s.map(f16_to_f32))
     }
     #[inline(always)]
     fn store(self, s: &mut [f32]) {
@@ -295,6 +326,13 @@ mod x86 {
             Zmm(unsafe { _mm512_loadu_ps(s.as_ptr()) })
         }
         #[inline(always)]
+        fn load_f16(s: &[u16]) -> Self {
+            assert!(s.len() >= L);
+            // SAFETY: 16 halves (32 bytes) readable (checked); features as
+            // above (`vcvtph2ps` zmm is AVX-512F).
+            Zmm(unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(s.as_ptr().cast())) })
+        }
+        #[inline(always)]
         fn store(self, s: &mut [f32]) {
             assert!(s.len() >= L);
             // SAFETY: 16 floats writable (checked); features as above.
@@ -307,7 +345,7 @@ mod x86 {
         }
     }
 
-    /// Two ymm registers (AVX2 + FMA).
+    /// Two ymm registers (AVX2 + FMA + F16C).
     #[derive(Clone, Copy)]
     pub struct Ymm2(__m256, __m256);
 
@@ -325,6 +363,18 @@ mod x86 {
                 Ymm2(
                     _mm256_loadu_ps(s.as_ptr()),
                     _mm256_loadu_ps(s.as_ptr().add(8)),
+                )
+            }
+        }
+        #[inline(always)]
+        fn load_f16(s: &[u16]) -> Self {
+            assert!(s.len() >= L);
+            // SAFETY: 16 halves readable (checked); features as above
+            // (`vcvtph2ps` is F16C, part of this variant's check).
+            unsafe {
+                Ymm2(
+                    _mm256_cvtph_ps(_mm_loadu_si128(s.as_ptr().cast())),
+                    _mm256_cvtph_ps(_mm_loadu_si128(s.as_ptr().add(8).cast())),
                 )
             }
         }
@@ -351,11 +401,97 @@ mod x86 {
     }
 }
 
+#[cfg(target_arch = "aarch64")]
+mod arm {
+    //! The lane type over NEON registers. Its methods are only called
+    //! (inlined) from [`super::neon`], compiled with NEON, which every
+    //! aarch64 Linux machine has (checked by the variant's availability).
+    use super::{Lanes, L};
+    use std::arch::aarch64::*;
+    use std::arch::asm;
+
+    /// Four q registers of 4 f32.
+    #[derive(Clone, Copy)]
+    pub struct Q4([float32x4_t; 4]);
+
+    /// Lanes 0..4 and 4..8 of 8 halves, widened (`fcvtl`, `fcvtl2`: exact).
+    /// Inline assembly because the f16 conversion intrinsics
+    /// (`vcvt_f32_f16`) are not stable in Rust yet.
+    #[inline(always)]
+    fn widen(h: uint16x8_t) -> (float32x4_t, float32x4_t) {
+        let (lo, hi): (float32x4_t, float32x4_t);
+        // SAFETY: register-only conversions, available with NEON (module
+        // docs); no memory access.
+        unsafe {
+            asm!(
+                "fcvtl {lo:v}.4s, {h:v}.4h",
+                "fcvtl2 {hi:v}.4s, {h:v}.8h",
+                h = in(vreg) h,
+                lo = out(vreg) lo,
+                hi = out(vreg) hi,
+                options(pure, nomem, nostack, preserves_flags)
+            );
+        }
+        (lo, hi)
+    }
+
+    impl Lanes for Q4 {
+        #[inline(always)]
+        fn zero() -> Self {
+            // SAFETY: NEON (module docs).
+            Q4(unsafe { [vdupq_n_f32(0.0); 4] })
+        }
+        #[inline(always)]
+        fn load(s: &[f32]) -> Self {
+            assert!(s.len() >= L);
+            // SAFETY: 16 floats readable (checked); NEON.
+            unsafe {
+                let p = s.as_ptr();
+                Q4([
+                    vld1q_f32(p),
+                    vld1q_f32(p.add(4)),
+                    vld1q_f32(p.add(8)),
+                    vld1q_f32(p.add(12)),
+                ])
+            }
+        }
+        #[inline(always)]
+        fn load_f16(s: &[u16]) -> Self {
+            assert!(s.len() >= L);
+            // SAFETY: 16 halves readable (checked); NEON.
+            let (a, b) = unsafe { (vld1q_u16(s.as_ptr()), vld1q_u16(s.as_ptr().add(8))) };
+            let (a0, a1) = widen(a);
+            let (b0, b1) = widen(b);
+            Q4([a0, a1, b0, b1])
+        }
+        #[inline(always)]
+        fn store(self, s: &mut [f32]) {
+            assert!(s.len() >= L);
+            // SAFETY: 16 floats writable (checked); NEON.
+            unsafe {
+                let p = s.as_mut_ptr();
+                for (c, &r) in self.0.iter().enumerate() {
+                    vst1q_f32(p.add(4 * c), r);
+                }
+            }
+        }
+        #[inline(always)]
+        fn fma(self, a: f32, v: Self) -> Self {
+            // vfmaq_n_f32(acc, v, a) = acc + v * a, fused (one rounding).
+            // SAFETY: NEON.
+            Q4(std::array::from_fn(|c| unsafe {
+                vfmaq_n_f32(self.0[c], v.0[c], a)
+            }))
+        }
+    }
+}
+
 /// Scores of `B` queries (`q`: scaled, `[hd][B]`) for keys `0..keys`
 /// rounded up to whole tiles: `sc[j * stride + t]`. Per query and key:
-/// `acc = fma(q'_d, k_t[d], acc)` for d in order.
+/// `acc = fma(q'_d, k_t[d], acc)` for d in order. `T` tiles per pass (the
+/// last few one by one).
 #[inline(always)]
-fn scores_block<V: Lanes, const B: usize>(
+fn scores_block<V: Lanes, const B: usize, const T: usize>(
     kv: &KvView<'_>,
     g: usize,
     q: &[f32],
@@ -363,21 +499,46 @@ fn scores_block<V: Lanes, const B: usize>(
     stride: usize,
     sc: &mut [f32],
 ) {
+    let tiles = keys.div_ceil(L);
+    let mut tile = 0;
+    while tile + T <= tiles {
+        scores_tiles::<V, B, T>(kv, g, q, tile, stride, sc);
+        tile += T;
+    }
+    while tile < tiles {
+        scores_tiles::<V, B, 1>(kv, g, q, tile, stride, sc);
+        tile += 1;
+    }
+}
+
+/// [`scores_block`] for tiles `tile0..tile0 + T`.
+#[inline(always)]
+fn scores_tiles<V: Lanes, const B: usize, const T: usize>(
+    kv: &KvView<'_>,
+    g: usize,
+    q: &[f32],
+    tile0: usize,
+    stride: usize,
+    sc: &mut [f32],
+) {
     let hd = kv.head_dim;
     let nkv = kv.n_kv_head;
-    assert!(q.len() == B * hd && sc.len() >= B * stride);
-    for tile in 0..keys.div_ceil(L) {
-        let kt = &kv.k[(tile * nkv + g) * hd * L..][..hd * L];
-        let mut acc = [V::zero(); B];
-        for (kd, qd) in kt.chunks_exact(L).zip(q.chunks_exact(B)) {
-            let kd = V::load(kd);
-            let qd: &[f32; B] = qd.try_into().expect("B queries");
-            for (a, &qj) in acc.iter_mut().zip(qd) {
+    assert!(q.len() == B * hd && sc.len() >= (B - 1) * stride + (tile0 + T) * L);
+    let kt: [&[u16]; T] =
+        std::array::from_fn(|i| &kv.k[((tile0 + i) * nkv + g) * hd * L..][..hd * L]);
+    let mut acc = [[V::zero(); B]; T];
+    for (d, qd) in q.chunks_exact(B).enumerate() {
+        let qd: &[f32; B] = qd.try_into().expect("B queries");
+        for (ai, k) in acc.iter_mut().zip(&kt) {
+            let kd = V::load_f16(&k[d * L..]);
+            for (a, &qj) in ai.iter_mut().zip(qd) {
                 *a = a.fma(qj, kd);
             }
         }
-        for (j, a) in acc.iter().enumerate() {
-            a.store(&mut sc[j * stride + tile * L..]);
+    }
+    for (i, ai) in acc.iter().enumerate() {
+        for (j, a) in ai.iter().enumerate() {
+            a.store(&mut sc[j * stride + (tile0 + i) * L..]);
         }
     }
 }
@@ -425,7 +586,7 @@ fn pv_dims<V: Lanes, const B: usize, const C: usize>(
     let mut acc = [[V::zero(); C]; B];
     for t in 0..common {
         let vt = &kv.v[(t * nkv + g) * hd + d0..][..C * L];
-        let v: [V; C] = std::array::from_fn(|c| V::load(&vt[c * L..]));
+        let v: [V; C] = std::array::from_fn(|c| V::load_f16(&vt[c * L..]));
         for (j, aj) in acc.iter_mut().enumerate() {
             let et = e[j * stride + t];
             for (a, &vc) in aj.iter_mut().zip(&v) {
@@ -449,7 +610,7 @@ fn pv_tail<V: Lanes>(kv: &KvView<'_>, g: usize, e: &[f32], from: usize, o: &mut 
     for (c, oc) in o.chunks_exact_mut(L).enumerate() {
         let mut acc = V::load(oc);
         for (t, &et) in e.iter().enumerate().skip(from) {
-            acc = acc.fma(et, V::load(&kv.v[(t * nkv + g) * hd + c * L..]));
+            acc = acc.fma(et, V::load_f16(&kv.v[(t * nkv + g) * hd + c * L..]));
         }
         acc.store(oc);
     }
@@ -594,6 +755,7 @@ pub fn silu_mul(k: &Kernels, g: &mut [f32], u: &[f32], tmp: &mut Vec<f32>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::math::f16_from_f32;
     use crate::kernels::scalar;
 
     /// SplitMix64 values in [-1, 1).
@@ -613,9 +775,17 @@ mod tests {
         v.iter().map(|x| x.to_bits()).collect()
     }
 
-    /// A cache of `cap` positions in the [`KvView`] layout; K positions from
-    /// `valid` on hold NaN and V ones a huge value, which a correct kernel
-    /// never lets into a result.
+    /// f16 values that are awkward for a conversion: signed zeros, the
+    /// smallest and largest subnormals, the smallest normal, the largest
+    /// finite values.
+    const SPECIAL_F16: [u16; 8] = [
+        0x0000, 0x8000, 0x0001, 0x83ff, 0x03ff, 0x0400, 0x7bff, 0xfbff,
+    ];
+
+    /// A cache of `cap` positions in the [`KvView`] layout (f16 bits:
+    /// random values rounded to f16, every 29th a [`SPECIAL_F16`] when
+    /// `specials`); K positions from `valid` on hold NaN and V ones
+    /// infinity, which a correct kernel never lets into a result.
     fn cache(
         rng: &mut Rng,
         n_kv: usize,
@@ -623,10 +793,31 @@ mod tests {
         cap: usize,
         valid: usize,
         ks: f32,
-    ) -> (Vec<f32>, Vec<f32>) {
+    ) -> (Vec<u16>, Vec<u16>) {
+        cache_with(rng, n_kv, hd, cap, valid, ks, false)
+    }
+
+    fn cache_with(
+        rng: &mut Rng,
+        n_kv: usize,
+        hd: usize,
+        cap: usize,
+        valid: usize,
+        ks: f32,
+        specials: bool,
+    ) -> (Vec<u16>, Vec<u16>) {
         let tiles = cap.div_ceil(KV_TILE);
-        let mut k = vec![f32::NAN; tiles * KV_TILE * n_kv * hd];
-        let mut v = vec![3e38f32; cap * n_kv * hd];
+        let mut k = vec![f16_from_f32(f32::NAN); tiles * KV_TILE * n_kv * hd];
+        let mut v = vec![f16_from_f32(f32::INFINITY); cap * n_kv * hd];
+        let mut i = 0usize;
+        let mut f16 = |rng: &mut Rng, scale: f32| {
+            i += 1;
+            if specials && i % 29 == 0 {
+                SPECIAL_F16[(i / 29) % SPECIAL_F16.len()]
+            } else {
+                f16_from_f32(rng.value() * scale)
+            }
+        };
         let layout = KvView {
             k: &[],
             v: &[],
@@ -636,8 +827,8 @@ mod tests {
         for t in 0..valid {
             for g in 0..n_kv {
                 for d in 0..hd {
-                    k[layout.k_index(t, g, d)] = rng.value() * ks;
-                    v[layout.v_index(t, g, d)] = rng.value();
+                    k[layout.k_index(t, g, d)] = f16(rng, ks);
+                    v[layout.v_index(t, g, d)] = f16(rng, 1.0);
                 }
             }
         }
@@ -645,7 +836,8 @@ mod tests {
     }
 
     /// Every variant's batched attention equals the scalar kernel query by
-    /// query: query counts 1..=14 (every register-block split and tail),
+    /// query: query counts 1..=14 (every register-block split and tail), 24
+    /// and 64,
     /// ragged key counts around tile edges, several head sizes (including
     /// one that takes the per-query fallback), small and large scores.
     #[test]
@@ -660,14 +852,15 @@ mod tests {
             (2, 128, 1.0),
         ] {
             let cap = 70;
-            let (k, v) = cache(&mut rng, n_kv, hd, cap, cap, ks);
+            // Large scores with the special values: one key can dominate.
+            let (k, v) = cache_with(&mut rng, n_kv, hd, cap, cap, ks, ks < 2.0);
             let view = KvView {
                 k: &k,
                 v: &v,
                 n_kv_head: n_kv,
                 head_dim: hd,
             };
-            for nq in 1..=14usize {
+            for nq in (1..=14usize).chain([24, 64]) {
                 for base in [1usize, 13, 16, 17, 40, 64 - nq.min(10)] {
                     let g = (nq + base) % n_kv;
                     let qv: Vec<Vec<f32>> = (0..nq)

@@ -23,6 +23,38 @@ pub fn round_small(x: f32) -> f32 {
     (x + MAGIC) - MAGIC
 }
 
+/// f32 -> IEEE binary16 bits, round to nearest, ties to even (NUMERICS.md
+/// section 7: K and V are cached in this form). Overflow gives +-inf,
+/// values below the smallest f16 subnormal round to a signed zero, NaN
+/// stays NaN (quiet, sign and top payload bits kept). Exact IEEE semantics,
+/// so every machine and every implementation of the rounding agree; the
+/// `half` crate does it (in software, or with the CPU's conversion
+/// instruction, which is the same IEEE operation).
+#[inline]
+pub fn f16_from_f32(x: f32) -> u16 {
+    half::f16::from_f32(x).to_bits()
+}
+
+/// IEEE binary16 bits -> f32, exact (every f16 value is an f32 value). A
+/// signalling NaN comes back quiet, as the SIMD conversions
+/// (`vcvtph2ps`, `fcvtl`) return it; [`f16_from_f32`] never makes one.
+#[inline(always)]
+pub fn f16_to_f32(h: u16) -> f32 {
+    let sign = ((h & 0x8000) as u32) << 16;
+    let e = ((h >> 10) & 0x1f) as u32;
+    let m = (h & 0x3ff) as u32;
+    let bits = match e {
+        // Zero or subnormal: m * 2^-24, an exact product (m < 2^10) that is
+        // a normal f32 (or zero); the sign is put back on afterwards.
+        0 => (m as f32 * f32::from_bits(0x3380_0000)).to_bits(),
+        // Infinity or NaN (quiet bit set for NaN).
+        31 => 0x7f80_0000 | (m << 13) | if m != 0 { 0x0040_0000 } else { 0 },
+        // Normal: rebias the exponent 15 -> 127.
+        _ => ((e + 112) << 23) | (m << 13),
+    };
+    f32::from_bits(sign | bits)
+}
+
 /// f32 `exp(x)`, NUMERICS.md section 5. Max relative error about 1.5 ulp
 /// (measured in the tests).
 ///
@@ -341,6 +373,55 @@ impl RopeTable {
 #[allow(clippy::excessive_precision)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn f16_to_f32_matches_half_for_every_value() {
+        for h in 0..=u16::MAX {
+            let want = half::f16::from_bits(h).to_f32();
+            let got = f16_to_f32(h);
+            if want.is_nan() {
+                // Same sign, quiet, same payload.
+                assert_eq!(got.to_bits(), want.to_bits() | 0x0040_0000, "{h:#06x}");
+            } else {
+                assert_eq!(got.to_bits(), want.to_bits(), "{h:#06x}");
+            }
+            // Round trip: every f16 is an f32 and converts back to itself
+            // (NaN: a quiet one).
+            let back = f16_from_f32(got);
+            if want.is_nan() {
+                assert_eq!(back, h | 0x0200, "{h:#06x}");
+            } else {
+                assert_eq!(back, h, "{h:#06x}");
+            }
+        }
+    }
+
+    #[test]
+    fn f16_from_f32_rounds_to_nearest_even() {
+        for (x, want) in [
+            (1.0f32, 0x3c00u16),
+            (-2.0, 0xc000),
+            (65504.0, 0x7bff),   // largest finite
+            (65519.996, 0x7bff), // just below the halfway point to 65536
+            (65520.0, 0x7c00),   // halfway: ties to even = inf
+            (1e9, 0x7c00),       // overflow
+            (-1e9, 0xfc00),
+            (f32::INFINITY, 0x7c00),
+            (0.0, 0x0000),
+            (-0.0, 0x8000),
+            (5.960_464_5e-8, 0x0001), // 2^-24, smallest subnormal
+            (2.980_232_2e-8, 0x0000), // 2^-25: tie, to even (zero)
+            (2.980_232_5e-8, 0x0001), // just above the tie
+            (-1e-30, 0x8000),
+            (1.000_488_3, 0x3c00), // 1 + 2^-11: tie, to even (1.0)
+            (1.001_464_8, 0x3c02), // 1 + 3 * 2^-11: tie, to even (1 + 2^-9)
+            (1.000_488_4, 0x3c01), // just above the tie
+        ] {
+            assert_eq!(f16_from_f32(x), want, "{x:e}");
+        }
+        assert_eq!(f16_from_f32(f32::NAN) & 0x7e00, 0x7e00);
+        assert_eq!(f16_from_f32(-f32::NAN) & 0xfe00, 0xfe00);
+    }
 
     fn ulp_diff(a: f32, b: f32) -> u32 {
         (a.to_bits() as i64 - b.to_bits() as i64).unsigned_abs() as u32

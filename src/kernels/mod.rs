@@ -54,7 +54,7 @@ pub enum KernelError {
 pub enum Variant {
     /// Portable reference code: the specification.
     Scalar,
-    /// x86_64 AVX2 + FMA.
+    /// x86_64 AVX2 + FMA + F16C.
     Avx2,
     /// x86_64 AVX-512 with VNNI.
     Avx512,
@@ -457,6 +457,11 @@ impl QuantizedRows {
 
 /// One layer of one sequence's KV cache, as attention reads it.
 ///
+/// Elements are IEEE binary16 bits (`u16`): K and V are rounded to f16 when
+/// cached ([`math::f16_from_f32`], NUMERICS.md section 7) and widened back
+/// (exactly) when attention loads them, which halves the bytes attention
+/// streams per key.
+///
 /// - `k`: tiles of [`KV_TILE`] positions, `[tile][n_kv_head][head_dim][KV_TILE]`,
 ///   so position `t`, head `g`, dim `d` is at
 ///   `((t / 16 * n_kv_head + g) * head_dim + d) * 16 + t % 16`. A SIMD lane per
@@ -465,8 +470,8 @@ impl QuantizedRows {
 /// - `v`: `[pos][n_kv_head][head_dim]`.
 #[derive(Debug, Clone, Copy)]
 pub struct KvView<'a> {
-    pub k: &'a [f32],
-    pub v: &'a [f32],
+    pub k: &'a [u16],
+    pub v: &'a [u16],
     pub n_kv_head: usize,
     pub head_dim: usize,
 }
@@ -621,6 +626,10 @@ impl Kernels {
     /// Attention of one query head over keys `0..n_keys` of KV head
     /// `kv_head` (NUMERICS.md section 7). `q` and `out` are `head_dim` long;
     /// `scratch` is reused between calls to avoid allocation.
+    ///
+    /// Scalar runs the specification; every other variant runs the batched
+    /// kernel ([`batch::attention_batch`]) with this one query, so there is
+    /// one fast attention implementation, written once over a lane type.
     pub fn attention(
         &self,
         q: &[f32],
@@ -631,21 +640,8 @@ impl Kernels {
         out: &mut [f32],
     ) {
         match self.variant {
-            // SAFETY (all arms): features checked when `self` was made; the
-            // kernels assert the view's bounds like the scalar one.
-            #[cfg(target_arch = "x86_64")]
-            Variant::Avx512 => unsafe {
-                x86_64::avx512::attention(q, kv, kv_head, n_keys, scratch, out)
-            },
-            #[cfg(target_arch = "x86_64")]
-            Variant::Avx2 => unsafe {
-                x86_64::avx2::attention(q, kv, kv_head, n_keys, scratch, out)
-            },
-            #[cfg(target_arch = "aarch64")]
-            Variant::Neon | Variant::NeonDot => unsafe {
-                aarch64::neon::attention(q, kv, kv_head, n_keys, scratch, out)
-            },
-            _ => scalar::attention(q, kv, kv_head, n_keys, scratch, out),
+            Variant::Scalar => scalar::attention(q, kv, kv_head, n_keys, scratch, out),
+            _ => batch::attention_batch(self, kv, kv_head, &[q], &[n_keys], scratch, &mut [out]),
         }
     }
 

@@ -4,7 +4,7 @@
 //! Notation in comments follows NUMERICS.md: `fma(a, b, c)` is
 //! `a.mul_add(b, c)` (one rounding); `a * b + c` is never fused by Rust.
 
-use super::math::{exp, round_small};
+use super::math::{exp, f16_to_f32, round_small};
 use super::{BlockKind, KvView, PackedMatrix, QuantizedRows, KV_TILE, QK};
 use std::ops::Range;
 
@@ -161,6 +161,7 @@ pub fn rope(v: &mut [f32], cos: &[f32], sin: &[f32]) {
 fma_dispatch! {
     /// Attention of one query (section 7) over keys `0..n_keys` of KV head `g`.
     /// `scratch` holds the scores; `out` (len head_dim) receives the result.
+    /// K and V are f16 bits, widened exactly to f32 as they are read.
     pub fn attention(
         q: &[f32],
         kv: &KvView<'_>,
@@ -191,7 +192,7 @@ fma_dispatch! {
             let mut acc = [0.0f32; KV_TILE];
             for (kd, &qd) in kt.chunks_exact(KV_TILE).zip(qs.iter()) {
                 for (a, &kv) in acc.iter_mut().zip(kd) {
-                    *a = qd.mul_add(kv, *a);
+                    *a = qd.mul_add(f16_to_f32(kv), *a);
                 }
             }
             st.copy_from_slice(&acc);
@@ -208,7 +209,7 @@ fma_dispatch! {
         for (t, &e) in scores.iter().enumerate() {
             let vt = &kv.v[(t * nkv + g) * hd..][..hd];
             for (o, &v) in out.iter_mut().zip(vt) {
-                *o = e.mul_add(v, *o);
+                *o = e.mul_add(f16_to_f32(v), *o);
             }
         }
         for o in out.iter_mut() {
@@ -240,6 +241,7 @@ fma_dispatch! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::math::f16_from_f32;
     use crate::kernels::{BlockMatrix, Kernels};
 
     /// Deterministic pseudo-random numbers for tests (SplitMix64).
@@ -408,8 +410,8 @@ mod tests {
         let mut rng = Rng(11);
         let (n_kv, hd, n_keys) = (3usize, 64usize, 37usize);
         let tiles = n_keys.div_ceil(KV_TILE);
-        let mut k = vec![0f32; tiles * n_kv * hd * KV_TILE];
-        let mut v = vec![0f32; n_keys * n_kv * hd];
+        let mut k = vec![0u16; tiles * n_kv * hd * KV_TILE];
+        let mut v = vec![0u16; n_keys * n_kv * hd];
         let mut kk = vec![vec![vec![0f32; hd]; n_kv]; n_keys];
         let mut vv = kk.clone();
         let layout = KvView {
@@ -421,10 +423,13 @@ mod tests {
         for t in 0..n_keys {
             for g in 0..n_kv {
                 for d in 0..hd {
-                    kk[t][g][d] = rng.f32();
-                    vv[t][g][d] = rng.f32();
-                    k[layout.k_index(t, g, d)] = kk[t][g][d];
-                    v[layout.v_index(t, g, d)] = vv[t][g][d];
+                    // The cache holds f16; the reference sees the same
+                    // (rounded) values.
+                    let (kb, vb) = (f16_from_f32(rng.f32()), f16_from_f32(rng.f32()));
+                    kk[t][g][d] = f16_to_f32(kb);
+                    vv[t][g][d] = f16_to_f32(vb);
+                    k[layout.k_index(t, g, d)] = kb;
+                    v[layout.v_index(t, g, d)] = vb;
                 }
             }
         }

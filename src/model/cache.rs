@@ -1,5 +1,7 @@
-//! The per-sequence KV cache: f32 keys (after RoPE) and values exactly as
-//! computed (NUMERICS.md section 7), in the layout of [`KvView`].
+//! The per-sequence KV cache: keys (after RoPE) and values rounded to IEEE
+//! binary16 (NUMERICS.md section 7), in the layout of [`KvView`]. Half the
+//! bytes of f32, which is what decoding at long context is bound by: each
+//! new token's attention streams the whole cache of its sequence.
 //!
 //! Each (layer, KV head) has its own contiguous K and V buffers, presented to
 //! the kernels as a view with one KV head: the attention of one head then
@@ -8,6 +10,7 @@
 //! cache comes from DRAM, cost decoding about a third of its speed).
 
 use super::Config;
+use crate::kernels::math::f16_from_f32;
 use crate::kernels::{KvView, KV_TILE};
 
 /// Keys and values of one sequence for every layer. Capacity grows on demand
@@ -23,11 +26,11 @@ pub struct KvCache {
     len: usize,
     /// Positions allocated (a multiple of KV_TILE).
     cap: usize,
-    /// Per layer and KV head (`layer * n_kv_head + g`):
+    /// Per layer and KV head (`layer * n_kv_head + g`), f16 bits:
     /// `[cap / KV_TILE][head_dim][KV_TILE]`.
-    k: Vec<Vec<f32>>,
-    /// Per layer and KV head: `[cap][head_dim]`.
-    v: Vec<Vec<f32>>,
+    k: Vec<Vec<u16>>,
+    /// Per layer and KV head, f16 bits: `[cap][head_dim]`.
+    v: Vec<Vec<u16>>,
 }
 
 impl KvCache {
@@ -71,7 +74,11 @@ impl KvCache {
 
     /// Bytes allocated for keys and values.
     pub fn heap_bytes(&self) -> usize {
-        self.k.iter().chain(&self.v).map(|b| b.capacity() * 4).sum()
+        self.k
+            .iter()
+            .chain(&self.v)
+            .map(|b| b.capacity() * std::mem::size_of::<u16>())
+            .sum()
     }
 
     /// Whether this cache has the shape of `cfg`'s model.
@@ -93,15 +100,16 @@ impl KvCache {
         let hd = self.head_dim;
         for (k, v) in self.k.iter_mut().zip(&mut self.v) {
             k.reserve_exact(cap * hd - k.len());
-            k.resize(cap * hd, 0.0);
+            k.resize(cap * hd, 0);
             v.reserve_exact(cap * hd - v.len());
-            v.resize(cap * hd, 0.0);
+            v.resize(cap * hd, 0);
         }
         self.cap = cap;
     }
 
-    /// Stores position `pos`'s keys and values (`[n_kv_head][head_dim]` each)
-    /// for `layer`. `pos < cap` (after [`KvCache::reserve`]).
+    /// Stores position `pos`'s keys and values (`[n_kv_head][head_dim]` each,
+    /// f32) for `layer`, rounded to f16 (ties to even). `pos < cap` (after
+    /// [`KvCache::reserve`]).
     pub(crate) fn write(&mut self, layer: usize, pos: usize, k: &[f32], v: &[f32]) {
         let hd = self.head_dim;
         debug_assert!(pos < self.cap && k.len() == self.n_kv_head * hd && v.len() == k.len());
@@ -116,9 +124,11 @@ impl KvCache {
             let i = layer * self.n_kv_head + g;
             let kl = &mut self.k[i];
             for (d, &x) in kh.iter().enumerate() {
-                kl[view.k_index(pos, 0, d)] = x;
+                kl[view.k_index(pos, 0, d)] = f16_from_f32(x);
             }
-            self.v[i][pos * hd..(pos + 1) * hd].copy_from_slice(vh);
+            for (o, &x) in self.v[i][pos * hd..(pos + 1) * hd].iter_mut().zip(vh) {
+                *o = f16_from_f32(x);
+            }
         }
     }
 

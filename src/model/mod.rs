@@ -10,7 +10,7 @@
 //! per layer:
 //!   h      = rmsnorm(x, attn_norm)                 per token
 //!   q[n,E], k[n,KV], v[n,KV] = Wq h, Wk h, Wv h    one quantization of h
-//!   rope(q), rope(k) at each token's position; append k, v to its cache
+//!   rope(q), rope(k) at each token's position; append k, v (as f16) to its cache
 //!   a[n,E] = attention(q, cache) per token and head (keys 0..=pos)
 //!   x     += Wo a
 //!   h      = rmsnorm(x, ffn_norm)

@@ -14,15 +14,14 @@
 //!   final pairwise add per row.
 //! - sum16: the 16 lanes are four q registers; tails go through a lane array
 //!   with the spec's scalar adds; then the fixed tree.
-//! - attention: a K tile (16 keys) is four q registers, a lane per key. The
-//!   max uses `vmaxnmq` (IEEE maxNum: a NaN score is skipped, as `f32::max`
-//!   does).
+//! - attention is not here: `kernels::batch` runs it for every SIMD variant
+//!   over a lane type (four q registers here).
 //!
 //! `sdot` is emitted with inline assembly: its intrinsic
 //! (`vdotq_s32`) is not stable in Rust yet.
 
 use super::super::exp_consts as c;
-use super::super::{BlockKind, KvView, PackedMatrix, QuantizedRows, KV_TILE, QK};
+use super::super::{BlockKind, PackedMatrix, QuantizedRows, QK};
 use std::arch::aarch64::*;
 use std::ops::Range;
 
@@ -414,129 +413,4 @@ unsafe fn exp_sub_raw(x: *const f32, m: f32, out: *mut f32, n: usize) {
 pub unsafe fn exp_sub(x: &[f32], m: f32, out: &mut [f32]) {
     assert_eq!(out.len(), x.len());
     exp_sub_raw(x.as_ptr(), m, out.as_mut_ptr(), x.len());
-}
-
-/// Scores of `N` consecutive K tiles from `tile` (four q registers each).
-#[inline(always)]
-unsafe fn score_tiles<const N: usize>(
-    kv: &KvView<'_>,
-    g: usize,
-    tile: usize,
-    qs: &[f32],
-    scores: &mut [f32],
-) {
-    let hd = kv.head_dim;
-    let base: [*const f32; N] = std::array::from_fn(|i| {
-        kv.k.as_ptr()
-            .add(((tile + i) * kv.n_kv_head + g) * hd * KV_TILE)
-    });
-    let mut acc = [[vdupq_n_f32(0.0); 4]; N];
-    for (d, &q) in qs.iter().enumerate() {
-        let qd = vdupq_n_f32(q);
-        for (a, p) in acc.iter_mut().zip(&base) {
-            let p = p.add(d * KV_TILE);
-            for (c, ac) in a.iter_mut().enumerate() {
-                *ac = vfmaq_f32(*ac, qd, vld1q_f32(p.add(4 * c)));
-            }
-        }
-    }
-    for (i, a) in acc.iter().enumerate() {
-        let o = scores.as_mut_ptr().add((tile + i) * KV_TILE);
-        for (c, ac) in a.iter().enumerate() {
-            vst1q_f32(o.add(4 * c), *ac);
-        }
-    }
-}
-
-/// `o[d] = fma chain over t of e_t * v_t[d]` for `d0..d0 + 4 * N` (all
-/// within `hd`), then `out[d] = o[d] / z`.
-#[inline(always)]
-unsafe fn pv<const N: usize>(
-    kv: &KvView<'_>,
-    g: usize,
-    e: &[f32],
-    z: f32,
-    d0: usize,
-    out: &mut [f32],
-) {
-    let hd = kv.head_dim;
-    let mut acc = [vdupq_n_f32(0.0); N];
-    for (t, &et) in e.iter().enumerate() {
-        let ev = vdupq_n_f32(et);
-        let vt = kv.v.as_ptr().add((t * kv.n_kv_head + g) * hd + d0);
-        for (c, a) in acc.iter_mut().enumerate() {
-            *a = vfmaq_f32(*a, ev, vld1q_f32(vt.add(4 * c)));
-        }
-    }
-    let zv = vdupq_n_f32(z);
-    for (c, a) in acc.iter().enumerate() {
-        vst1q_f32(out.as_mut_ptr().add(d0 + 4 * c), vdivq_f32(*a, zv));
-    }
-}
-
-/// Attention of one query (section 7); see [`super::super::Kernels::attention`].
-///
-/// # Safety
-/// The CPU must have NEON. Bounds are asserted.
-#[target_feature(enable = "neon")]
-pub unsafe fn attention(
-    q: &[f32],
-    kv: &KvView<'_>,
-    g: usize,
-    n_keys: usize,
-    scratch: &mut Vec<f32>,
-    out: &mut [f32],
-) {
-    let hd = kv.head_dim;
-    let nkv = kv.n_kv_head;
-    assert!(q.len() == hd && out.len() == hd && g < nkv && n_keys > 0);
-    let tiles = n_keys.div_ceil(KV_TILE);
-    assert!(kv.k.len() >= tiles * nkv * hd * KV_TILE);
-    assert!(kv.v.len() >= n_keys * nkv * hd);
-    let scale = 1.0 / (hd as f32).sqrt();
-    scratch.clear();
-    scratch.resize(tiles * KV_TILE + hd, 0.0);
-    let (scores, qs) = scratch.split_at_mut(tiles * KV_TILE);
-    for (qs, &qi) in qs.iter_mut().zip(q) {
-        *qs = qi * scale;
-    }
-    let mut tile = 0;
-    while tile + 2 <= tiles {
-        score_tiles::<2>(kv, g, tile, qs, scores);
-        tile += 2;
-    }
-    if tile < tiles {
-        score_tiles::<1>(kv, g, tile, qs, scores);
-    }
-    let scores = &mut scores[..n_keys];
-    let full = n_keys / 4 * 4;
-    let mut mv = vdupq_n_f32(f32::NEG_INFINITY);
-    for i in (0..full).step_by(4) {
-        mv = vmaxnmq_f32(mv, vld1q_f32(scores.as_ptr().add(i)));
-    }
-    let mut ml = [0f32; 4];
-    vst1q_f32(ml.as_mut_ptr(), mv);
-    let m = ml
-        .iter()
-        .chain(&scores[full..])
-        .fold(f32::NEG_INFINITY, |m, &s| m.max(s));
-    exp_sub_raw(scores.as_ptr(), m, scores.as_mut_ptr(), n_keys);
-    let z = sum16(scores);
-    let mut d0 = 0;
-    while d0 + 32 <= hd {
-        pv::<8>(kv, g, scores, z, d0, out);
-        d0 += 32;
-    }
-    while d0 + 4 <= hd {
-        pv::<1>(kv, g, scores, z, d0, out);
-        d0 += 4;
-    }
-    // Dims past the last multiple of 4: the same chain in scalar form.
-    for (d, od) in out.iter_mut().enumerate().skip(d0) {
-        let mut o = 0.0f32;
-        for (t, &e) in scores.iter().enumerate() {
-            o = e.mul_add(kv.v[(t * nkv + g) * hd + d], o);
-        }
-        *od = o / z;
-    }
 }

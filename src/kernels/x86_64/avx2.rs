@@ -15,7 +15,7 @@
 //!   with the spec's scalar adds.
 
 use super::super::exp_consts as c;
-use super::super::{BlockKind, KvView, PackedMatrix, QuantizedRows, KV_TILE, QK};
+use super::super::{BlockKind, PackedMatrix, QuantizedRows, QK};
 use std::arch::x86_64::*;
 use std::ops::Range;
 
@@ -24,7 +24,10 @@ pub const GROUP: usize = 8;
 
 /// Whether this CPU runs the variant.
 pub fn available() -> bool {
-    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+    // F16C: the batched attention widens the f16 KV cache with `vcvtph2ps`.
+    is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("fma")
+        && is_x86_feature_detected!("f16c")
 }
 
 /// Matrix product (section 3); see [`super::super::Kernels::matmul`].
@@ -365,129 +368,4 @@ unsafe fn exp_sub_raw(x: *const f32, m: f32, out: *mut f32, n: usize) {
 pub unsafe fn exp_sub(x: &[f32], m: f32, out: &mut [f32]) {
     assert_eq!(out.len(), x.len());
     exp_sub_raw(x.as_ptr(), m, out.as_mut_ptr(), x.len());
-}
-
-/// Scores of `N` consecutive K tiles from `tile` (two ymm per tile).
-#[inline(always)]
-unsafe fn score_tiles<const N: usize>(
-    kv: &KvView<'_>,
-    g: usize,
-    tile: usize,
-    qs: &[f32],
-    scores: &mut [f32],
-) {
-    let hd = kv.head_dim;
-    let base: [*const f32; N] = std::array::from_fn(|i| {
-        kv.k.as_ptr()
-            .add(((tile + i) * kv.n_kv_head + g) * hd * KV_TILE)
-    });
-    let mut acc = [[_mm256_setzero_ps(); 2]; N];
-    for (d, &q) in qs.iter().enumerate() {
-        let qd = _mm256_set1_ps(q);
-        for (a, p) in acc.iter_mut().zip(&base) {
-            let p = p.add(d * KV_TILE);
-            a[0] = _mm256_fmadd_ps(qd, _mm256_loadu_ps(p), a[0]);
-            a[1] = _mm256_fmadd_ps(qd, _mm256_loadu_ps(p.add(8)), a[1]);
-        }
-    }
-    for (i, a) in acc.iter().enumerate() {
-        let o = scores.as_mut_ptr().add((tile + i) * KV_TILE);
-        _mm256_storeu_ps(o, a[0]);
-        _mm256_storeu_ps(o.add(8), a[1]);
-    }
-}
-
-/// `o[d] = fma chain over t of e_t * v_t[d]` for `d0..d0 + 8 * N` (all
-/// within `hd`), then `out[d] = o[d] / z`.
-#[inline(always)]
-unsafe fn pv<const N: usize>(
-    kv: &KvView<'_>,
-    g: usize,
-    e: &[f32],
-    z: f32,
-    d0: usize,
-    out: &mut [f32],
-) {
-    let hd = kv.head_dim;
-    let mut acc = [_mm256_setzero_ps(); N];
-    for (t, &et) in e.iter().enumerate() {
-        let ev = _mm256_set1_ps(et);
-        let vt = kv.v.as_ptr().add((t * kv.n_kv_head + g) * hd + d0);
-        for (c, a) in acc.iter_mut().enumerate() {
-            *a = _mm256_fmadd_ps(ev, _mm256_loadu_ps(vt.add(8 * c)), *a);
-        }
-    }
-    let zv = _mm256_set1_ps(z);
-    for (c, a) in acc.iter().enumerate() {
-        _mm256_storeu_ps(out.as_mut_ptr().add(d0 + 8 * c), _mm256_div_ps(*a, zv));
-    }
-}
-
-/// Attention of one query (section 7); see [`super::super::Kernels::attention`].
-///
-/// # Safety
-/// The CPU must have AVX2 and FMA. Bounds are asserted.
-#[target_feature(enable = "avx2,fma")]
-pub unsafe fn attention(
-    q: &[f32],
-    kv: &KvView<'_>,
-    g: usize,
-    n_keys: usize,
-    scratch: &mut Vec<f32>,
-    out: &mut [f32],
-) {
-    let hd = kv.head_dim;
-    let nkv = kv.n_kv_head;
-    assert!(q.len() == hd && out.len() == hd && g < nkv && n_keys > 0);
-    let tiles = n_keys.div_ceil(KV_TILE);
-    assert!(kv.k.len() >= tiles * nkv * hd * KV_TILE);
-    assert!(kv.v.len() >= n_keys * nkv * hd);
-    let scale = 1.0 / (hd as f32).sqrt();
-    scratch.clear();
-    scratch.resize(tiles * KV_TILE + hd, 0.0);
-    let (scores, qs) = scratch.split_at_mut(tiles * KV_TILE);
-    for (qs, &qi) in qs.iter_mut().zip(q) {
-        *qs = qi * scale;
-    }
-    let mut tile = 0;
-    while tile + 2 <= tiles {
-        score_tiles::<2>(kv, g, tile, qs, scores);
-        tile += 2;
-    }
-    if tile < tiles {
-        score_tiles::<1>(kv, g, tile, qs, scores);
-    }
-    let scores = &mut scores[..n_keys];
-    // Max: exact and order-free; `max(v, m)` returns m when v is NaN, as
-    // f32::max does.
-    let full = n_keys / 8 * 8;
-    let mut mv = _mm256_set1_ps(f32::NEG_INFINITY);
-    for i in (0..full).step_by(8) {
-        mv = _mm256_max_ps(_mm256_loadu_ps(scores.as_ptr().add(i)), mv);
-    }
-    let mut ml = [0f32; 8];
-    _mm256_storeu_ps(ml.as_mut_ptr(), mv);
-    let m = ml
-        .iter()
-        .chain(&scores[full..])
-        .fold(f32::NEG_INFINITY, |m, &s| m.max(s));
-    exp_sub_raw(scores.as_ptr(), m, scores.as_mut_ptr(), n_keys);
-    let z = sum16(scores);
-    let mut d0 = 0;
-    while d0 + 32 <= hd {
-        pv::<4>(kv, g, scores, z, d0, out);
-        d0 += 32;
-    }
-    while d0 + 8 <= hd {
-        pv::<1>(kv, g, scores, z, d0, out);
-        d0 += 8;
-    }
-    // Dims past the last multiple of 8: the same chain in scalar form.
-    for (d, od) in out.iter_mut().enumerate().skip(d0) {
-        let mut o = 0.0f32;
-        for (t, &e) in scores.iter().enumerate() {
-            o = e.mul_add(kv.v[(t * nkv + g) * hd + d], o);
-        }
-        *od = o / z;
-    }
 }

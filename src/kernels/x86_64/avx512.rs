@@ -16,11 +16,11 @@
 //!   second time, every other lane keeps its single product).
 //! - sum16 / sumsq16 (section 1): one zmm is the 16 striped lanes; tails use
 //!   masked adds that leave the other lanes untouched; then the fixed tree.
-//! - attention (section 7): a K tile of 16 positions is one zmm: lane = key,
-//!   each key's fma chain over d in order. PV: a lane per d, fma chain over t.
+//! - attention (section 7) is not here: `kernels::batch` runs it for every
+//!   SIMD variant over a lane type (a zmm here).
 
 use super::super::exp_consts as c;
-use super::super::{BlockKind, KvView, PackedMatrix, QuantizedRows, KV_TILE, QK};
+use super::super::{BlockKind, PackedMatrix, QuantizedRows, QK};
 use std::arch::x86_64::*;
 use std::ops::Range;
 
@@ -379,127 +379,5 @@ unsafe fn exp_sub_raw(x: *const f32, m: f32, out: *mut f32, n: usize) {
         let v = _mm512_maskz_loadu_ps(k, x.add(i));
         _mm512_mask_storeu_ps(out.add(i), k, exp16(_mm512_sub_ps(v, mv)));
         i += 16;
-    }
-}
-
-/// Scores of `N` consecutive K tiles from `tile`: `acc = fma(q'_d, k_t[d],
-/// acc)` over d in order, a lane per key.
-#[inline(always)]
-unsafe fn score_tiles<const N: usize>(
-    kv: &KvView<'_>,
-    g: usize,
-    tile: usize,
-    qs: &[f32],
-    scores: &mut [f32],
-) {
-    let hd = kv.head_dim;
-    let base: [*const f32; N] = std::array::from_fn(|i| {
-        kv.k.as_ptr()
-            .add(((tile + i) * kv.n_kv_head + g) * hd * KV_TILE)
-    });
-    let mut acc = [_mm512_setzero_ps(); N];
-    for (d, &q) in qs.iter().enumerate() {
-        let qd = _mm512_set1_ps(q);
-        for (a, p) in acc.iter_mut().zip(&base) {
-            *a = _mm512_fmadd_ps(qd, _mm512_loadu_ps(p.add(d * KV_TILE)), *a);
-        }
-    }
-    for (i, a) in acc.iter().enumerate() {
-        _mm512_storeu_ps(scores.as_mut_ptr().add((tile + i) * KV_TILE), *a);
-    }
-}
-
-/// `o[d] = fma chain over t of e_t * v_t[d]` for `d0..d0 + 16 * N` (lanes
-/// past `hd` masked), then `out[d] = o[d] / z`.
-#[inline(always)]
-unsafe fn pv<const N: usize>(
-    kv: &KvView<'_>,
-    g: usize,
-    e: &[f32],
-    z: f32,
-    d0: usize,
-    out: &mut [f32],
-) {
-    let hd = kv.head_dim;
-    let m: [__mmask16; N] = std::array::from_fn(|c| lanes(hd.saturating_sub(d0 + 16 * c).min(16)));
-    let mut acc = [_mm512_setzero_ps(); N];
-    for (t, &et) in e.iter().enumerate() {
-        let ev = _mm512_set1_ps(et);
-        let vt = kv.v.as_ptr().add((t * kv.n_kv_head + g) * hd + d0);
-        for (c, a) in acc.iter_mut().enumerate() {
-            *a = _mm512_fmadd_ps(ev, _mm512_maskz_loadu_ps(m[c], vt.add(16 * c)), *a);
-        }
-    }
-    let zv = _mm512_set1_ps(z);
-    for (c, a) in acc.iter().enumerate() {
-        _mm512_mask_storeu_ps(
-            out.as_mut_ptr().add(d0 + 16 * c),
-            m[c],
-            _mm512_div_ps(*a, zv),
-        );
-    }
-}
-
-/// Attention of one query (section 7); see [`super::super::Kernels::attention`].
-///
-/// # Safety
-/// The CPU must have the features of [`available`]. Bounds are asserted.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,fma")]
-pub unsafe fn attention(
-    q: &[f32],
-    kv: &KvView<'_>,
-    g: usize,
-    n_keys: usize,
-    scratch: &mut Vec<f32>,
-    out: &mut [f32],
-) {
-    let hd = kv.head_dim;
-    let nkv = kv.n_kv_head;
-    assert!(q.len() == hd && out.len() == hd && g < nkv && n_keys > 0);
-    let tiles = n_keys.div_ceil(KV_TILE);
-    assert!(kv.k.len() >= tiles * nkv * hd * KV_TILE);
-    assert!(kv.v.len() >= n_keys * nkv * hd);
-    let scale = 1.0 / (hd as f32).sqrt();
-    scratch.clear();
-    scratch.resize(tiles * KV_TILE + hd, 0.0);
-    let (scores, qs) = scratch.split_at_mut(tiles * KV_TILE);
-    for (qs, &qi) in qs.iter_mut().zip(q) {
-        *qs = qi * scale;
-    }
-    // Four tiles side by side keep four independent fma chains in flight.
-    let mut tile = 0;
-    while tile + 4 <= tiles {
-        score_tiles::<4>(kv, g, tile, qs, scores);
-        tile += 4;
-    }
-    while tile < tiles {
-        score_tiles::<1>(kv, g, tile, qs, scores);
-        tile += 1;
-    }
-    let scores = &mut scores[..n_keys];
-    // Max: exact and order-free; `max(v, m)` returns m when v is NaN, as
-    // f32::max does.
-    let mut mv = _mm512_set1_ps(f32::NEG_INFINITY);
-    let mut i = 0;
-    while i < n_keys {
-        let k = lanes((n_keys - i).min(16));
-        let v = _mm512_maskz_loadu_ps(k, scores.as_ptr().add(i));
-        mv = _mm512_mask_max_ps(mv, k, v, mv);
-        i += 16;
-    }
-    let mut ml = [0f32; 16];
-    _mm512_storeu_ps(ml.as_mut_ptr(), mv);
-    let m = ml.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
-    exp_sub_raw(scores.as_ptr(), m, scores.as_mut_ptr(), n_keys);
-    let z = sum16(scores);
-    let mut d0 = 0;
-    while d0 < hd {
-        match (hd - d0).div_ceil(16) {
-            1 => pv::<1>(kv, g, scores, z, d0, out),
-            2 => pv::<2>(kv, g, scores, z, d0, out),
-            3 => pv::<3>(kv, g, scores, z, d0, out),
-            _ => pv::<4>(kv, g, scores, z, d0, out),
-        }
-        d0 += 64;
     }
 }

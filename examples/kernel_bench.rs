@@ -13,7 +13,8 @@
 //! Times are on-CPU time of the benchmark thread (Linux), so other load on
 //! the machine inflates them only through shared caches and frequency.
 
-use llmc::kernels::{BlockKind, BlockMatrix, Kernels, KvView, QuantizedRows, KV_TILE, QK};
+use llmc::kernels::math::f16_from_f32;
+use llmc::kernels::{batch, BlockKind, BlockMatrix, Kernels, KvView, QuantizedRows, KV_TILE, QK};
 use std::time::{Duration, Instant};
 
 /// SplitMix64.
@@ -129,33 +130,43 @@ fn bench_matmul(kernels: &[Kernels], budget: Duration) {
 fn bench_attention(kernels: &[Kernels], budget: Duration) {
     let mut rng = Rng(2);
     let (n_kv, hd) = (3, 64);
-    println!("attention, one query head (head_dim 64), 1 thread, microseconds");
+    println!(
+        "attention over an f16 KV cache (head_dim 64), 1 thread, microseconds per query: \
+         one query alone, and 3 query heads of one KV head together (batch::attention_batch)"
+    );
     print!("{:<22}", "keys");
     for k in kernels {
-        print!("{:>10}", k.variant().name());
+        print!("{:>10}{:>10}", k.variant().name(), "x3");
     }
     println!();
     for n_keys in [64usize, 512, 2048] {
         let tiles = n_keys.div_ceil(KV_TILE);
-        let kc: Vec<f32> = (0..tiles * KV_TILE * n_kv * hd)
-            .map(|_| rng.f32())
+        let kc: Vec<u16> = (0..tiles * KV_TILE * n_kv * hd)
+            .map(|_| f16_from_f32(rng.f32()))
             .collect();
-        let vc: Vec<f32> = (0..n_keys * n_kv * hd).map(|_| rng.f32()).collect();
+        let vc: Vec<u16> = (0..n_keys * n_kv * hd)
+            .map(|_| f16_from_f32(rng.f32()))
+            .collect();
         let view = KvView {
             k: &kc,
             v: &vc,
             n_kv_head: n_kv,
             head_dim: hd,
         };
-        let q: Vec<f32> = (0..hd).map(|_| rng.f32()).collect();
+        let q: Vec<f32> = (0..3 * hd).map(|_| rng.f32()).collect();
         print!("{:<22}", n_keys);
         for k in kernels {
             let mut scratch = Vec::new();
-            let mut out = vec![0f32; hd];
+            let mut out = vec![0f32; 3 * hd];
             let s = time(budget, || {
-                k.attention(&q, &view, 1, n_keys, &mut scratch, &mut out)
+                k.attention(&q[..hd], &view, 1, n_keys, &mut scratch, &mut out[..hd])
             });
-            print!("{:>10.2}", s * 1e6);
+            let qs: Vec<&[f32]> = q.chunks_exact(hd).collect();
+            let s3 = time(budget, || {
+                let mut outs: Vec<&mut [f32]> = out.chunks_exact_mut(hd).collect();
+                batch::attention_batch(k, &view, 1, &qs, &[n_keys; 3], &mut scratch, &mut outs)
+            });
+            print!("{:>10.2}{:>10.2}", s * 1e6, s3 * 1e6 / 3.0);
         }
         println!();
     }

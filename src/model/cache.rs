@@ -10,7 +10,7 @@
 //! cache comes from DRAM, cost decoding about a third of its speed).
 
 use super::Config;
-use crate::kernels::math::f16_from_f32;
+use crate::kernels::math::f16_from_f32_slice;
 use crate::kernels::{KvView, KV_TILE};
 
 /// Keys and values of one sequence for every layer. Capacity grows on demand
@@ -123,12 +123,17 @@ impl KvCache {
         for (g, (kh, vh)) in k.chunks_exact(hd).zip(v.chunks_exact(hd)).enumerate() {
             let i = layer * self.n_kv_head + g;
             let kl = &mut self.k[i];
-            for (d, &x) in kh.iter().enumerate() {
-                kl[view.k_index(pos, 0, d)] = f16_from_f32(x);
+            // K is transposed into its tile: convert a piece at a time, then
+            // scatter.
+            let mut buf = [0u16; 64];
+            for (c, piece) in kh.chunks(buf.len()).enumerate() {
+                let b = &mut buf[..piece.len()];
+                f16_from_f32_slice(piece, b);
+                for (j, &x) in b.iter().enumerate() {
+                    kl[view.k_index(pos, 0, c * 64 + j)] = x;
+                }
             }
-            for (o, &x) in self.v[i][pos * hd..(pos + 1) * hd].iter_mut().zip(vh) {
-                *o = f16_from_f32(x);
-            }
+            f16_from_f32_slice(vh, &mut self.v[i][pos * hd..(pos + 1) * hd]);
         }
     }
 

@@ -215,6 +215,57 @@ fn forward_errors_leave_caches_untouched() {
     assert_eq!(c.len(), 3);
 }
 
+/// The cache holds K and V rounded to f16 (round to nearest, ties to even;
+/// overflow to infinity, NaN kept), K transposed into its tile.
+#[test]
+fn kv_cache_stores_f16_rounded_values() {
+    use crate::kernels::math::{f16_from_f32, f16_to_f32};
+    let cfg = tiny_config();
+    let (nkv, hd) = (cfg.n_kv_head, cfg.head_dim);
+    let mut c = KvCache::new(&cfg);
+    c.reserve(20);
+    let special = [
+        1.0f32,
+        1.000_488_3, // 1 + 2^-11: a tie, to even (1.0)
+        1.000_488_4, // just above it (1 + 2^-10)
+        65520.0,     // rounds to +inf
+        -1e6,        // -inf
+        6e-8,        // 2^-24 (the smallest subnormal)
+        2e-8,        // below half of it: +0
+        -0.0,
+        f32::NAN,
+    ];
+    let k: Vec<f32> = (0..nkv * hd)
+        .map(|i| special.get(i).copied().unwrap_or(i as f32 * 0.37 - 5.1))
+        .collect();
+    let v: Vec<f32> = k.iter().map(|x| -x * 1.5).collect();
+    c.write(1, 17, &k, &v);
+    for g in 0..nkv {
+        let view = c.view(1, g);
+        for d in 0..hd {
+            let (kx, vx) = (k[g * hd + d], v[g * hd + d]);
+            let kb = view.k[view.k_index(17, 0, d)];
+            let vb = view.v[view.v_index(17, 0, d)];
+            assert_eq!(
+                (kb, vb),
+                (f16_from_f32(kx), f16_from_f32(vx)),
+                "g {g} d {d}"
+            );
+        }
+    }
+    let view = c.view(1, 0);
+    let kv = |d: usize| f16_to_f32(view.k[view.k_index(17, 0, d)]);
+    assert_eq!(kv(0), 1.0);
+    assert_eq!(kv(1), 1.0);
+    assert_eq!(kv(2), 1.0 + 1.0 / 1024.0);
+    assert_eq!(kv(3), f32::INFINITY);
+    assert_eq!(kv(4), f32::NEG_INFINITY);
+    assert_eq!(kv(5), 2f32.powi(-24));
+    assert_eq!(kv(6).to_bits(), 0);
+    assert_eq!(kv(7).to_bits(), (-0.0f32).to_bits());
+    assert!(kv(8).is_nan());
+}
+
 #[test]
 fn context_fills_exactly_and_cache_reuse_works() {
     let m = tiny_model(2);
@@ -223,7 +274,8 @@ fn context_fills_exactly_and_cache_reuse_works() {
     let mut c = m.new_cache();
     let mut l = vec![0f32; 80 * 50];
     m.forward(&mut [&mut c], &[&toks], &mut l).unwrap();
-    assert!(c.heap_bytes() <= 80 * 2 * 2 * 32 * 4); // 80 positions, 2 layers, K+V, kv_dim 32
+    // 80 positions, 2 layers, K+V, kv_dim 32, f16.
+    assert_eq!(c.heap_bytes(), 80 * 2 * 2 * 32 * 2);
     let mut one = vec![0f32; 50];
     assert!(m.forward(&mut [&mut c], &[&[1]], &mut one).is_err());
     c.clear();

@@ -383,7 +383,7 @@ fn every_variant_gives_the_scalar_bits() {
         .map(|s| bits(&run_pieces(&reference, s, &[64])))
         .collect();
     for variant in Kernels::available() {
-        for threads in [1, 2] {
+        for threads in [1, 2, 3] {
             let m = tiny_model_with(threads, variant);
             for (s, w) in seqs.iter().zip(&want) {
                 assert_eq!(&bits(&run_pieces(&m, s, &[64])), w, "{variant} {threads}");

@@ -420,13 +420,31 @@ pub fn compress_stream<R: Read, W: Write, M: LanguageModel, T: TextTokenizer>(
     while let Some(bytes) = segments.next_segment()? {
         hasher.update(bytes);
         total += bytes.len() as u64;
-        seg.code_segment(
+        // The segment's records are built in memory (at most about the
+        // segment's size) so that the whole segment can fall back to one raw
+        // record when that is smaller: chunk-by-chunk choices cannot see
+        // redundancy across chunks (a text repeated, a binary file with
+        // text-like stretches), which zstd over the whole segment does.
+        let mut out = CountingWriter {
+            inner: Vec::new(),
+            count: w.count,
+        };
+        let model_chunks = seg.code_segment(
             bytes,
             total - bytes.len() as u64,
             &mut table,
-            &mut w,
+            &mut out,
             progress,
         )?;
+        let coded = out.inner;
+        match model_chunks {
+            // Already one raw run: nothing to compare.
+            0 => w.write_all(&coded)?,
+            _ => {
+                let raw = seg.raw_record(bytes)?;
+                w.write_all(if raw.len() < coded.len() { &raw } else { &coded })?;
+            }
+        }
         report(
             progress,
             Progress {
@@ -718,6 +736,7 @@ impl<M: LanguageModel, T: TextTokenizer> SegmentCoder<'_, M, T> {
     /// Codes one segment: model chunks are written as soon as they win;
     /// losing chunks accumulate into one raw run, written when a model chunk
     /// follows or the segment ends. `base_in`: input bytes before `seg`.
+    /// Returns how many model chunks were written.
     fn code_segment<W: Write>(
         &mut self,
         seg: &[u8],
@@ -725,7 +744,8 @@ impl<M: LanguageModel, T: TextTokenizer> SegmentCoder<'_, M, T> {
         table: &mut FreqTable,
         w: &mut CountingWriter<W>,
         progress: &mut ProgressFn,
-    ) -> Result<(), CodecError> {
+    ) -> Result<usize, CodecError> {
+        let mut model_chunks = 0;
         let vocab = self.model.vocab_size();
         let tokens = self.tokenizer.encode(seg);
         let n_chunk = self.opts.chunk_tokens as usize;
@@ -768,6 +788,7 @@ impl<M: LanguageModel, T: TextTokenizer> SegmentCoder<'_, M, T> {
                     self.write_raw(&seg[raw_start..pos], w)?;
                 }
                 container::write_model_chunk(w, self.opts.coder, chunk.len() as u32, &payload)?;
+                model_chunks += 1;
                 raw_start = pos + bytes;
             }
             pos += bytes;
@@ -784,7 +805,7 @@ impl<M: LanguageModel, T: TextTokenizer> SegmentCoder<'_, M, T> {
         if raw_start < seg.len() {
             self.write_raw(&seg[raw_start..], w)?;
         }
-        Ok(())
+        Ok(model_chunks)
     }
 
     /// Model-codes one chunk (FORMAT.md section 5.1): token 0 uniformly,
@@ -827,6 +848,13 @@ impl<M: LanguageModel, T: TextTokenizer> SegmentCoder<'_, M, T> {
     fn raw_len(&self, raw: &[u8]) -> Result<usize, CodecError> {
         let z = container::zstd_len(raw.len() as u64, self.zstd(raw)?.len());
         Ok(z.min(container::stored_len(raw.len())))
+    }
+
+    /// The better of a zstd and a stored record for `raw`, as bytes.
+    fn raw_record(&self, raw: &[u8]) -> Result<Vec<u8>, CodecError> {
+        let mut rec = Vec::new();
+        self.write_raw(raw, &mut rec)?;
+        Ok(rec)
     }
 
     fn write_raw<W: Write>(&self, raw: &[u8], w: &mut W) -> Result<(), CodecError> {

@@ -961,3 +961,29 @@ fn score_is_the_cross_entropy_of_the_compressed_chunks() {
     assert_eq!(s.tokens, by_hand.0);
     assert!((s.bits - by_hand.1).abs() < 1e-6 * by_hand.1);
 }
+
+#[test]
+fn repeated_text_falls_back_to_one_raw_record_for_the_segment() {
+    // Each chunk alone is model text the model codes better than zstd does,
+    // but the text is one block repeated: zstd over the whole segment sees
+    // the repeats, chunk-by-chunk choices cannot.
+    let tok = PairTokenizer::english();
+    let model = HashModel::new(tok.vocab_size(), 1);
+    let block = model_text(&model, &tok, 600, 5);
+    let data = block.repeat(40);
+    let o = opts(500, CoderKind::Arithmetic);
+    let packed = round_trip(&data, &tok, &o, 16);
+    let recs = records(&packed);
+    assert!(
+        recs.iter().all(|r| !matches!(r, Record::Model { .. })),
+        "model chunks kept although the segment is smaller raw"
+    );
+    assert_eq!(recs.len(), 2, "one raw record and the end record");
+    let z = zstd::bulk::compress(&data, o.zstd_level).unwrap().len();
+    assert!(packed.len() <= z + 128, "{} vs zstd {z}", packed.len());
+    // Each block alone is still model-coded (the fallback is not blanket).
+    let single = round_trip(&block, &tok, &o, 16);
+    assert!(records(&single)
+        .iter()
+        .any(|r| matches!(r, Record::Model { .. })));
+}

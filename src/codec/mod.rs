@@ -442,7 +442,11 @@ pub fn compress_stream<R: Read, W: Write, M: LanguageModel, T: TextTokenizer>(
             0 => w.write_all(&coded)?,
             _ => {
                 let raw = seg.raw_record(bytes)?;
-                w.write_all(if raw.len() < coded.len() { &raw } else { &coded })?;
+                w.write_all(if raw.len() < coded.len() {
+                    &raw
+                } else {
+                    &coded
+                })?;
             }
         }
         report(

@@ -54,7 +54,7 @@ pub enum KernelError {
 pub enum Variant {
     /// Portable reference code: the specification.
     Scalar,
-    /// x86_64 AVX2 + FMA + F16C.
+    /// x86_64 AVX2 + FMA.
     Avx2,
     /// x86_64 AVX-512 with VNNI.
     Avx512,

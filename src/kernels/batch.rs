@@ -255,7 +255,13 @@ fn body<V: Lanes, const QS: usize, const QP: usize>(
         k.exp_sub(s, m, e);
         *zq = k.sum16(e);
         if kv.n_kv_head == 1 {
-            for (e, &dv) in e.iter_mut().zip(kv.dv) {
+            // 16 lanes at a time (lane-wise IEEE products), then the rest.
+            let mut ec = e.chunks_exact_mut(L);
+            let mut dc = kv.dv.chunks_exact(L);
+            for (e, dv) in (&mut ec).zip(&mut dc) {
+                V::load(e).mul(V::load(dv)).store(e);
+            }
+            for (e, &dv) in ec.into_remainder().iter_mut().zip(dc.remainder()) {
                 *e *= dv;
             }
         } else {
@@ -334,6 +340,8 @@ trait Lanes: Copy {
     fn store(self, s: &mut [f32]);
     /// Lane-wise `fma(a, v, self)`: one IEEE fused multiply-add per lane.
     fn fma(self, a: f32, v: Self) -> Self;
+    /// Lane-wise `self * v` (IEEE).
+    fn mul(self, v: Self) -> Self;
 
     /// `s[0..64]` (panics if shorter).
     fn load_k(s: &[i8]) -> Self::K;
@@ -375,6 +383,13 @@ impl Lanes for Arr {
     fn fma(mut self, a: f32, v: Self) -> Self {
         for (x, &y) in self.0.iter_mut().zip(&v.0) {
             *x = a.mul_add(y, *x);
+        }
+        self
+    }
+    #[inline(always)]
+    fn mul(mut self, v: Self) -> Self {
+        for (x, &y) in self.0.iter_mut().zip(&v.0) {
+            *x *= y;
         }
         self
     }
@@ -449,6 +464,11 @@ mod x86 {
         fn fma(self, a: f32, v: Self) -> Self {
             // SAFETY: features as above.
             Zmm(unsafe { _mm512_fmadd_ps(_mm512_set1_ps(a), v.0, self.0) })
+        }
+        #[inline(always)]
+        fn mul(self, v: Self) -> Self {
+            // SAFETY: features as above.
+            Zmm(unsafe { _mm512_mul_ps(self.0, v.0) })
         }
         #[inline(always)]
         fn load_k(s: &[i8]) -> Self::K {
@@ -536,6 +556,11 @@ mod x86 {
                     _mm256_fmadd_ps(a, v.1, self.1),
                 )
             }
+        }
+        #[inline(always)]
+        fn mul(self, v: Self) -> Self {
+            // SAFETY: features as above.
+            unsafe { Ymm2(_mm256_mul_ps(self.0, v.0), _mm256_mul_ps(self.1, v.1)) }
         }
         #[inline(always)]
         fn load_k(s: &[i8]) -> Self::K {
@@ -652,15 +677,34 @@ mod arm {
         fn fma_(self, a: f32, v: Self) -> Self {
             // vfmaq_n_f32(acc, v, a) = acc + v * a, fused (one rounding).
             // SAFETY: NEON.
-            Q4(std::array::from_fn(|c| unsafe {
-                vfmaq_n_f32(self.0[c], v.0[c], a)
-            }))
+            let mut r = self.0;
+            for (r, &x) in r.iter_mut().zip(&v.0) {
+                *r = unsafe { vfmaq_n_f32(*r, x, a) };
+            }
+            Q4(r)
+        }
+        #[inline(always)]
+        fn mul_(self, v: Self) -> Self {
+            let mut r = self.0;
+            for (r, &x) in r.iter_mut().zip(&v.0) {
+                // SAFETY: NEON.
+                *r = unsafe { vmulq_f32(*r, x) };
+            }
+            Q4(r)
         }
         #[inline(always)]
         fn load_k_(s: &[i8]) -> [int8x16_t; 4] {
             assert!(s.len() >= KG);
             // SAFETY: 64 bytes readable (checked); NEON.
-            unsafe { std::array::from_fn(|r| vld1q_s8(s.as_ptr().add(16 * r))) }
+            unsafe {
+                let p = s.as_ptr();
+                [
+                    vld1q_s8(p),
+                    vld1q_s8(p.add(16)),
+                    vld1q_s8(p.add(32)),
+                    vld1q_s8(p.add(48)),
+                ]
+            }
         }
     }
 
@@ -691,6 +735,10 @@ mod arm {
         #[inline(always)]
         fn fma(self, a: f32, v: Self) -> Self {
             self.fma_(a, v)
+        }
+        #[inline(always)]
+        fn mul(self, v: Self) -> Self {
+            self.mul_(v)
         }
         #[inline(always)]
         fn load_k(s: &[i8]) -> Self::K {
@@ -777,6 +825,10 @@ mod arm {
             Q4Dot(self.0.fma_(a, v.0))
         }
         #[inline(always)]
+        fn mul(self, v: Self) -> Self {
+            Q4Dot(self.0.mul_(v.0))
+        }
+        #[inline(always)]
         fn load_k(s: &[i8]) -> Self::K {
             Q4::load_k_(s)
         }
@@ -852,7 +904,10 @@ fn scores_tiles<V: Lanes, const B: usize, const T: usize>(
     let nkv = kv.n_kv_head;
     let tb = kv.k_tile_bytes();
     assert!(qw.len() == B * kv.d4() && sc.len() >= (B - 1) * stride + (tile0 + T) * L);
-    let kt: [&[i8]; T] = std::array::from_fn(|i| &kv.k[((tile0 + i) * nkv + g) * tb..][..tb]);
+    let mut kt: [&[i8]; T] = [&[]; T];
+    for (i, k) in kt.iter_mut().enumerate() {
+        *k = &kv.k[((tile0 + i) * nkv + g) * tb..][..tb];
+    }
     let mut acc = [[V::izero(); B]; T];
     for (c, qc) in qw.chunks_exact(B).enumerate() {
         let qc: &[u32; B] = qc.try_into().expect("B queries");
@@ -922,7 +977,12 @@ fn pv_dims<V: Lanes, const B: usize, const C: usize>(
     let mut acc = [[V::zero(); C]; B];
     for t in 0..common {
         let vt = &kv.v[kv.v_index(t, g, d0)..][..C * L];
-        let v: [V; C] = std::array::from_fn(|c| V::load_i8(&vt[c * L..]));
+        // (A plain loop: `array::from_fn`'s closure is not always inlined,
+        // and out of line it loses the caller's target features.)
+        let mut v = [V::zero(); C];
+        for (c, x) in v.iter_mut().enumerate() {
+            *x = V::load_i8(&vt[c * L..]);
+        }
         for (j, aj) in acc.iter_mut().enumerate() {
             let et = e[j * stride + t];
             for (a, &vc) in aj.iter_mut().zip(&v) {

@@ -257,7 +257,7 @@ fn body<V: Lanes, const QS: usize, const QP: usize>(
         if kv.n_kv_head == 1 {
             // 16 lanes at a time (lane-wise IEEE products), then the rest.
             let mut ec = e.chunks_exact_mut(L);
-            let mut dc = kv.dv.chunks_exact(L);
+            let mut dc = kv.dv[..n].chunks_exact(L);
             for (e, dv) in (&mut ec).zip(&mut dc) {
                 V::load(e).mul(V::load(dv)).store(e);
             }

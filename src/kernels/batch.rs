@@ -349,8 +349,9 @@ trait Lanes: Copy {
     /// For each key `t` of the group: `acc[t] += sum_i k[t][i] * q[i]`
     /// (+ the bias), `q` the query's 4 bytes (little-endian word).
     fn dot(acc: Self::I, k: Self::K, q: u32) -> Self::I;
-    /// The 16 sums, key order.
-    fn istore(acc: Self::I, out: &mut [i32; L]);
+    /// Scores of a tile: lane t = `((acc[t] - bias) as f32) * (dk[t] * dq)`
+    /// (the conversion is exact: |sum| < 2^24; `dk * dq` is `dq * dk`).
+    fn scores(acc: Self::I, bias: i32, dk: Self, dq: f32) -> Self;
 }
 
 /// The portable lane type: 16 `f32::mul_add`, 16 i32 sums.
@@ -410,8 +411,12 @@ impl Lanes for Arr {
         acc
     }
     #[inline(always)]
-    fn istore(acc: Self::I, out: &mut [i32; L]) {
-        *out = acc;
+    fn scores(acc: Self::I, bias: i32, dk: Self, dq: f32) -> Self {
+        let mut r = dk;
+        for (r, &a) in r.0.iter_mut().zip(&acc) {
+            *r = (a - bias) as f32 * (*r * dq);
+        }
+        r
     }
 }
 
@@ -493,9 +498,13 @@ mod x86 {
             unsafe { _mm512_dpbusd_epi32(acc, k, _mm512_set1_epi32(q as i32)) }
         }
         #[inline(always)]
-        fn istore(acc: Self::I, out: &mut [i32; L]) {
-            // SAFETY: 16 i32 writable; features as above.
-            unsafe { _mm512_storeu_si512(out.as_mut_ptr().cast(), acc) }
+        fn scores(acc: Self::I, bias: i32, dk: Self, dq: f32) -> Self {
+            // SAFETY: features as above.
+            unsafe {
+                let i = _mm512_sub_epi32(acc, _mm512_set1_epi32(bias));
+                let c = _mm512_mul_ps(dk.0, _mm512_set1_ps(dq));
+                Zmm(_mm512_mul_ps(_mm512_cvtepi32_ps(i), c))
+            }
         }
     }
 
@@ -596,11 +605,18 @@ mod x86 {
             }
         }
         #[inline(always)]
-        fn istore(acc: Self::I, out: &mut [i32; L]) {
-            // SAFETY: 16 i32 writable; features as above.
+        fn scores(acc: Self::I, bias: i32, dk: Self, dq: f32) -> Self {
+            // SAFETY: features as above.
             unsafe {
-                _mm256_storeu_si256(out.as_mut_ptr().cast(), acc.0);
-                _mm256_storeu_si256(out.as_mut_ptr().add(8).cast(), acc.1);
+                let b = _mm256_set1_epi32(bias);
+                let q = _mm256_set1_ps(dq);
+                let f = |a: __m256i, k: __m256| {
+                    _mm256_mul_ps(
+                        _mm256_cvtepi32_ps(_mm256_sub_epi32(a, b)),
+                        _mm256_mul_ps(k, q),
+                    )
+                };
+                Ymm2(f(acc.0, dk.0), f(acc.1, dk.1))
             }
         }
     }
@@ -692,6 +708,19 @@ mod arm {
             }
             Q4(r)
         }
+        /// Lanes `((sums[t] - bias) as f32) * (self[t] * dq)`.
+        #[inline(always)]
+        fn scores_(self, sums: [int32x4_t; 4], bias: i32, dq: f32) -> Self {
+            let mut r = self.0;
+            for (r, &a) in r.iter_mut().zip(&sums) {
+                // SAFETY: NEON.
+                *r = unsafe {
+                    let i = vcvtq_f32_s32(vsubq_s32(a, vdupq_n_s32(bias)));
+                    vmulq_f32(i, vmulq_n_f32(*r, dq))
+                };
+            }
+            Q4(r)
+        }
         #[inline(always)]
         fn load_k_(s: &[i8]) -> [int8x16_t; 4] {
             assert!(s.len() >= KG);
@@ -765,16 +794,17 @@ mod arm {
             acc
         }
         #[inline(always)]
-        fn istore(acc: Self::I, out: &mut [i32; L]) {
-            // SAFETY: 16 i32 writable; NEON.
-            unsafe {
-                for r in 0..4 {
-                    vst1q_s32(
-                        out.as_mut_ptr().add(4 * r),
-                        vpaddq_s32(acc[2 * r], acc[2 * r + 1]),
-                    );
-                }
-            }
+        fn scores(acc: Self::I, bias: i32, dk: Self, dq: f32) -> Self {
+            // SAFETY: NEON.
+            let sums = unsafe {
+                [
+                    vpaddq_s32(acc[0], acc[1]),
+                    vpaddq_s32(acc[2], acc[3]),
+                    vpaddq_s32(acc[4], acc[5]),
+                    vpaddq_s32(acc[6], acc[7]),
+                ]
+            };
+            Q4(dk.0).scores_(sums, bias, dq)
         }
     }
 
@@ -847,13 +877,8 @@ mod arm {
             acc
         }
         #[inline(always)]
-        fn istore(acc: Self::I, out: &mut [i32; L]) {
-            // SAFETY: 16 i32 writable; NEON.
-            unsafe {
-                for (r, &a) in acc.iter().enumerate() {
-                    vst1q_s32(out.as_mut_ptr().add(4 * r), a);
-                }
-            }
+        fn scores(acc: Self::I, bias: i32, dk: Self, dq: f32) -> Self {
+            Q4Dot(dk.0.scores_(acc, bias, dq))
         }
     }
 }
@@ -919,19 +944,10 @@ fn scores_tiles<V: Lanes, const B: usize, const T: usize>(
         }
     }
     for (i, ai) in acc.iter().enumerate() {
-        let dk: &[f32; L] = kv.dk[((tile0 + i) * nkv + g) * L..][..L]
-            .try_into()
-            .expect("16 scales");
-        let mut isum = [0i32; L];
+        let dk = V::load(&kv.dk[((tile0 + i) * nkv + g) * L..]);
         for (j, &a) in ai.iter().enumerate() {
-            V::istore(a, &mut isum);
-            let s: &mut [f32; L] = (&mut sc[j * stride + (tile0 + i) * L..][..L])
-                .try_into()
-                .expect("16 scores");
             // s_t = (isum_t as f32) * (dq * dk_t)
-            for ((s, &is), &dk) in s.iter_mut().zip(&isum).zip(dk) {
-                *s = (is - bias[j]) as f32 * (dq[j] * dk);
-            }
+            V::scores(a, bias[j], dk, dq[j]).store(&mut sc[j * stride + (tile0 + i) * L..]);
         }
     }
 }

@@ -11,6 +11,7 @@
 //! tiles interleaved with the other heads' (which at long context, when the
 //! cache comes from DRAM, cost decoding about a third of its speed).
 
+use super::config::MAX_HEAD_DIM;
 use super::Config;
 use crate::kernels::scalar::quant_head;
 use crate::kernels::{KvView, KV_TILE};
@@ -130,18 +131,13 @@ impl KvCache {
         debug_assert!(pos < self.cap && k.len() == self.n_kv_head * hd && v.len() == k.len());
         // The layout of a one-head view.
         let view = KvView::layout(1, hd);
-        let mut buf = [0i8; 64];
+        // head_dim <= MAX_HEAD_DIM (checked with the config).
+        let mut buf = [0i8; MAX_HEAD_DIM];
+        let kq = &mut buf[..hd];
         for (g, (kh, vh)) in k.chunks_exact(hd).zip(v.chunks_exact(hd)).enumerate() {
             let h = &mut self.heads[layer * self.n_kv_head + g];
             // K: quantize the row, then scatter its groups of 4 into the
             // tile.
-            let mut tmp = Vec::new();
-            let kq: &mut [i8] = if hd <= buf.len() {
-                &mut buf[..hd]
-            } else {
-                tmp.resize(hd, 0);
-                &mut tmp
-            };
             h.dk[view.dk_index(pos, 0)] = quant_head(kh, kq);
             for (d, &x) in kq.iter().enumerate() {
                 h.k[view.k_index(pos, 0, d)] = x;

@@ -13,8 +13,10 @@
 //! Times are on-CPU time of the benchmark thread (Linux), so other load on
 //! the machine inflates them only through shared caches and frequency.
 
-use llmc::kernels::math::f16_from_f32;
-use llmc::kernels::{batch, BlockKind, BlockMatrix, Kernels, KvView, QuantizedRows, KV_TILE, QK};
+use llmc::kernels::scalar::quant_head;
+use llmc::kernels::{
+    batch, AttnScratch, BlockKind, BlockMatrix, Kernels, KvView, QuantizedRows, KV_TILE, QK,
+};
 use std::time::{Duration, Instant};
 
 /// SplitMix64.
@@ -129,9 +131,10 @@ fn bench_matmul(kernels: &[Kernels], budget: Duration) {
 
 fn bench_attention(kernels: &[Kernels], budget: Duration) {
     let mut rng = Rng(2);
-    let (n_kv, hd) = (3, 64);
+    // One KV head per view, as the model's cache presents it.
+    let (n_kv, hd) = (1, 64);
     println!(
-        "attention over an f16 KV cache (head_dim 64), 1 thread, microseconds per query: \
+        "attention over an int8 KV cache (head_dim 64), 1 thread, microseconds per query: \
          one query alone, and 3 query heads of one KV head together (batch::attention_batch)"
     );
     print!("{:<22}", "keys");
@@ -140,31 +143,46 @@ fn bench_attention(kernels: &[Kernels], budget: Duration) {
     }
     println!();
     for n_keys in [64usize, 512, 2048] {
+        // Rows quantized as the model caches them.
+        let l = KvView::layout(n_kv, hd);
         let tiles = n_keys.div_ceil(KV_TILE);
-        let kc: Vec<u16> = (0..tiles * KV_TILE * n_kv * hd)
-            .map(|_| f16_from_f32(rng.f32()))
-            .collect();
-        let vc: Vec<u16> = (0..n_keys * n_kv * hd)
-            .map(|_| f16_from_f32(rng.f32()))
-            .collect();
+        let mut kc = vec![0i8; tiles * n_kv * l.k_tile_bytes()];
+        let mut dk = vec![0f32; tiles * KV_TILE * n_kv];
+        let mut vc = vec![0i8; n_keys * n_kv * hd];
+        let mut dv = vec![0f32; n_keys * n_kv];
+        let mut row = vec![0i8; hd];
+        for t in 0..n_keys {
+            for g in 0..n_kv {
+                let x: Vec<f32> = (0..hd).map(|_| rng.f32()).collect();
+                dk[l.dk_index(t, g)] = quant_head(&x, &mut row);
+                for (d, &b) in row.iter().enumerate() {
+                    kc[l.k_index(t, g, d)] = b;
+                }
+                let x: Vec<f32> = (0..hd).map(|_| rng.f32()).collect();
+                let i = l.v_index(t, g, 0);
+                dv[l.dv_index(t, g)] = quant_head(&x, &mut vc[i..i + hd]);
+            }
+        }
         let view = KvView {
             k: &kc,
+            dk: &dk,
             v: &vc,
+            dv: &dv,
             n_kv_head: n_kv,
             head_dim: hd,
         };
         let q: Vec<f32> = (0..3 * hd).map(|_| rng.f32()).collect();
         print!("{:<22}", n_keys);
         for k in kernels {
-            let mut scratch = Vec::new();
+            let mut scratch = AttnScratch::new();
             let mut out = vec![0f32; 3 * hd];
             let s = time(budget, || {
-                k.attention(&q[..hd], &view, 1, n_keys, &mut scratch, &mut out[..hd])
+                k.attention(&q[..hd], &view, 0, n_keys, &mut scratch, &mut out[..hd])
             });
             let qs: Vec<&[f32]> = q.chunks_exact(hd).collect();
             let s3 = time(budget, || {
                 let mut outs: Vec<&mut [f32]> = out.chunks_exact_mut(hd).collect();
-                batch::attention_batch(k, &view, 1, &qs, &[n_keys; 3], &mut scratch, &mut outs)
+                batch::attention_batch(k, &view, 0, &qs, &[n_keys; 3], &mut scratch, &mut outs)
             });
             print!("{:>10.2}{:>10.2}", s * 1e6, s3 * 1e6 / 3.0);
         }

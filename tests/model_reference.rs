@@ -148,8 +148,12 @@ fn prompts_match_reference_logits() {
             let want = e[2].as_f64().unwrap();
             let d = (last[id] as f64 - want).abs();
             worst = worst.max(d);
+            // The reference (llama.cpp) caches K/V as f16; llmc as int8 rows
+            // with the int8 query (NUMERICS.md section 7), which moves these
+            // short prompts' logits by up to ~0.6 (f16 cache: up to 0.35)
+            // while costing 0.05% in compressed size on alice29.txt.
             assert!(
-                d <= 0.6,
+                d <= 0.75,
                 "prompt {:?} token {id}: {} vs {want}",
                 p["prompt"],
                 last[id]

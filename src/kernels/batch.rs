@@ -6,18 +6,22 @@
 //! them instead of once per query.
 //!
 //! Every query gets exactly the operations of [`super::scalar::attention`]
-//! (NUMERICS.md section 7) in the same order: the same `q * scale`, one fma
-//! chain over `d` per key, max, [`Kernels::exp_sub`], [`Kernels::sum16`], one
-//! fma chain over `t` per output dimension, one division. Only the loop
-//! nesting differs (queries side by side), which cannot change a result:
-//! every chain is private to one (query, key) or (query, dimension). The
-//! loops run on 16-lane values ([`Lanes`]) with four operations: load
-//! (f32), load f16 and widen (exact: every f16 is an f32), store, and
-//! `acc = fma(a, v, acc)` lane-wise, one IEEE fused multiply-add per lane,
-//! the same operation as `f32::mul_add`. They are written once and
-//! instantiated with an AVX-512 register, two AVX2 registers, four NEON
-//! registers, or a plain array (other targets), so every variant gives the
-//! bits of the scalar specification. Tests hold it to
+//! (NUMERICS.md section 7): the same `q * scale` and int8 quantization of
+//! the query, per key the exact integer dot product with the int8 key
+//! (any order gives the same integer, so the fastest integer dot
+//! instruction serves), the same two f32 products for the score, max,
+//! [`Kernels::exp_sub`], [`Kernels::sum16`], `w_t = e_t * dv_t`, one fma
+//! chain over `t` per output dimension, one division. Only the loop nesting
+//! differs (queries side by side), which cannot change a result: every
+//! chain is private to one (query, key) or (query, dimension). The loops
+//! run on 16-lane values ([`Lanes`]): f32 lanes with load (f32, or i8
+//! widened: exact), store and `acc = fma(a, v, acc)` lane-wise (one IEEE
+//! fused multiply-add per lane, the same operation as `f32::mul_add`), and
+//! 16 i32 lanes of integer dot products, one per key of a K tile. They are
+//! written once and instantiated with an AVX-512 register (`vpdpbusd`), two
+//! AVX2 registers (`vpmaddubsw` + `vpmaddwd`), four NEON registers (widening
+//! multiplies, or `sdot`), or a plain array (other targets), so every
+//! variant gives the bits of the scalar specification. Tests hold it to
 //! [`super::scalar::attention`] with `to_bits()`. This is the only fast
 //! attention: [`Kernels::attention`] of a SIMD variant is this with one
 //! query.
@@ -29,18 +33,22 @@
 //! Activation quantization and SwiGLU are here too, as loops the compiler
 //! vectorizes well: the same expressions as the scalar kernels.
 
-use super::math::{f16_to_f32, round_small};
-use super::{Kernels, KvView, QuantizedRows, Variant, KV_TILE, QK};
+use super::math::round_small;
+use super::scalar::quant_head;
+use super::{AttnScratch, Kernels, KvView, QuantizedRows, Variant, KV_TILE, QK};
 
 /// Lanes of one score vector: the keys of one K tile.
 const L: usize = KV_TILE;
+
+/// Bytes of one K group: 4 dimensions of the 16 keys of a tile.
+const KG: usize = 4 * L;
 
 /// Attention of `qs.len()` queries over KV head `g` of one sequence:
 /// query `i` (`qs[i]`, len `head_dim`) sees keys `0..n_keys[i]` and its result
 /// goes to `out[i]` (len `head_dim`). Same bits as calling
 /// [`Kernels::attention`] once per query.
 ///
-/// `scratch` is reused between calls (grows to about `3 * qs.len() *
+/// `scratch` is reused between calls (grows to about `2 * qs.len() *
 /// max(n_keys)` floats). Panics on inconsistent lengths or a view too short
 /// for `max(n_keys)` keys (programming errors).
 pub fn attention_batch(
@@ -49,20 +57,19 @@ pub fn attention_batch(
     g: usize,
     qs: &[&[f32]],
     n_keys: &[usize],
-    scratch: &mut Vec<f32>,
+    scratch: &mut AttnScratch,
     out: &mut [&mut [f32]],
 ) {
     let hd = kv.head_dim;
-    let nkv = kv.n_kv_head;
-    assert!(qs.len() == n_keys.len() && qs.len() == out.len() && g < nkv);
+    assert!(qs.len() == n_keys.len() && qs.len() == out.len() && g < kv.n_kv_head);
     assert!(qs.iter().all(|q| q.len() == hd) && out.iter().all(|o| o.len() == hd));
     assert!(n_keys.iter().all(|&n| n > 0));
+    // |isum| <= hd * 127 * 127 must stay below 2^24 (exact as f32).
+    assert!(hd <= 1024);
     let Some(&max_keys) = n_keys.iter().max() else {
         return;
     };
-    let tiles = max_keys.div_ceil(KV_TILE);
-    assert!(kv.k.len() >= tiles * nkv * hd * KV_TILE);
-    assert!(kv.v.len() >= max_keys * nkv * hd);
+    kv.check(max_keys);
     if hd % L != 0 {
         // Head sizes that are not a multiple of 16 (none in practice): the
         // specification's kernel per query.
@@ -79,20 +86,22 @@ pub fn attention_batch(
         #[cfg(target_arch = "x86_64")]
         Variant::Avx2 => unsafe { avx2(k, kv, g, qs, n_keys, scratch, out) },
         #[cfg(target_arch = "aarch64")]
-        Variant::Neon | Variant::NeonDot => unsafe { neon(k, kv, g, qs, n_keys, scratch, out) },
+        Variant::Neon => unsafe { neon(k, kv, g, qs, n_keys, scratch, out) },
+        #[cfg(target_arch = "aarch64")]
+        Variant::NeonDot => unsafe { neon_dot(k, kv, g, qs, n_keys, scratch, out) },
         _ => body::<Arr, 6, 3>(k, kv, g, qs, n_keys, scratch, out),
     }
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512vl,fma")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,fma")]
 unsafe fn avx512(
     k: &Kernels,
     kv: &KvView<'_>,
     g: usize,
     qs: &[&[f32]],
     n_keys: &[usize],
-    scratch: &mut Vec<f32>,
+    scratch: &mut AttnScratch,
     out: &mut [&mut [f32]],
 ) {
     // 32 zmm registers: 12 score accumulators, or 6 x 4 output ones.
@@ -100,18 +109,19 @@ unsafe fn avx512(
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,f16c")]
+#[target_feature(enable = "avx2,fma")]
 unsafe fn avx2(
     k: &Kernels,
     kv: &KvView<'_>,
     g: usize,
     qs: &[&[f32]],
     n_keys: &[usize],
-    scratch: &mut Vec<f32>,
+    scratch: &mut AttnScratch,
     out: &mut [&mut [f32]],
 ) {
-    // 16 ymm registers: a 16-lane accumulator takes two.
-    body::<x86::Ymm2, 6, 3>(k, kv, g, qs, n_keys, scratch, out)
+    // 16 ymm registers: a 16-lane accumulator takes two, a K group four
+    // (magnitudes and signed bytes).
+    body::<x86::Ymm2, 4, 3>(k, kv, g, qs, n_keys, scratch, out)
 }
 
 #[cfg(target_arch = "aarch64")]
@@ -122,12 +132,27 @@ unsafe fn neon(
     g: usize,
     qs: &[&[f32]],
     n_keys: &[usize],
-    scratch: &mut Vec<f32>,
+    scratch: &mut AttnScratch,
     out: &mut [&mut [f32]],
 ) {
-    // 32 q registers: a 16-lane accumulator takes four; an output pass
-    // keeps 64 dimensions (16 registers) per query.
-    body::<arm::Q4, 6, 1>(k, kv, g, qs, n_keys, scratch, out)
+    // 32 q registers: a 16-key integer accumulator takes eight (pairwise
+    // partial sums); an output pass keeps 64 dimensions (16 registers).
+    body::<arm::Q4, 2, 1>(k, kv, g, qs, n_keys, scratch, out)
+}
+
+#[cfg(target_arch = "aarch64")]
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn neon_dot(
+    k: &Kernels,
+    kv: &KvView<'_>,
+    g: usize,
+    qs: &[&[f32]],
+    n_keys: &[usize],
+    scratch: &mut AttnScratch,
+    out: &mut [&mut [f32]],
+) {
+    // A 16-key integer accumulator takes four q registers.
+    body::<arm::Q4Dot, 6, 1>(k, kv, g, qs, n_keys, scratch, out)
 }
 
 /// The batched computation with at most `QS` queries per score pass and `QP`
@@ -139,23 +164,40 @@ fn body<V: Lanes, const QS: usize, const QP: usize>(
     g: usize,
     qs: &[&[f32]],
     n_keys: &[usize],
-    scratch: &mut Vec<f32>,
+    scratch: &mut AttnScratch,
     out: &mut [&mut [f32]],
 ) {
     let hd = kv.head_dim;
+    let d4 = hd / 4;
     let nq = qs.len();
     let max_keys = *n_keys.iter().max().unwrap_or(&0);
     let stride = max_keys.div_ceil(L) * L;
-    // scratch: scores [nq][stride], e [nq][stride], one block's scaled
-    // queries transposed [hd][QS].
-    let need = 2 * nq * stride + hd * QS;
-    if scratch.len() < need {
-        scratch.resize(need, 0.0);
+    // f: scores [nq][stride], e [nq][stride], dq [nq], q' [hd];
+    // q: quantized queries [nq][hd]; w: one block's queries as 4-byte
+    // groups, transposed [d4][QS].
+    let AttnScratch { f, q: qi, w } = scratch;
+    let need = 2 * nq * stride + nq + hd;
+    if f.len() < need {
+        f.resize(need, 0.0);
     }
-    let (scores, rest) = scratch.split_at_mut(nq * stride);
+    if qi.len() < nq * hd {
+        qi.resize(nq * hd, 0);
+    }
+    if w.len() < d4 * QS {
+        w.resize(d4 * QS, 0);
+    }
+    let (scores, rest) = f.split_at_mut(nq * stride);
     let (es, rest) = rest.split_at_mut(nq * stride);
-    let qt = &mut rest[..hd * QS];
+    let (dq, rest) = rest.split_at_mut(nq);
+    let qp = &mut rest[..hd];
     let scale = 1.0 / (hd as f32).sqrt();
+    // q'_d = q_d * scale; (qi, dq) = quant_head(q').
+    for ((q, qi), dq) in qs.iter().zip(qi.chunks_exact_mut(hd)).zip(dq.iter_mut()) {
+        for (p, &x) in qp.iter_mut().zip(q.iter()) {
+            *p = x * scale;
+        }
+        *dq = quant_head(qp, qi);
+    }
 
     // Scores: blocks of queries, each reading every K tile once.
     let mut i = 0;
@@ -168,28 +210,35 @@ fn body<V: Lanes, const QS: usize, const QP: usize>(
             _ => 6,
         };
         let keys = n_keys[i..i + b].iter().copied().max().unwrap_or(0);
-        // q'_d = q_d * scale, laid out [d][query] so one load serves a step.
-        for (j, q) in qs[i..i + b].iter().enumerate() {
-            for (d, &qd) in q.iter().enumerate() {
-                qt[d * b + j] = qd * scale;
+        // Query j's dimensions 4c..4c+4 as one little-endian word at
+        // w[c * b + j], so one load serves a step; the bias a lane type's
+        // dot instruction adds per query.
+        let mut bias = [0i32; QS];
+        for (j, q) in qi[i * hd..(i + b) * hd].chunks_exact(hd).enumerate() {
+            for (c, q4) in q.chunks_exact(4).enumerate() {
+                w[c * b + j] =
+                    u32::from_le_bytes([q4[0] as u8, q4[1] as u8, q4[2] as u8, q4[3] as u8]);
             }
+            bias[j] = V::Q_BIAS * q.iter().map(|&x| x as i32).sum::<i32>();
         }
-        let q = &qt[..hd * b];
+        let qw = &w[..d4 * b];
+        let dqb = &dq[i..i + b];
         let sc = &mut scores[i * stride..(i + b) * stride];
         // Few queries: several K tiles per pass, so that enough independent
-        // fma chains are in flight to hide the fma latency.
+        // dot chains are in flight to hide the latency.
         match b {
-            _ if b == QS => scores_block::<V, QS, 1>(kv, g, q, keys, stride, sc),
-            1 => scores_block::<V, 1, 4>(kv, g, q, keys, stride, sc),
-            2 => scores_block::<V, 2, 2>(kv, g, q, keys, stride, sc),
-            3 => scores_block::<V, 3, 2>(kv, g, q, keys, stride, sc),
-            4 => scores_block::<V, 4, 1>(kv, g, q, keys, stride, sc),
-            _ => scores_block::<V, 6, 1>(kv, g, q, keys, stride, sc),
+            _ if b == QS => scores_block::<V, QS, 1>(kv, g, qw, dqb, &bias, keys, stride, sc),
+            1 => scores_block::<V, 1, 4>(kv, g, qw, dqb, &bias, keys, stride, sc),
+            2 => scores_block::<V, 2, 2>(kv, g, qw, dqb, &bias, keys, stride, sc),
+            3 => scores_block::<V, 3, 2>(kv, g, qw, dqb, &bias, keys, stride, sc),
+            4 => scores_block::<V, 4, 1>(kv, g, qw, dqb, &bias, keys, stride, sc),
+            _ => scores_block::<V, 6, 1>(kv, g, qw, dqb, &bias, keys, stride, sc),
         }
         i += b;
     }
 
-    // Softmax weights per query: max, exp(s - m), Z = sum16(e).
+    // Softmax weights per query: max, exp(s - m), Z = sum16(e), then
+    // w_t = e_t * dv_t in place.
     let mut z = [0f32; 64];
     let mut zs = Vec::new();
     let zbuf: &mut [f32] = if nq <= z.len() {
@@ -198,13 +247,28 @@ fn body<V: Lanes, const QS: usize, const QP: usize>(
         zs.resize(nq, 0.0);
         &mut zs
     };
-    for (qi, zq) in zbuf.iter_mut().enumerate() {
-        let n = n_keys[qi];
-        let s = &scores[qi * stride..qi * stride + n];
+    for (qn, zq) in zbuf.iter_mut().enumerate() {
+        let n = n_keys[qn];
+        let s = &scores[qn * stride..qn * stride + n];
         let m = max(s);
-        let e = &mut es[qi * stride..qi * stride + n];
+        let e = &mut es[qn * stride..qn * stride + n];
         k.exp_sub(s, m, e);
         *zq = k.sum16(e);
+        if kv.n_kv_head == 1 {
+            // 16 lanes at a time (lane-wise IEEE products), then the rest.
+            let mut ec = e.chunks_exact_mut(L);
+            let mut dc = kv.dv[..n].chunks_exact(L);
+            for (e, dv) in (&mut ec).zip(&mut dc) {
+                V::load(e).mul(V::load(dv)).store(e);
+            }
+            for (e, &dv) in ec.into_remainder().iter_mut().zip(dc.remainder()) {
+                *e *= dv;
+            }
+        } else {
+            for (t, e) in e.iter_mut().enumerate() {
+                *e *= kv.dv[kv.dv_index(t, g)];
+            }
+        }
     }
 
     // Outputs: blocks of queries, each reading every V row once; the keys
@@ -255,25 +319,50 @@ fn max(s: &[f32]) -> f32 {
     lanes.iter().fold(m, |m, &v| m.max(v))
 }
 
-/// 16 lanes of f32: one K tile's keys, or 16 output dimensions.
+/// 16 lanes of f32 (one K tile's keys, or 16 output dimensions), and the
+/// integer dot products of a K tile.
 trait Lanes: Copy {
+    /// One K group (64 bytes: 4 dimensions of 16 keys, [`KvView`] layout)
+    /// in the form [`Lanes::dot`] takes.
+    type K: Copy;
+    /// 16 i32 accumulators, one per key, in any internal arrangement.
+    type I: Copy;
+    /// [`Lanes::dot`] adds `Q_BIAS * sum(query bytes)` to every key's sum
+    /// (an unsigned-operand trick); the caller subtracts it.
+    const Q_BIAS: i32;
+
     fn zero() -> Self;
     /// `s[0..16]` (panics if shorter).
     fn load(s: &[f32]) -> Self;
-    /// `s[0..16]`, IEEE binary16 bits, widened to f32 (exact; panics if
-    /// shorter).
-    fn load_f16(s: &[u16]) -> Self;
+    /// `s[0..16]`, i8, converted to f32 (exact; panics if shorter).
+    fn load_i8(s: &[i8]) -> Self;
     /// Into `s[0..16]` (panics if shorter).
     fn store(self, s: &mut [f32]);
     /// Lane-wise `fma(a, v, self)`: one IEEE fused multiply-add per lane.
     fn fma(self, a: f32, v: Self) -> Self;
+    /// Lane-wise `self * v` (IEEE).
+    fn mul(self, v: Self) -> Self;
+
+    /// `s[0..64]` (panics if shorter).
+    fn load_k(s: &[i8]) -> Self::K;
+    fn izero() -> Self::I;
+    /// For each key `t` of the group: `acc[t] += sum_i k[t][i] * q[i]`
+    /// (+ the bias), `q` the query's 4 bytes (little-endian word).
+    fn dot(acc: Self::I, k: Self::K, q: u32) -> Self::I;
+    /// Scores of a tile: lane t = `((acc[t] - bias) as f32) * (dk[t] * dq)`
+    /// (the conversion is exact: |sum| < 2^24; `dk * dq` is `dq * dk`).
+    fn scores(acc: Self::I, bias: i32, dk: Self, dq: f32) -> Self;
 }
 
-/// The portable lane type: 16 `f32::mul_add`.
+/// The portable lane type: 16 `f32::mul_add`, 16 i32 sums.
 #[derive(Clone, Copy)]
 struct Arr([f32; L]);
 
 impl Lanes for Arr {
+    type K = [i8; KG];
+    type I = [i32; L];
+    const Q_BIAS: i32 = 0;
+
     #[inline(always)]
     fn zero() -> Self {
         Arr([0.0; L])
@@ -283,9 +372,9 @@ impl Lanes for Arr {
         Arr(s[..L].try_into().expect("16 lanes"))
     }
     #[inline(always)]
-    fn load_f16(s: &[u16]) -> Self {
-        let s: &[u16; L] = s[..L].try_into().expect("16 lanes");
-        Arr(s.map(f16_to_f32))
+    fn load_i8(s: &[i8]) -> Self {
+        let s: &[i8; L] = s[..L].try_into().expect("16 lanes");
+        Arr(s.map(|x| x as f32))
     }
     #[inline(always)]
     fn store(self, s: &mut [f32]) {
@@ -298,6 +387,37 @@ impl Lanes for Arr {
         }
         self
     }
+    #[inline(always)]
+    fn mul(mut self, v: Self) -> Self {
+        for (x, &y) in self.0.iter_mut().zip(&v.0) {
+            *x *= y;
+        }
+        self
+    }
+    #[inline(always)]
+    fn load_k(s: &[i8]) -> Self::K {
+        s[..KG].try_into().expect("64 bytes")
+    }
+    #[inline(always)]
+    fn izero() -> Self::I {
+        [0; L]
+    }
+    #[inline(always)]
+    fn dot(mut acc: Self::I, k: Self::K, q: u32) -> Self::I {
+        let q = q.to_le_bytes().map(|b| b as i8 as i32);
+        for (a, kt) in acc.iter_mut().zip(k.chunks_exact(4)) {
+            *a += (0..4).map(|i| kt[i] as i32 * q[i]).sum::<i32>();
+        }
+        acc
+    }
+    #[inline(always)]
+    fn scores(acc: Self::I, bias: i32, dk: Self, dq: f32) -> Self {
+        let mut r = dk;
+        for (r, &a) in r.0.iter_mut().zip(&acc) {
+            *r = (a - bias) as f32 * (*r * dq);
+        }
+        r
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -306,14 +426,20 @@ mod x86 {
     //! (inlined) from functions compiled with the matching features, which
     //! [`super::attention_batch`] enters only for a variant whose
     //! availability was checked.
-    use super::{Lanes, L};
+    use super::{Lanes, KG, L};
     use std::arch::x86_64::*;
 
-    /// One zmm register (AVX-512F).
+    /// One zmm register (AVX-512F, VNNI for the dot products).
     #[derive(Clone, Copy)]
     pub struct Zmm(__m512);
 
     impl Lanes for Zmm {
+        /// The group's bytes plus 128 (as u8: `vpdpbusd` multiplies u8 by
+        /// i8), so every sum is off by `128 * sum(q)`.
+        type K = __m512i;
+        type I = __m512i;
+        const Q_BIAS: i32 = 128;
+
         #[inline(always)]
         fn zero() -> Self {
             // SAFETY: only reached from avx512f code (module docs).
@@ -326,11 +452,12 @@ mod x86 {
             Zmm(unsafe { _mm512_loadu_ps(s.as_ptr()) })
         }
         #[inline(always)]
-        fn load_f16(s: &[u16]) -> Self {
+        fn load_i8(s: &[i8]) -> Self {
             assert!(s.len() >= L);
-            // SAFETY: 16 halves (32 bytes) readable (checked); features as
-            // above (`vcvtph2ps` zmm is AVX-512F).
-            Zmm(unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(s.as_ptr().cast())) })
+            // SAFETY: 16 bytes readable (checked); features as above.
+            Zmm(unsafe {
+                _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(s.as_ptr().cast())))
+            })
         }
         #[inline(always)]
         fn store(self, s: &mut [f32]) {
@@ -343,13 +470,54 @@ mod x86 {
             // SAFETY: features as above.
             Zmm(unsafe { _mm512_fmadd_ps(_mm512_set1_ps(a), v.0, self.0) })
         }
+        #[inline(always)]
+        fn mul(self, v: Self) -> Self {
+            // SAFETY: features as above.
+            Zmm(unsafe { _mm512_mul_ps(self.0, v.0) })
+        }
+        #[inline(always)]
+        fn load_k(s: &[i8]) -> Self::K {
+            assert!(s.len() >= KG);
+            // SAFETY: 64 bytes readable (checked); features as above.
+            unsafe {
+                _mm512_xor_si512(
+                    _mm512_loadu_si512(s.as_ptr().cast()),
+                    _mm512_set1_epi8(-128),
+                )
+            }
+        }
+        #[inline(always)]
+        fn izero() -> Self::I {
+            // SAFETY: features as above.
+            unsafe { _mm512_setzero_si512() }
+        }
+        #[inline(always)]
+        fn dot(acc: Self::I, k: Self::K, q: u32) -> Self::I {
+            // (k + 128) * q summed over 4 bytes per key: exact in i32.
+            // SAFETY: avx512vnni, checked with the variant (module docs).
+            unsafe { _mm512_dpbusd_epi32(acc, k, _mm512_set1_epi32(q as i32)) }
+        }
+        #[inline(always)]
+        fn scores(acc: Self::I, bias: i32, dk: Self, dq: f32) -> Self {
+            // SAFETY: features as above.
+            unsafe {
+                let i = _mm512_sub_epi32(acc, _mm512_set1_epi32(bias));
+                let c = _mm512_mul_ps(dk.0, _mm512_set1_ps(dq));
+                Zmm(_mm512_mul_ps(_mm512_cvtepi32_ps(i), c))
+            }
+        }
     }
 
-    /// Two ymm registers (AVX2 + FMA + F16C).
+    /// Two ymm registers (AVX2 + FMA).
     #[derive(Clone, Copy)]
     pub struct Ymm2(__m256, __m256);
 
     impl Lanes for Ymm2 {
+        /// Keys 0..8 and 8..16: (|k| as u8, k).
+        type K = [__m256i; 4];
+        type I = (__m256i, __m256i);
+        const Q_BIAS: i32 = 0;
+
         #[inline(always)]
         fn zero() -> Self {
             // SAFETY: only reached from avx2,fma code (module docs).
@@ -367,14 +535,14 @@ mod x86 {
             }
         }
         #[inline(always)]
-        fn load_f16(s: &[u16]) -> Self {
+        fn load_i8(s: &[i8]) -> Self {
             assert!(s.len() >= L);
-            // SAFETY: 16 halves readable (checked); features as above
-            // (`vcvtph2ps` is F16C, part of this variant's check).
+            // SAFETY: 16 bytes readable (checked); features as above.
             unsafe {
+                let a = _mm_loadu_si128(s.as_ptr().cast());
                 Ymm2(
-                    _mm256_cvtph_ps(_mm_loadu_si128(s.as_ptr().cast())),
-                    _mm256_cvtph_ps(_mm_loadu_si128(s.as_ptr().add(8).cast())),
+                    _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(a)),
+                    _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128::<8>(a))),
                 )
             }
         }
@@ -398,51 +566,90 @@ mod x86 {
                 )
             }
         }
+        #[inline(always)]
+        fn mul(self, v: Self) -> Self {
+            // SAFETY: features as above.
+            unsafe { Ymm2(_mm256_mul_ps(self.0, v.0), _mm256_mul_ps(self.1, v.1)) }
+        }
+        #[inline(always)]
+        fn load_k(s: &[i8]) -> Self::K {
+            assert!(s.len() >= KG);
+            // SAFETY: 64 bytes readable (checked); features as above.
+            unsafe {
+                let a = _mm256_loadu_si256(s.as_ptr().cast());
+                let b = _mm256_loadu_si256(s.as_ptr().add(32).cast());
+                [_mm256_abs_epi8(a), a, _mm256_abs_epi8(b), b]
+            }
+        }
+        #[inline(always)]
+        fn izero() -> Self::I {
+            // SAFETY: features as above.
+            unsafe { (_mm256_setzero_si256(), _mm256_setzero_si256()) }
+        }
+        #[inline(always)]
+        fn dot(acc: Self::I, k: Self::K, q: u32) -> Self::I {
+            // k * q = |k| * (q * sign(k)) (sign(-128) included: |-128| is
+            // 128 as u8). vpmaddubsw adds two such products into an i16:
+            // |q| <= 127 and |k| <= 128 keep it within 2 * 128 * 127, no
+            // saturation; vpmaddwd by 1 adds the pairs into the key's i32.
+            // SAFETY: features as above.
+            unsafe {
+                let q = _mm256_set1_epi32(q as i32);
+                let one = _mm256_set1_epi16(1);
+                let lo = _mm256_maddubs_epi16(k[0], _mm256_sign_epi8(q, k[1]));
+                let hi = _mm256_maddubs_epi16(k[2], _mm256_sign_epi8(q, k[3]));
+                (
+                    _mm256_add_epi32(acc.0, _mm256_madd_epi16(lo, one)),
+                    _mm256_add_epi32(acc.1, _mm256_madd_epi16(hi, one)),
+                )
+            }
+        }
+        #[inline(always)]
+        fn scores(acc: Self::I, bias: i32, dk: Self, dq: f32) -> Self {
+            // SAFETY: features as above.
+            unsafe {
+                let b = _mm256_set1_epi32(bias);
+                let q = _mm256_set1_ps(dq);
+                let f = |a: __m256i, k: __m256| {
+                    _mm256_mul_ps(
+                        _mm256_cvtepi32_ps(_mm256_sub_epi32(a, b)),
+                        _mm256_mul_ps(k, q),
+                    )
+                };
+                Ymm2(f(acc.0, dk.0), f(acc.1, dk.1))
+            }
+        }
     }
 }
 
 #[cfg(target_arch = "aarch64")]
 mod arm {
-    //! The lane type over NEON registers. Its methods are only called
-    //! (inlined) from [`super::neon`], compiled with NEON, which every
-    //! aarch64 Linux machine has (checked by the variant's availability).
-    use super::{Lanes, L};
+    //! Lane types over NEON registers. Their methods are only called
+    //! (inlined) from [`super::neon`] / [`super::neon_dot`], compiled with
+    //! NEON (and `dotprod` for [`Q4Dot`]), entered only for a variant whose
+    //! availability was checked.
+    use super::{Lanes, KG, L};
     use std::arch::aarch64::*;
     use std::arch::asm;
 
-    /// Four q registers of 4 f32.
+    /// Four q registers of 4 f32; integer dot products with widening
+    /// multiplies.
     #[derive(Clone, Copy)]
     pub struct Q4([float32x4_t; 4]);
 
-    /// Lanes 0..4 and 4..8 of 8 halves, widened (`fcvtl`, `fcvtl2`: exact).
-    /// Inline assembly because the f16 conversion intrinsics
-    /// (`vcvt_f32_f16`) are not stable in Rust yet.
-    #[inline(always)]
-    fn widen(h: uint16x8_t) -> (float32x4_t, float32x4_t) {
-        let (lo, hi): (float32x4_t, float32x4_t);
-        // SAFETY: register-only conversions, available with NEON (module
-        // docs); no memory access.
-        unsafe {
-            asm!(
-                "fcvtl {lo:v}.4s, {h:v}.4h",
-                "fcvtl2 {hi:v}.4s, {h:v}.8h",
-                h = in(vreg) h,
-                lo = out(vreg) lo,
-                hi = out(vreg) hi,
-                options(pure, nomem, nostack, preserves_flags)
-            );
-        }
-        (lo, hi)
-    }
+    /// Four q registers of 4 f32; integer dot products with `sdot`.
+    #[derive(Clone, Copy)]
+    pub struct Q4Dot(Q4);
 
-    impl Lanes for Q4 {
+    /// The f32 operations of both lane types.
+    impl Q4 {
         #[inline(always)]
-        fn zero() -> Self {
+        fn zero_() -> Self {
             // SAFETY: NEON (module docs).
             Q4(unsafe { [vdupq_n_f32(0.0); 4] })
         }
         #[inline(always)]
-        fn load(s: &[f32]) -> Self {
+        fn load_(s: &[f32]) -> Self {
             assert!(s.len() >= L);
             // SAFETY: 16 floats readable (checked); NEON.
             unsafe {
@@ -456,16 +663,23 @@ mod arm {
             }
         }
         #[inline(always)]
-        fn load_f16(s: &[u16]) -> Self {
+        fn load_i8_(s: &[i8]) -> Self {
             assert!(s.len() >= L);
-            // SAFETY: 16 halves readable (checked); NEON.
-            let (a, b) = unsafe { (vld1q_u16(s.as_ptr()), vld1q_u16(s.as_ptr().add(8))) };
-            let (a0, a1) = widen(a);
-            let (b0, b1) = widen(b);
-            Q4([a0, a1, b0, b1])
+            // SAFETY: 16 bytes readable (checked); NEON. sxtl + scvtf: exact.
+            unsafe {
+                let v = vld1q_s8(s.as_ptr());
+                let lo = vmovl_s8(vget_low_s8(v));
+                let hi = vmovl_high_s8(v);
+                Q4([
+                    vcvtq_f32_s32(vmovl_s16(vget_low_s16(lo))),
+                    vcvtq_f32_s32(vmovl_high_s16(lo)),
+                    vcvtq_f32_s32(vmovl_s16(vget_low_s16(hi))),
+                    vcvtq_f32_s32(vmovl_high_s16(hi)),
+                ])
+            }
         }
         #[inline(always)]
-        fn store(self, s: &mut [f32]) {
+        fn store_(self, s: &mut [f32]) {
             assert!(s.len() >= L);
             // SAFETY: 16 floats writable (checked); NEON.
             unsafe {
@@ -476,78 +690,273 @@ mod arm {
             }
         }
         #[inline(always)]
-        fn fma(self, a: f32, v: Self) -> Self {
+        fn fma_(self, a: f32, v: Self) -> Self {
             // vfmaq_n_f32(acc, v, a) = acc + v * a, fused (one rounding).
             // SAFETY: NEON.
-            Q4(std::array::from_fn(|c| unsafe {
-                vfmaq_n_f32(self.0[c], v.0[c], a)
-            }))
+            let mut r = self.0;
+            for (r, &x) in r.iter_mut().zip(&v.0) {
+                *r = unsafe { vfmaq_n_f32(*r, x, a) };
+            }
+            Q4(r)
+        }
+        #[inline(always)]
+        fn mul_(self, v: Self) -> Self {
+            let mut r = self.0;
+            for (r, &x) in r.iter_mut().zip(&v.0) {
+                // SAFETY: NEON.
+                *r = unsafe { vmulq_f32(*r, x) };
+            }
+            Q4(r)
+        }
+        /// Lanes `((sums[t] - bias) as f32) * (self[t] * dq)`.
+        #[inline(always)]
+        fn scores_(self, sums: [int32x4_t; 4], bias: i32, dq: f32) -> Self {
+            let mut r = self.0;
+            for (r, &a) in r.iter_mut().zip(&sums) {
+                // SAFETY: NEON.
+                *r = unsafe {
+                    let i = vcvtq_f32_s32(vsubq_s32(a, vdupq_n_s32(bias)));
+                    vmulq_f32(i, vmulq_n_f32(*r, dq))
+                };
+            }
+            Q4(r)
+        }
+        #[inline(always)]
+        fn load_k_(s: &[i8]) -> [int8x16_t; 4] {
+            assert!(s.len() >= KG);
+            // SAFETY: 64 bytes readable (checked); NEON.
+            unsafe {
+                let p = s.as_ptr();
+                [
+                    vld1q_s8(p),
+                    vld1q_s8(p.add(16)),
+                    vld1q_s8(p.add(32)),
+                    vld1q_s8(p.add(48)),
+                ]
+            }
+        }
+    }
+
+    impl Lanes for Q4 {
+        /// Keys 4r..4r+4 in register r.
+        type K = [int8x16_t; 4];
+        /// Register 2r + h: keys 4r + 2h, 4r + 2h + 1, two partial sums
+        /// each.
+        type I = [int32x4_t; 8];
+        const Q_BIAS: i32 = 0;
+
+        #[inline(always)]
+        fn zero() -> Self {
+            Q4::zero_()
+        }
+        #[inline(always)]
+        fn load(s: &[f32]) -> Self {
+            Q4::load_(s)
+        }
+        #[inline(always)]
+        fn load_i8(s: &[i8]) -> Self {
+            Q4::load_i8_(s)
+        }
+        #[inline(always)]
+        fn store(self, s: &mut [f32]) {
+            self.store_(s)
+        }
+        #[inline(always)]
+        fn fma(self, a: f32, v: Self) -> Self {
+            self.fma_(a, v)
+        }
+        #[inline(always)]
+        fn mul(self, v: Self) -> Self {
+            self.mul_(v)
+        }
+        #[inline(always)]
+        fn load_k(s: &[i8]) -> Self::K {
+            Q4::load_k_(s)
+        }
+        #[inline(always)]
+        fn izero() -> Self::I {
+            // SAFETY: NEON.
+            unsafe { [vdupq_n_s32(0); 8] }
+        }
+        #[inline(always)]
+        fn dot(mut acc: Self::I, k: Self::K, q: u32) -> Self::I {
+            // smull: i8 x i8 into i16 (|product| <= 128 * 127, exact);
+            // sadalp adds neighbouring products into the i32 lanes.
+            // SAFETY: NEON.
+            unsafe {
+                let q = vreinterpretq_s8_u32(vdupq_n_u32(q));
+                let ql = vget_low_s8(q);
+                for (r, &kr) in k.iter().enumerate() {
+                    acc[2 * r] = vpadalq_s16(acc[2 * r], vmull_s8(vget_low_s8(kr), ql));
+                    acc[2 * r + 1] = vpadalq_s16(acc[2 * r + 1], vmull_high_s8(kr, q));
+                }
+            }
+            acc
+        }
+        #[inline(always)]
+        fn scores(acc: Self::I, bias: i32, dk: Self, dq: f32) -> Self {
+            // SAFETY: NEON.
+            let sums = unsafe {
+                [
+                    vpaddq_s32(acc[0], acc[1]),
+                    vpaddq_s32(acc[2], acc[3]),
+                    vpaddq_s32(acc[4], acc[5]),
+                    vpaddq_s32(acc[6], acc[7]),
+                ]
+            };
+            Q4(dk.0).scores_(sums, bias, dq)
+        }
+    }
+
+    /// `acc + dot4(k, q)` per i32 lane (`sdot`, vector form). Inline
+    /// assembly because the intrinsic (`vdotq_s32`) is not stable yet.
+    #[inline(always)]
+    fn sdot(acc: int32x4_t, k: int8x16_t, q: int8x16_t) -> int32x4_t {
+        let mut acc = acc;
+        // SAFETY: register-only; reached only from `dotprod` code (module
+        // docs).
+        unsafe {
+            asm!(
+                "sdot {a:v}.4s, {k:v}.16b, {q:v}.16b",
+                a = inout(vreg) acc,
+                k = in(vreg) k,
+                q = in(vreg) q,
+                options(pure, nomem, nostack, preserves_flags)
+            );
+        }
+        acc
+    }
+
+    impl Lanes for Q4Dot {
+        /// Keys 4r..4r+4 in register r.
+        type K = [int8x16_t; 4];
+        /// Keys 4r..4r+4 in register r.
+        type I = [int32x4_t; 4];
+        const Q_BIAS: i32 = 0;
+
+        #[inline(always)]
+        fn zero() -> Self {
+            Q4Dot(Q4::zero_())
+        }
+        #[inline(always)]
+        fn load(s: &[f32]) -> Self {
+            Q4Dot(Q4::load_(s))
+        }
+        #[inline(always)]
+        fn load_i8(s: &[i8]) -> Self {
+            Q4Dot(Q4::load_i8_(s))
+        }
+        #[inline(always)]
+        fn store(self, s: &mut [f32]) {
+            self.0.store_(s)
+        }
+        #[inline(always)]
+        fn fma(self, a: f32, v: Self) -> Self {
+            Q4Dot(self.0.fma_(a, v.0))
+        }
+        #[inline(always)]
+        fn mul(self, v: Self) -> Self {
+            Q4Dot(self.0.mul_(v.0))
+        }
+        #[inline(always)]
+        fn load_k(s: &[i8]) -> Self::K {
+            Q4::load_k_(s)
+        }
+        #[inline(always)]
+        fn izero() -> Self::I {
+            // SAFETY: NEON.
+            unsafe { [vdupq_n_s32(0); 4] }
+        }
+        #[inline(always)]
+        fn dot(mut acc: Self::I, k: Self::K, q: u32) -> Self::I {
+            // SAFETY: NEON.
+            let q = unsafe { vreinterpretq_s8_u32(vdupq_n_u32(q)) };
+            for (a, &kr) in acc.iter_mut().zip(&k) {
+                *a = sdot(*a, kr, q);
+            }
+            acc
+        }
+        #[inline(always)]
+        fn scores(acc: Self::I, bias: i32, dk: Self, dq: f32) -> Self {
+            Q4Dot(dk.0.scores_(acc, bias, dq))
         }
     }
 }
 
-/// Scores of `B` queries (`q`: scaled, `[hd][B]`) for keys `0..keys`
-/// rounded up to whole tiles: `sc[j * stride + t]`. Per query and key:
-/// `acc = fma(q'_d, k_t[d], acc)` for d in order. `T` tiles per pass (the
+/// Scores of `B` queries (`qw`: their 4-byte groups, `[d4][B]`; scales
+/// `dq`; biases `bias`) for keys `0..keys` rounded up to whole tiles:
+/// `sc[j * stride + t] = isum * (dq_j * dk_t)`. `T` tiles per pass (the
 /// last few one by one).
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn scores_block<V: Lanes, const B: usize, const T: usize>(
     kv: &KvView<'_>,
     g: usize,
-    q: &[f32],
+    qw: &[u32],
+    dq: &[f32],
+    bias: &[i32],
     keys: usize,
     stride: usize,
     sc: &mut [f32],
 ) {
+    let dq: &[f32; B] = dq.try_into().expect("B scales");
+    let bias: &[i32; B] = bias[..B].try_into().expect("B biases");
     let tiles = keys.div_ceil(L);
     let mut tile = 0;
     while tile + T <= tiles {
-        scores_tiles::<V, B, T>(kv, g, q, tile, stride, sc);
+        scores_tiles::<V, B, T>(kv, g, qw, dq, bias, tile, stride, sc);
         tile += T;
     }
     while tile < tiles {
-        scores_tiles::<V, B, 1>(kv, g, q, tile, stride, sc);
+        scores_tiles::<V, B, 1>(kv, g, qw, dq, bias, tile, stride, sc);
         tile += 1;
     }
 }
 
 /// [`scores_block`] for tiles `tile0..tile0 + T`.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn scores_tiles<V: Lanes, const B: usize, const T: usize>(
     kv: &KvView<'_>,
     g: usize,
-    q: &[f32],
+    qw: &[u32],
+    dq: &[f32; B],
+    bias: &[i32; B],
     tile0: usize,
     stride: usize,
     sc: &mut [f32],
 ) {
-    let hd = kv.head_dim;
     let nkv = kv.n_kv_head;
-    assert!(q.len() == B * hd && sc.len() >= (B - 1) * stride + (tile0 + T) * L);
-    let kt: [&[u16]; T] =
-        std::array::from_fn(|i| &kv.k[((tile0 + i) * nkv + g) * hd * L..][..hd * L]);
-    let mut acc = [[V::zero(); B]; T];
-    for (d, qd) in q.chunks_exact(B).enumerate() {
-        let qd: &[f32; B] = qd.try_into().expect("B queries");
+    let tb = kv.k_tile_bytes();
+    assert!(qw.len() == B * kv.d4() && sc.len() >= (B - 1) * stride + (tile0 + T) * L);
+    let mut kt: [&[i8]; T] = [&[]; T];
+    for (i, k) in kt.iter_mut().enumerate() {
+        *k = &kv.k[((tile0 + i) * nkv + g) * tb..][..tb];
+    }
+    let mut acc = [[V::izero(); B]; T];
+    for (c, qc) in qw.chunks_exact(B).enumerate() {
+        let qc: &[u32; B] = qc.try_into().expect("B queries");
         for (ai, k) in acc.iter_mut().zip(&kt) {
-            let kd = V::load_f16(&k[d * L..]);
-            for (a, &qj) in ai.iter_mut().zip(qd) {
-                *a = a.fma(qj, kd);
+            let kc = V::load_k(&k[c * KG..]);
+            for (a, &q) in ai.iter_mut().zip(qc) {
+                *a = V::dot(*a, kc, q);
             }
         }
     }
     for (i, ai) in acc.iter().enumerate() {
-        for (j, a) in ai.iter().enumerate() {
-            a.store(&mut sc[j * stride + (tile0 + i) * L..]);
+        let dk = V::load(&kv.dk[((tile0 + i) * nkv + g) * L..]);
+        for (j, &a) in ai.iter().enumerate() {
+            // s_t = (isum_t as f32) * (dq * dk_t)
+            V::scores(a, bias[j], dk, dq[j]).store(&mut sc[j * stride + (tile0 + i) * L..]);
         }
     }
 }
 
 /// Output chains of `B` queries over keys `0..common` (which all of them
-/// see; query `j`'s weights at `e[j * stride..]`): `o[j][d] = fma(e_j[t],
-/// v_t[d], o[j][d])` for t in order, written to `out[j]` (not yet divided
-/// by Z). 16 dimensions at a time, four such groups side by side when the
-/// head has them.
+/// see; query `j`'s weights `w_t = e_t * dv_t` at `e[j * stride..]`):
+/// `o[j][d] = fma(w_j[t], v_t[d], o[j][d])` for t in order, written to
+/// `out[j]` (not yet divided by Z). 16 dimensions at a time, four such
+/// groups side by side when the head has them.
 #[inline(always)]
 fn pv_block<V: Lanes, const B: usize>(
     kv: &KvView<'_>,
@@ -580,13 +989,16 @@ fn pv_dims<V: Lanes, const B: usize, const C: usize>(
     d0: usize,
     out: &mut [&mut [f32]],
 ) {
-    let hd = kv.head_dim;
-    let nkv = kv.n_kv_head;
     assert!(B == 0 || e.len() >= (B - 1) * stride + common);
     let mut acc = [[V::zero(); C]; B];
     for t in 0..common {
-        let vt = &kv.v[(t * nkv + g) * hd + d0..][..C * L];
-        let v: [V; C] = std::array::from_fn(|c| V::load_f16(&vt[c * L..]));
+        let vt = &kv.v[kv.v_index(t, g, d0)..][..C * L];
+        // (A plain loop: `array::from_fn`'s closure is not always inlined,
+        // and out of line it loses the caller's target features.)
+        let mut v = [V::zero(); C];
+        for (c, x) in v.iter_mut().enumerate() {
+            *x = V::load_i8(&vt[c * L..]);
+        }
         for (j, aj) in acc.iter_mut().enumerate() {
             let et = e[j * stride + t];
             for (a, &vc) in aj.iter_mut().zip(&v) {
@@ -605,12 +1017,10 @@ fn pv_dims<V: Lanes, const B: usize, const C: usize>(
 /// multiple of 16) over keys `from..e.len()`.
 #[inline(always)]
 fn pv_tail<V: Lanes>(kv: &KvView<'_>, g: usize, e: &[f32], from: usize, o: &mut [f32]) {
-    let hd = kv.head_dim;
-    let nkv = kv.n_kv_head;
     for (c, oc) in o.chunks_exact_mut(L).enumerate() {
         let mut acc = V::load(oc);
         for (t, &et) in e.iter().enumerate().skip(from) {
-            acc = acc.fma(et, V::load_f16(&kv.v[(t * nkv + g) * hd + c * L..]));
+            acc = acc.fma(et, V::load_i8(&kv.v[kv.v_index(t, g, c * L)..]));
         }
         acc.store(oc);
     }
@@ -755,8 +1165,7 @@ pub fn silu_mul(k: &Kernels, g: &mut [f32], u: &[f32], tmp: &mut Vec<f32>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::math::f16_from_f32;
-    use crate::kernels::scalar;
+    use crate::kernels::{scalar, KvBuf};
 
     /// SplitMix64 values in [-1, 1).
     struct Rng(u64);
@@ -775,25 +1184,12 @@ mod tests {
         v.iter().map(|x| x.to_bits()).collect()
     }
 
-    /// f16 values that are awkward for a conversion: signed zeros, the
-    /// smallest and largest subnormals, the smallest normal, the largest
-    /// finite values.
-    const SPECIAL_F16: [u16; 8] = [
-        0x0000, 0x8000, 0x0001, 0x83ff, 0x03ff, 0x0400, 0x7bff, 0xfbff,
-    ];
-
-    /// A cache of `cap` positions in the [`KvView`] layout (f16 bits:
-    /// random values rounded to f16, every 29th a [`SPECIAL_F16`] when
-    /// `specials`); K positions from `valid` on hold NaN and V ones
-    /// infinity, which a correct kernel never lets into a result.
-    fn cache(
-        rng: &mut Rng,
-        n_kv: usize,
-        hd: usize,
-        cap: usize,
-        valid: usize,
-        ks: f32,
-    ) -> (Vec<u16>, Vec<u16>) {
+    /// A cache of `cap` positions: rows of random values (K times `ks`),
+    /// every 29th row special when `specials` (all zeros, one huge value
+    /// among small ones, all negative zeros), quantized as the model does;
+    /// positions from `valid` on are garbage, which a correct kernel never
+    /// lets into a result.
+    fn cache(rng: &mut Rng, n_kv: usize, hd: usize, cap: usize, valid: usize, ks: f32) -> KvBuf {
         cache_with(rng, n_kv, hd, cap, valid, ks, false)
     }
 
@@ -805,34 +1201,29 @@ mod tests {
         valid: usize,
         ks: f32,
         specials: bool,
-    ) -> (Vec<u16>, Vec<u16>) {
-        let tiles = cap.div_ceil(KV_TILE);
-        let mut k = vec![f16_from_f32(f32::NAN); tiles * KV_TILE * n_kv * hd];
-        let mut v = vec![f16_from_f32(f32::INFINITY); cap * n_kv * hd];
+    ) -> KvBuf {
+        let mut kv = KvBuf::new(n_kv, hd, cap);
         let mut i = 0usize;
-        let mut f16 = |rng: &mut Rng, scale: f32| {
+        let mut row = |rng: &mut Rng, scale: f32| -> Vec<f32> {
             i += 1;
+            let mut r: Vec<f32> = (0..hd).map(|_| rng.value() * scale).collect();
             if specials && i % 29 == 0 {
-                SPECIAL_F16[(i / 29) % SPECIAL_F16.len()]
-            } else {
-                f16_from_f32(rng.value() * scale)
+                match (i / 29) % 3 {
+                    0 => r.fill(0.0),
+                    1 => r[i % hd] = 3e4 * scale,
+                    _ => r.fill(-0.0),
+                }
             }
-        };
-        let layout = KvView {
-            k: &[],
-            v: &[],
-            n_kv_head: n_kv,
-            head_dim: hd,
+            r
         };
         for t in 0..valid {
             for g in 0..n_kv {
-                for d in 0..hd {
-                    k[layout.k_index(t, g, d)] = f16(rng, ks);
-                    v[layout.v_index(t, g, d)] = f16(rng, 1.0);
-                }
+                let k = row(rng, ks);
+                let v = row(rng, 1.0);
+                kv.set(t, g, &k, &v);
             }
         }
-        (k, v)
+        kv
     }
 
     /// Every variant's batched attention equals the scalar kernel query by
@@ -853,13 +1244,8 @@ mod tests {
         ] {
             let cap = 70;
             // Large scores with the special values: one key can dominate.
-            let (k, v) = cache_with(&mut rng, n_kv, hd, cap, cap, ks, ks < 2.0);
-            let view = KvView {
-                k: &k,
-                v: &v,
-                n_kv_head: n_kv,
-                head_dim: hd,
-            };
+            let kv = cache_with(&mut rng, n_kv, hd, cap, cap, ks, ks < 2.0);
+            let view = kv.view();
             for nq in (1..=14usize).chain([24, 64]) {
                 for base in [1usize, 13, 16, 17, 40, 64 - nq.min(10)] {
                     let g = (nq + base) % n_kv;
@@ -884,7 +1270,7 @@ mod tests {
                             &view,
                             g,
                             n_keys[i],
-                            &mut Vec::new(),
+                            &mut AttnScratch::new(),
                             &mut want[i],
                         );
                     }
@@ -896,7 +1282,9 @@ mod tests {
                         let mut got = vec![vec![f32::NAN; hd]; nq];
                         let mut outs: Vec<&mut [f32]> =
                             got.iter_mut().map(|o| o.as_mut_slice()).collect();
-                        let mut scratch = vec![f32::NAN; 5];
+                        let mut scratch = AttnScratch::new();
+                        scratch.f = vec![f32::NAN; 5];
+                        scratch.q = vec![-3; 1000];
                         attention_batch(&kern, &view, g, &qs, &n_keys, &mut scratch, &mut outs);
                         for i in 0..nq {
                             assert_eq!(
@@ -986,13 +1374,8 @@ mod tests {
         let mut rng = Rng(9);
         let (hd, cap, valid) = (64, 2064, 2050);
         for ks in [0.3f32, 8.0] {
-            let (k, v) = cache(&mut rng, 1, hd, cap, valid, ks);
-            let view = KvView {
-                k: &k,
-                v: &v,
-                n_kv_head: 1,
-                head_dim: hd,
-            };
+            let kv = cache(&mut rng, 1, hd, cap, valid, ks);
+            let view = kv.view();
             let nq = 12;
             let qv: Vec<Vec<f32>> = (0..nq)
                 .map(|_| (0..hd).map(|_| rng.value()).collect())
@@ -1005,10 +1388,25 @@ mod tests {
                 let qs: Vec<&[f32]> = qv.iter().map(|q| q.as_slice()).collect();
                 let mut got = vec![vec![0f32; hd]; nq];
                 let mut outs: Vec<&mut [f32]> = got.iter_mut().map(|o| o.as_mut_slice()).collect();
-                attention_batch(&kern, &view, 0, &qs, &n_keys, &mut Vec::new(), &mut outs);
+                attention_batch(
+                    &kern,
+                    &view,
+                    0,
+                    &qs,
+                    &n_keys,
+                    &mut AttnScratch::new(),
+                    &mut outs,
+                );
                 for i in 0..nq {
                     let mut want = vec![0f32; hd];
-                    scalar::attention(&qv[i], &view, 0, n_keys[i], &mut Vec::new(), &mut want);
+                    scalar::attention(
+                        &qv[i],
+                        &view,
+                        0,
+                        n_keys[i],
+                        &mut AttnScratch::new(),
+                        &mut want,
+                    );
                     assert!(want.iter().all(|x| x.is_finite()));
                     assert_eq!(
                         bits(&got[i]),

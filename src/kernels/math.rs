@@ -23,46 +23,6 @@ pub fn round_small(x: f32) -> f32 {
     (x + MAGIC) - MAGIC
 }
 
-/// f32 -> IEEE binary16 bits, round to nearest, ties to even (NUMERICS.md
-/// section 7: K and V are cached in this form). Overflow gives +-inf,
-/// values below the smallest f16 subnormal round to a signed zero, NaN
-/// stays NaN (quiet, sign and top payload bits kept). Exact IEEE semantics,
-/// so every machine and every implementation of the rounding agree; the
-/// `half` crate does it (in software, or with the CPU's conversion
-/// instruction, which is the same IEEE operation).
-#[inline]
-pub fn f16_from_f32(x: f32) -> u16 {
-    half::f16::from_f32(x).to_bits()
-}
-
-/// [`f16_from_f32`] of every element: `dst[i] = f16_from_f32(src[i])`
-/// (vectorized by `half` where the CPU converts in hardware: the same IEEE
-/// rounding, checked by a test).
-pub fn f16_from_f32_slice(src: &[f32], dst: &mut [u16]) {
-    use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
-    dst.reinterpret_cast_mut::<half::f16>()
-        .convert_from_f32_slice(src);
-}
-
-/// IEEE binary16 bits -> f32, exact (every f16 value is an f32 value). A
-/// signalling NaN comes back quiet, as the SIMD conversions
-/// (`vcvtph2ps`, `fcvtl`) return it; [`f16_from_f32`] never makes one.
-#[inline(always)]
-pub fn f16_to_f32(h: u16) -> f32 {
-    // Written with a select, not branches, so loops over it vectorize.
-    let sign = ((h & 0x8000) as u32) << 16;
-    let x = (h & 0x7fff) as u32;
-    // Finite (x < 0x7c00): the f16 exponent and mantissa fields placed in
-    // an f32's are the value times 2^-112 (a subnormal f16 becomes an f32
-    // subnormal, zero stays zero); multiplying by 2^112 is exact (IEEE,
-    // no flush to zero on any target Rust supports by default).
-    let finite = (f32::from_bits(x << 13) * f32::from_bits(0x7780_0000)).to_bits();
-    // Infinity or NaN (quiet bit set for NaN).
-    let special = 0x7f80_0000 | (x << 13) | if x > 0x7c00 { 0x0040_0000 } else { 0 };
-    let bits = if x < 0x7c00 { finite } else { special };
-    f32::from_bits(sign | bits)
-}
-
 /// f32 `exp(x)`, NUMERICS.md section 5. Max relative error about 1.5 ulp
 /// (measured in the tests).
 ///
@@ -381,80 +341,6 @@ impl RopeTable {
 #[allow(clippy::excessive_precision)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn f16_to_f32_matches_half_for_every_value() {
-        for h in 0..=u16::MAX {
-            let want = half::f16::from_bits(h).to_f32();
-            let got = f16_to_f32(h);
-            if want.is_nan() {
-                // Same sign, quiet, same payload.
-                assert_eq!(got.to_bits(), want.to_bits() | 0x0040_0000, "{h:#06x}");
-            } else {
-                assert_eq!(got.to_bits(), want.to_bits(), "{h:#06x}");
-            }
-            // Round trip: every f16 is an f32 and converts back to itself
-            // (NaN: a quiet one).
-            let back = f16_from_f32(got);
-            if want.is_nan() {
-                assert_eq!(back, h | 0x0200, "{h:#06x}");
-            } else {
-                assert_eq!(back, h, "{h:#06x}");
-            }
-        }
-    }
-
-    #[test]
-    fn f16_from_f32_rounds_to_nearest_even() {
-        for (x, want) in [
-            (1.0f32, 0x3c00u16),
-            (-2.0, 0xc000),
-            (65504.0, 0x7bff),   // largest finite
-            (65519.996, 0x7bff), // just below the halfway point to 65536
-            (65520.0, 0x7c00),   // halfway: ties to even = inf
-            (1e9, 0x7c00),       // overflow
-            (-1e9, 0xfc00),
-            (f32::INFINITY, 0x7c00),
-            (0.0, 0x0000),
-            (-0.0, 0x8000),
-            (5.960_464_5e-8, 0x0001), // 2^-24, smallest subnormal
-            (2.980_232_2e-8, 0x0000), // 2^-25: tie, to even (zero)
-            (2.980_232_5e-8, 0x0001), // just above the tie
-            (-1e-30, 0x8000),
-            (1.000_488_3, 0x3c00), // 1 + 2^-11: tie, to even (1.0)
-            (1.001_464_8, 0x3c02), // 1 + 3 * 2^-11: tie, to even (1 + 2^-9)
-            (1.000_488_4, 0x3c01), // just above the tie
-        ] {
-            assert_eq!(f16_from_f32(x), want, "{x:e}");
-        }
-        assert_eq!(f16_from_f32(f32::NAN) & 0x7e00, 0x7e00);
-        // The slice conversion (hardware where the CPU has it) agrees with
-        // the element one on every f16 value, the halfway points between
-        // neighbours (ties), and just either side of them.
-        let mut src = Vec::new();
-        for h in 0..=u16::MAX {
-            let x = f16_to_f32(h);
-            src.push(x);
-            let b = x.to_bits();
-            if x.is_finite() {
-                for d in [0x0fffu32, 0x1000, 0x1001] {
-                    src.push(f32::from_bits(b + d)); // away from zero
-                }
-            }
-        }
-        src.extend([1e9f32, -1e9, 65520.0, 3e-8, f32::MIN_POSITIVE, 1e-45]);
-        let mut got = vec![0u16; src.len()];
-        f16_from_f32_slice(&src, &mut got);
-        for (&x, &g) in src.iter().zip(&got) {
-            let want = f16_from_f32(x);
-            if x.is_nan() {
-                assert!(g & 0x7c00 == 0x7c00 && g & 0x03ff != 0, "{x:e}");
-            } else {
-                assert_eq!(g, want, "{x:e}");
-            }
-        }
-        assert_eq!(f16_from_f32(-f32::NAN) & 0xfe00, 0xfe00);
-    }
 
     fn ulp_diff(a: f32, b: f32) -> u32 {
         (a.to_bits() as i64 - b.to_bits() as i64).unsigned_abs() as u32

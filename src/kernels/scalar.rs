@@ -4,8 +4,8 @@
 //! Notation in comments follows NUMERICS.md: `fma(a, b, c)` is
 //! `a.mul_add(b, c)` (one rounding); `a * b + c` is never fused by Rust.
 
-use super::math::{exp, f16_to_f32, round_small};
-use super::{BlockKind, KvView, PackedMatrix, QuantizedRows, KV_TILE, QK};
+use super::math::{exp, round_small};
+use super::{AttnScratch, BlockKind, KvView, PackedMatrix, QuantizedRows, KV_TILE, QK};
 use std::ops::Range;
 
 /// `sum16` (section 1): 16 striped lane accumulators, then the fixed tree.
@@ -64,6 +64,23 @@ pub fn quantize_row(x: &[f32], q: &mut [i8], d: &mut [f32], s: &mut [f32]) {
         d[b] = db;
         s[b] = db * isum as f32;
     }
+}
+
+/// Quantization of one attention row (section 7): section 2's rule with the
+/// whole row (`x.len() == q.len()`, a head of 64 values for SmolLM2) as one
+/// block. Returns the scale `d` (`x_i ~ d * q_i`).
+pub fn quant_head(x: &[f32], q: &mut [i8]) -> f32 {
+    assert_eq!(x.len(), q.len());
+    let amax = x.iter().fold(0.0f32, |m, &v| m.max(v.abs()));
+    if amax == 0.0 {
+        q.fill(0);
+        return 0.0;
+    }
+    let inv = 127.0 / amax;
+    for (qo, &v) in q.iter_mut().zip(x) {
+        *qo = round_small(v * inv).clamp(-127.0, 127.0) as i8;
+    }
+    amax / 127.0
 }
 
 /// Integer dot product of one block (exact in i32).
@@ -160,42 +177,41 @@ pub fn rope(v: &mut [f32], cos: &[f32], sin: &[f32]) {
 
 fma_dispatch! {
     /// Attention of one query (section 7) over keys `0..n_keys` of KV head `g`.
-    /// `scratch` holds the scores; `out` (len head_dim) receives the result.
-    /// K and V are f16 bits, widened exactly to f32 as they are read.
+    /// `scratch` holds the scores and the quantized query; `out` (len
+    /// head_dim) receives the result.
     pub fn attention(
         q: &[f32],
         kv: &KvView<'_>,
         g: usize,
         n_keys: usize,
-        scratch: &mut Vec<f32>,
+        scratch: &mut AttnScratch,
         out: &mut [f32],
     ) {
         let hd = kv.head_dim;
-        let nkv = kv.n_kv_head;
-        assert!(q.len() == hd && out.len() == hd && g < nkv && n_keys > 0);
+        assert!(q.len() == hd && out.len() == hd && g < kv.n_kv_head && n_keys > 0);
+        // |isum| <= hd * 127 * 127 must stay below 2^24 (exact as f32).
+        assert!(hd <= 1024);
+        kv.check(n_keys);
         let tiles = n_keys.div_ceil(KV_TILE);
-        assert!(kv.k.len() >= tiles * nkv * hd * KV_TILE);
-        assert!(kv.v.len() >= n_keys * nkv * hd);
         let scale = 1.0 / (hd as f32).sqrt();
-        scratch.clear();
-        scratch.resize(tiles * KV_TILE + hd, 0.0);
-        let (scores, qs) = scratch.split_at_mut(tiles * KV_TILE);
-        for (qs, &qi) in qs.iter_mut().zip(q) {
-            *qs = qi * scale;
+        let AttnScratch { f, q: qi, .. } = scratch;
+        f.clear();
+        f.resize(tiles * KV_TILE + hd, 0.0);
+        let (scores, qs) = f.split_at_mut(tiles * KV_TILE);
+        for (qs, &x) in qs.iter_mut().zip(q) {
+            *qs = x * scale;
         }
-        // s_t = fma chain over d of q'_d * k_t[d], for the 16 keys of a tile
-        // side by side (each key's chain still runs d = 0, 1, ...). Keys past
-        // n_keys in the last tile are computed from whatever the cache holds
-        // there and then ignored.
-        for (tile, st) in scores.chunks_exact_mut(KV_TILE).enumerate() {
-            let kt = &kv.k[(tile * nkv + g) * hd * KV_TILE..][..hd * KV_TILE];
-            let mut acc = [0.0f32; KV_TILE];
-            for (kd, &qd) in kt.chunks_exact(KV_TILE).zip(qs.iter()) {
-                for (a, &kv) in acc.iter_mut().zip(kd) {
-                    *a = qd.mul_add(f16_to_f32(kv), *a);
-                }
-            }
-            st.copy_from_slice(&acc);
+        qi.clear();
+        qi.resize(hd, 0);
+        let dq = quant_head(qs, qi);
+        // s_t = isum_t * (dq * dk_t), isum_t the exact integer dot product.
+        // Keys past n_keys in the last tile are computed from whatever the
+        // cache holds there and then ignored.
+        for (t, s) in scores.iter_mut().enumerate() {
+            let isum: i32 = (0..hd)
+                .map(|d| qi[d] as i32 * kv.k[kv.k_index(t, g, d)] as i32)
+                .sum();
+            *s = isum as f32 * (dq * kv.dk[kv.dk_index(t, g)]);
         }
         let scores = &mut scores[..n_keys];
         let m = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
@@ -203,13 +219,14 @@ fma_dispatch! {
             *s = exp(*s - m);
         }
         let z = sum16(scores);
-        // o[d] = fma chain over t of e_t * v_t[d]; t outer keeps each o[d]'s
-        // chain in order while reading V contiguously.
+        // o[d] = fma chain over t of w_t * v_t[d], w_t = e_t * dv_t; t outer
+        // keeps each o[d]'s chain in order while reading V contiguously.
         out.fill(0.0);
         for (t, &e) in scores.iter().enumerate() {
-            let vt = &kv.v[(t * nkv + g) * hd..][..hd];
+            let w = e * kv.dv[kv.dv_index(t, g)];
+            let vt = &kv.v[kv.v_index(t, g, 0)..][..hd];
             for (o, &v) in out.iter_mut().zip(vt) {
-                *o = e.mul_add(f16_to_f32(v), *o);
+                *o = w.mul_add(v as f32, *o);
             }
         }
         for o in out.iter_mut() {
@@ -241,7 +258,6 @@ fma_dispatch! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::math::f16_from_f32;
     use crate::kernels::{BlockMatrix, Kernels};
 
     /// Deterministic pseudo-random numbers for tests (SplitMix64).
@@ -405,63 +421,71 @@ mod tests {
         assert_eq!(v, [-2.0, 1.0, 3.0, 4.0]);
     }
 
+    /// The spec against an f64 softmax over the dequantized cache and
+    /// query (checks the layout and the formula; the int8 rounding itself
+    /// is the spec).
     #[test]
     fn attention_matches_f64_softmax_and_layout() {
         let mut rng = Rng(11);
         let (n_kv, hd, n_keys) = (3usize, 64usize, 37usize);
-        let tiles = n_keys.div_ceil(KV_TILE);
-        let mut k = vec![0u16; tiles * n_kv * hd * KV_TILE];
-        let mut v = vec![0u16; n_keys * n_kv * hd];
-        let mut kk = vec![vec![vec![0f32; hd]; n_kv]; n_keys];
-        let mut vv = kk.clone();
-        let layout = KvView {
-            k: &[],
-            v: &[],
-            n_kv_head: n_kv,
-            head_dim: hd,
-        };
+        let mut kv = crate::kernels::KvBuf::new(n_kv, hd, n_keys);
         for t in 0..n_keys {
             for g in 0..n_kv {
-                for d in 0..hd {
-                    // The cache holds f16; the reference sees the same
-                    // (rounded) values.
-                    let (kb, vb) = (f16_from_f32(rng.f32()), f16_from_f32(rng.f32()));
-                    kk[t][g][d] = f16_to_f32(kb);
-                    vv[t][g][d] = f16_to_f32(vb);
-                    k[layout.k_index(t, g, d)] = kb;
-                    v[layout.v_index(t, g, d)] = vb;
-                }
+                let k: Vec<f32> = (0..hd).map(|_| rng.f32()).collect();
+                let v: Vec<f32> = (0..hd).map(|_| rng.f32()).collect();
+                kv.set(t, g, &k, &v);
             }
         }
-        let view = KvView {
-            k: &k,
-            v: &v,
-            n_kv_head: n_kv,
-            head_dim: hd,
-        };
+        let view = kv.view();
         let q: Vec<f32> = (0..hd).map(|_| rng.f32() * 2.0).collect();
+        let qp: Vec<f32> = q.iter().map(|&x| x * 0.125).collect();
+        let mut qi = vec![0i8; hd];
+        let dq = quant_head(&qp, &mut qi);
         let mut out = vec![0f32; hd];
-        let mut scratch = Vec::new();
+        let mut scratch = AttnScratch::new();
         for g in 0..n_kv {
             for nk in [1, 16, 17, n_keys] {
                 attention(&q, &view, g, nk, &mut scratch, &mut out);
                 let s: Vec<f64> = (0..nk)
                     .map(|t| {
                         (0..hd)
-                            .map(|d| q[d] as f64 * kk[t][g][d] as f64)
+                            .map(|d| dq as f64 * qi[d] as f64 * kv.kv_f32(t, g, d).0 as f64)
                             .sum::<f64>()
-                            / 8.0
                     })
                     .collect();
                 let m = s.iter().cloned().fold(f64::MIN, f64::max);
                 let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
                 let z: f64 = e.iter().sum();
                 for d in 0..hd {
-                    let o: f64 = (0..nk).map(|t| e[t] * vv[t][g][d] as f64).sum::<f64>() / z;
+                    let o: f64 = (0..nk)
+                        .map(|t| e[t] * kv.kv_f32(t, g, d).1 as f64)
+                        .sum::<f64>()
+                        / z;
                     assert!((o - out[d] as f64).abs() < 1e-5, "g{g} nk{nk} d{d}");
                 }
             }
         }
+    }
+
+    /// quant_head: section 2's rule on the whole row.
+    #[test]
+    fn quant_head_rule() {
+        let mut q = [1i8; 8];
+        assert_eq!(
+            quant_head(&[0.0, -0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], &mut q),
+            0.0
+        );
+        assert_eq!(q, [0; 8]);
+        let x = [1.0f32, -2.54, 0.5, 127.0, -127.0, 0.25, 1e-9, 63.5];
+        let d = quant_head(&x, &mut q);
+        assert_eq!(d.to_bits(), (127.0f32 / 127.0).to_bits());
+        // 0.5 and 63.5 are ties: to even.
+        assert_eq!(q, [1, -3, 0, 127, -127, 0, 0, 64]);
+        let x = [1e30f32, 1.0, -3e29, 0.0];
+        let mut q = [0i8; 4];
+        let d = quant_head(&x, &mut q);
+        assert_eq!(d.to_bits(), (1e30f32 / 127.0).to_bits());
+        assert_eq!(q, [127, 0, -38, 0]);
     }
 
     #[test]

@@ -171,28 +171,28 @@ fn attention_variants_match_scalar() {
     let scalar = Kernels::scalar();
     for (n_kv, hd) in [(1usize, 2usize), (3, 64), (2, 128)] {
         let cap = 80;
-        let k: Vec<u16> = (0..cap * n_kv * hd)
-            .map(|_| math::f16_from_f32(rng.value() * 0.3))
-            .collect();
-        let v: Vec<u16> = (0..cap * n_kv * hd)
-            .map(|_| math::f16_from_f32(rng.value()))
-            .collect();
-        let view = KvView {
-            k: &k,
-            v: &v,
-            n_kv_head: n_kv,
-            head_dim: hd,
-        };
+        let mut kv = KvBuf::new(n_kv, hd, cap);
+        for t in 0..cap {
+            for g in 0..n_kv {
+                let k: Vec<f32> = (0..hd).map(|_| rng.value() * 0.3).collect();
+                let v: Vec<f32> = (0..hd).map(|_| rng.value()).collect();
+                kv.set(t, g, &k, &v);
+            }
+        }
+        let view = kv.view();
         for n_keys in [1, 2, 15, 16, 17, 33, 80] {
             let q: Vec<f32> = (0..hd).map(|_| rng.value()).collect();
             for g in 0..n_kv {
                 let mut want = vec![0f32; hd];
-                scalar.attention(&q, &view, g, n_keys, &mut Vec::new(), &mut want);
+                scalar.attention(&q, &view, g, n_keys, &mut AttnScratch::new(), &mut want);
                 assert!(want.iter().all(|x| x.is_finite()));
                 for kern in variants() {
                     let mut got = vec![0f32; hd];
                     // A dirty scratch must not matter.
-                    let mut scratch = vec![f32::NAN; 7];
+                    let mut scratch = AttnScratch::new();
+                    scratch.f = vec![f32::NAN; 7];
+                    scratch.q = vec![99; 5];
+                    scratch.w = vec![7; 3];
                     kern.attention(&q, &view, g, n_keys, &mut scratch, &mut got);
                     assert_eq!(bits(&got), bits(&want), "{kern:?} keys {n_keys} g {g}");
                 }
@@ -404,36 +404,32 @@ fn matmul_variants_match_scalar_on_real_shapes_batches_and_ranges() {
     }
 }
 
-/// Fills an f16 K/V cache of `cap` positions (values of [`Rng::value`],
-/// K times `kscale`, rounded to f16: zeros, f16 subnormals, and past 65504
-/// infinities included); positions past `cap` in the last K tile hold NaN
-/// (attention must ignore keys past `n_keys`).
-fn kv_cache(
-    rng: &mut Rng,
-    n_kv: usize,
-    hd: usize,
-    cap: usize,
-    kscale: f32,
-) -> (Vec<u16>, Vec<u16>) {
-    let tiles = cap.div_ceil(KV_TILE);
-    let mut k = vec![math::f16_from_f32(f32::NAN); tiles * KV_TILE * n_kv * hd];
-    let v: Vec<u16> = (0..cap * n_kv * hd)
-        .map(|_| math::f16_from_f32(rng.value()))
-        .collect();
-    let layout = KvView {
-        k: &[],
-        v: &[],
-        n_kv_head: n_kv,
-        head_dim: hd,
+/// A K/V cache of `cap` positions (rows of [`Rng::value`], K times
+/// `kscale`, quantized as the model does), special rows mixed in: all
+/// zeros, one huge value among small ones, negative zeros; the last K
+/// tile's positions past `cap` are garbage (attention must ignore keys
+/// past `n_keys`).
+fn kv_cache(rng: &mut Rng, n_kv: usize, hd: usize, cap: usize, kscale: f32) -> KvBuf {
+    let mut kv = KvBuf::new(n_kv, hd, cap);
+    let row = |rng: &mut Rng, i: usize, scale: f32| -> Vec<f32> {
+        let mut r: Vec<f32> = (0..hd).map(|_| rng.value() * scale).collect();
+        match i % 23 {
+            5 => r.fill(0.0),
+            11 => r[i % hd] = 1e6 * scale,
+            17 => r.fill(-0.0),
+            _ => {}
+        }
+        r
     };
     for t in 0..cap {
         for g in 0..n_kv {
-            for d in 0..hd {
-                k[layout.k_index(t, g, d)] = math::f16_from_f32(rng.value() * kscale);
-            }
+            let i = t * n_kv + g;
+            let k = row(rng, i, kscale);
+            let v = row(rng, i + 3, 1.0);
+            kv.set(t, g, &k, &v);
         }
     }
-    (k, v)
+    kv
 }
 
 #[test]
@@ -441,7 +437,7 @@ fn attention_variants_match_scalar_every_length() {
     let mut rng = Rng(5);
     let scalar = Kernels::scalar();
     // (n_kv, head_dim): the real shape, and dims that are not multiples of
-    // 8 or 16 (SIMD tails).
+    // 4, 8 or 16 (SIMD tails, padded K groups).
     for (n_kv, hd, kscale) in [
         (3usize, 64usize, 0.3f32),
         (3, 64, 30.0),
@@ -450,22 +446,22 @@ fn attention_variants_match_scalar_every_length() {
         (1, 3, 5.0),
     ] {
         let cap = 75;
-        let (k, v) = kv_cache(&mut rng, n_kv, hd, cap, kscale);
-        let view = KvView {
-            k: &k,
-            v: &v,
-            n_kv_head: n_kv,
-            head_dim: hd,
-        };
+        let kv = kv_cache(&mut rng, n_kv, hd, cap, kscale);
+        let view = kv.view();
         for n_keys in 1..=cap {
-            let q: Vec<f32> = (0..hd).map(|_| rng.value()).collect();
+            let mut q: Vec<f32> = (0..hd).map(|_| rng.value()).collect();
+            match n_keys % 13 {
+                3 => q.fill(0.0),
+                7 => q[n_keys % hd] = -1e5,
+                _ => {}
+            }
             let g = n_keys % n_kv;
             let mut want = vec![0f32; hd];
-            scalar.attention(&q, &view, g, n_keys, &mut Vec::new(), &mut want);
+            scalar.attention(&q, &view, g, n_keys, &mut AttnScratch::new(), &mut want);
+            assert!(want.iter().all(|x| x.is_finite()));
             for kern in variants() {
                 let mut got = vec![0f32; hd];
-                let mut scratch = vec![f32::NAN; 3];
-                kern.attention(&q, &view, g, n_keys, &mut scratch, &mut got);
+                kern.attention(&q, &view, g, n_keys, &mut AttnScratch::new(), &mut got);
                 assert_eq!(
                     bits(&got),
                     bits(&want),
@@ -474,26 +470,20 @@ fn attention_variants_match_scalar_every_length() {
             }
         }
     }
-    // Long contexts, with large scores so that many e_t underflow to 0 (K
-    // values stay below the f16 overflow: the results must be finite).
+    // Long contexts, with large scores so that many e_t underflow to 0.
     for kscale in [0.3f32, 6.0] {
         let (n_kv, hd, cap) = (3, 64, 2050);
-        let (k, v) = kv_cache(&mut rng, n_kv, hd, cap, kscale);
-        let view = KvView {
-            k: &k,
-            v: &v,
-            n_kv_head: n_kv,
-            head_dim: hd,
-        };
+        let kv = kv_cache(&mut rng, n_kv, hd, cap, kscale);
+        let view = kv.view();
         for n_keys in [2047, 2048, 2050] {
             for g in 0..n_kv {
                 let q: Vec<f32> = (0..hd).map(|_| rng.value()).collect();
                 let mut want = vec![0f32; hd];
-                scalar.attention(&q, &view, g, n_keys, &mut Vec::new(), &mut want);
+                scalar.attention(&q, &view, g, n_keys, &mut AttnScratch::new(), &mut want);
                 assert!(want.iter().all(|x| x.is_finite()));
                 for kern in variants() {
                     let mut got = vec![0f32; hd];
-                    kern.attention(&q, &view, g, n_keys, &mut Vec::new(), &mut got);
+                    kern.attention(&q, &view, g, n_keys, &mut AttnScratch::new(), &mut got);
                     assert_eq!(bits(&got), bits(&want), "{kern:?} keys {n_keys} g {g}");
                 }
             }

@@ -1,16 +1,19 @@
-//! The per-sequence KV cache: keys (after RoPE) and values rounded to IEEE
-//! binary16 (NUMERICS.md section 7), in the layout of [`KvView`]. Half the
-//! bytes of f32, which is what decoding at long context is bound by: each
-//! new token's attention streams the whole cache of its sequence.
+//! The per-sequence KV cache: keys (after RoPE) and values as int8 rows with
+//! one f32 scale per (position, KV head) (NUMERICS.md section 7), in the
+//! layout of [`KvView`]. About 140 bytes per position and head of 64
+//! dimensions (f16: 256, f32: 512), which is what decoding at long context
+//! is bound by: each new token's attention streams the whole cache of its
+//! sequence.
 //!
-//! Each (layer, KV head) has its own contiguous K and V buffers, presented to
-//! the kernels as a view with one KV head: the attention of one head then
+//! Each (layer, KV head) has its own contiguous buffers, presented to the
+//! kernels as a view with one KV head: the attention of one head then
 //! streams one contiguous region (prefetcher- and TLB-friendly) instead of
 //! tiles interleaved with the other heads' (which at long context, when the
 //! cache comes from DRAM, cost decoding about a third of its speed).
 
+use super::config::MAX_HEAD_DIM;
 use super::Config;
-use crate::kernels::math::f16_from_f32_slice;
+use crate::kernels::scalar::quant_head;
 use crate::kernels::{KvView, KV_TILE};
 
 /// Keys and values of one sequence for every layer. Capacity grows on demand
@@ -26,11 +29,18 @@ pub struct KvCache {
     len: usize,
     /// Positions allocated (a multiple of KV_TILE).
     cap: usize,
-    /// Per layer and KV head (`layer * n_kv_head + g`), f16 bits:
-    /// `[cap / KV_TILE][head_dim][KV_TILE]`.
-    k: Vec<Vec<u16>>,
-    /// Per layer and KV head, f16 bits: `[cap][head_dim]`.
-    v: Vec<Vec<u16>>,
+    /// Per layer and KV head (`layer * n_kv_head + g`), one-head
+    /// [`KvView`] layout: K `[cap / 16][ceil(head_dim / 4)][16][4]` i8,
+    /// its scales `[cap]`, V `[cap][head_dim]` i8, its scales `[cap]`.
+    heads: Vec<Head>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Head {
+    k: Vec<i8>,
+    dk: Vec<f32>,
+    v: Vec<i8>,
+    dv: Vec<f32>,
 }
 
 impl KvCache {
@@ -43,8 +53,7 @@ impl KvCache {
             max_len: cfg.context_len,
             len: 0,
             cap: 0,
-            k: vec![Vec::new(); cfg.n_layer * cfg.n_kv_head],
-            v: vec![Vec::new(); cfg.n_layer * cfg.n_kv_head],
+            heads: vec![Head::default(); cfg.n_layer * cfg.n_kv_head],
         }
     }
 
@@ -74,10 +83,9 @@ impl KvCache {
 
     /// Bytes allocated for keys and values.
     pub fn heap_bytes(&self) -> usize {
-        self.k
+        self.heads
             .iter()
-            .chain(&self.v)
-            .map(|b| b.capacity() * std::mem::size_of::<u16>())
+            .map(|h| h.k.capacity() + h.v.capacity() + 4 * (h.dk.capacity() + h.dv.capacity()))
             .sum()
     }
 
@@ -98,42 +106,43 @@ impl KvCache {
         let want = new_len.max(self.cap * 2).max(64).min(self.max_len);
         let cap = want.div_ceil(KV_TILE) * KV_TILE;
         let hd = self.head_dim;
-        for (k, v) in self.k.iter_mut().zip(&mut self.v) {
-            k.reserve_exact(cap * hd - k.len());
-            k.resize(cap * hd, 0);
-            v.reserve_exact(cap * hd - v.len());
-            v.resize(cap * hd, 0);
+        // K rows padded to whole groups of 4 dimensions (zeros).
+        let kd = hd.div_ceil(4) * 4;
+        let grow = |v: &mut Vec<i8>, n: usize| {
+            v.reserve_exact(n - v.len());
+            v.resize(n, 0);
+        };
+        for h in &mut self.heads {
+            grow(&mut h.k, cap * kd);
+            grow(&mut h.v, cap * hd);
+            for s in [&mut h.dk, &mut h.dv] {
+                s.reserve_exact(cap - s.len());
+                s.resize(cap, 0.0);
+            }
         }
         self.cap = cap;
     }
 
     /// Stores position `pos`'s keys and values (`[n_kv_head][head_dim]` each,
-    /// f32) for `layer`, rounded to f16 (ties to even). `pos < cap` (after
-    /// [`KvCache::reserve`]).
+    /// f32) for `layer`, each head row quantized to int8 with its scale
+    /// ([`quant_head`]). `pos < cap` (after [`KvCache::reserve`]).
     pub(crate) fn write(&mut self, layer: usize, pos: usize, k: &[f32], v: &[f32]) {
         let hd = self.head_dim;
         debug_assert!(pos < self.cap && k.len() == self.n_kv_head * hd && v.len() == k.len());
         // The layout of a one-head view.
-        let view = KvView {
-            k: &[],
-            v: &[],
-            n_kv_head: 1,
-            head_dim: hd,
-        };
+        let view = KvView::layout(1, hd);
+        // head_dim <= MAX_HEAD_DIM (checked with the config).
+        let mut buf = [0i8; MAX_HEAD_DIM];
+        let kq = &mut buf[..hd];
         for (g, (kh, vh)) in k.chunks_exact(hd).zip(v.chunks_exact(hd)).enumerate() {
-            let i = layer * self.n_kv_head + g;
-            let kl = &mut self.k[i];
-            // K is transposed into its tile: convert a piece at a time, then
-            // scatter.
-            let mut buf = [0u16; 64];
-            for (c, piece) in kh.chunks(buf.len()).enumerate() {
-                let b = &mut buf[..piece.len()];
-                f16_from_f32_slice(piece, b);
-                for (j, &x) in b.iter().enumerate() {
-                    kl[view.k_index(pos, 0, c * 64 + j)] = x;
-                }
+            let h = &mut self.heads[layer * self.n_kv_head + g];
+            // K: quantize the row, then scatter its groups of 4 into the
+            // tile.
+            h.dk[view.dk_index(pos, 0)] = quant_head(kh, kq);
+            for (d, &x) in kq.iter().enumerate() {
+                h.k[view.k_index(pos, 0, d)] = x;
             }
-            f16_from_f32_slice(vh, &mut self.v[i][pos * hd..(pos + 1) * hd]);
+            h.dv[view.dv_index(pos, 0)] = quant_head(vh, &mut h.v[pos * hd..(pos + 1) * hd]);
         }
     }
 
@@ -148,10 +157,12 @@ impl KvCache {
     /// head (pass head index 0 to the kernels). It covers every allocated
     /// position; the caller passes how many keys to use.
     pub(crate) fn view(&self, layer: usize, g: usize) -> KvView<'_> {
-        let i = layer * self.n_kv_head + g;
+        let h = &self.heads[layer * self.n_kv_head + g];
         KvView {
-            k: &self.k[i],
-            v: &self.v[i],
+            k: &h.k,
+            dk: &h.dk,
+            v: &h.v,
+            dv: &h.dv,
             n_kv_head: 1,
             head_dim: self.head_dim,
         }

@@ -10,7 +10,7 @@
 //! per layer:
 //!   h      = rmsnorm(x, attn_norm)                 per token
 //!   q[n,E], k[n,KV], v[n,KV] = Wq h, Wk h, Wv h    one quantization of h
-//!   rope(q), rope(k) at each token's position; append k, v (as f16) to its cache
+//!   rope(q), rope(k) at each token's position; append k, v (int8 rows + scale) to its cache
 //!   a[n,E] = attention(q, cache) per token and head (keys 0..=pos)
 //!   x     += Wo a
 //!   h      = rmsnorm(x, ffn_norm)
@@ -32,7 +32,7 @@ pub use weights::{Embedding, LayerWeights, Weights};
 use crate::gguf::{GgmlType, Gguf, GgufError};
 use crate::kernels::math::{RopeTable, TRIG_ACCURATE_MAX};
 use crate::kernels::{
-    batch, scalar, BlockKind, BlockMatrix, KernelError, Kernels, KvView, PackedMatrix,
+    batch, scalar, AttnScratch, BlockKind, BlockMatrix, KernelError, Kernels, KvView, PackedMatrix,
     QuantizedRows, Variant, QK,
 };
 use rayon::prelude::*;
@@ -685,7 +685,7 @@ const ATT_TOKENS: usize = 4;
 
 thread_local! {
     /// Per worker thread: scores and weights of the attention kernels.
-    static ATT_SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    static ATT_SCRATCH: std::cell::RefCell<AttnScratch> = const { std::cell::RefCell::new(AttnScratch::new()) };
     /// Per worker thread: SwiGLU temporaries (two rows of a job's range).
     static SILU_SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }

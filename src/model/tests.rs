@@ -215,55 +215,43 @@ fn forward_errors_leave_caches_untouched() {
     assert_eq!(c.len(), 3);
 }
 
-/// The cache holds K and V rounded to f16 (round to nearest, ties to even;
-/// overflow to infinity, NaN kept), K transposed into its tile.
+/// The cache holds each K and V head row as int8 with one scale (section
+/// 7: `d = amax / 127`, `q = round_ties_even(x * 127 / amax)`, an all-zero
+/// row gives `d = 0`), K scattered into its tile in groups of 4 dimensions.
 #[test]
-fn kv_cache_stores_f16_rounded_values() {
-    use crate::kernels::math::{f16_from_f32, f16_to_f32};
+fn kv_cache_stores_int8_rows() {
     let cfg = tiny_config();
     let (nkv, hd) = (cfg.n_kv_head, cfg.head_dim);
+    assert_eq!((nkv, hd), (2, 16));
     let mut c = KvCache::new(&cfg);
     c.reserve(20);
-    let special = [
-        1.0f32,
-        1.000_488_3, // 1 + 2^-11: a tie, to even (1.0)
-        1.000_488_4, // just above it (1 + 2^-10)
-        65520.0,     // rounds to +inf
-        -1e6,        // -inf
-        6e-8,        // 2^-24 (the smallest subnormal)
-        2e-8,        // below half of it: +0
-        -0.0,
-        f32::NAN,
+    // Head 0 of K: amax 63.5, so d = 0.5 and q = 2x; ties to even.
+    let k0 = [
+        63.5f32, -63.5, 0.25, 0.75, -0.75, 1.25, 10.0, -0.0, 0.0, 3.0, 4.2, -4.3, 1e-20, 5.0, 6.0,
+        -7.0,
     ];
-    let k: Vec<f32> = (0..nkv * hd)
-        .map(|i| special.get(i).copied().unwrap_or(i as f32 * 0.37 - 5.1))
-        .collect();
-    let v: Vec<f32> = k.iter().map(|x| -x * 1.5).collect();
+    let q0: [i8; 16] = [127, -127, 0, 2, -2, 2, 20, 0, 0, 6, 8, -9, 0, 10, 12, -14];
+    // Head 1 of K: one huge value; the rest rounds to 0.
+    let mut k1 = [0.5f32; 16];
+    k1[9] = -1e30;
+    let k: Vec<f32> = k0.iter().chain(&k1).copied().collect();
+    // V: head 0 as K's head 0 times -1, head 1 all zeros.
+    let v: Vec<f32> = k0.iter().map(|x| -x).chain([0.0; 16]).collect();
     c.write(1, 17, &k, &v);
-    for g in 0..nkv {
-        let view = c.view(1, g);
-        for d in 0..hd {
-            let (kx, vx) = (k[g * hd + d], v[g * hd + d]);
-            let kb = view.k[view.k_index(17, 0, d)];
-            let vb = view.v[view.v_index(17, 0, d)];
-            assert_eq!(
-                (kb, vb),
-                (f16_from_f32(kx), f16_from_f32(vx)),
-                "g {g} d {d}"
-            );
-        }
+    let (v0, v1) = (c.view(1, 0), c.view(1, 1));
+    for d in 0..hd {
+        // Position 17 is in tile 1, key 1: ((1 * 4 + d / 4) * 16 + 1) * 4 + d % 4.
+        let ki = ((4 + d / 4) * 16 + 1) * 4 + d % 4;
+        assert_eq!(v0.k_index(17, 0, d), ki);
+        assert_eq!(v0.k[ki], q0[d], "k0 d {d}");
+        assert_eq!(v0.v[17 * 16 + d], -q0[d], "v0 d {d}");
+        assert_eq!(v1.k[ki], if d == 9 { -127 } else { 0 }, "k1 d {d}");
+        assert_eq!(v1.v[17 * 16 + d], 0, "v1 d {d}");
     }
-    let view = c.view(1, 0);
-    let kv = |d: usize| f16_to_f32(view.k[view.k_index(17, 0, d)]);
-    assert_eq!(kv(0), 1.0);
-    assert_eq!(kv(1), 1.0);
-    assert_eq!(kv(2), 1.0 + 1.0 / 1024.0);
-    assert_eq!(kv(3), f32::INFINITY);
-    assert_eq!(kv(4), f32::NEG_INFINITY);
-    assert_eq!(kv(5), 2f32.powi(-24));
-    assert_eq!(kv(6).to_bits(), 0);
-    assert_eq!(kv(7).to_bits(), (-0.0f32).to_bits());
-    assert!(kv(8).is_nan());
+    assert_eq!(v0.dk[17].to_bits(), 0.5f32.to_bits());
+    assert_eq!(v0.dv[17].to_bits(), 0.5f32.to_bits());
+    assert_eq!(v1.dk[17].to_bits(), (1e30f32 / 127.0).to_bits());
+    assert_eq!(v1.dv[17].to_bits(), 0.0f32.to_bits());
 }
 
 #[test]
@@ -274,8 +262,8 @@ fn context_fills_exactly_and_cache_reuse_works() {
     let mut c = m.new_cache();
     let mut l = vec![0f32; 80 * 50];
     m.forward(&mut [&mut c], &[&toks], &mut l).unwrap();
-    // 80 positions, 2 layers, K+V, kv_dim 32, f16.
-    assert_eq!(c.heap_bytes(), 80 * 2 * 2 * 32 * 2);
+    // 80 positions, 2 layers, 2 KV heads: K, V 16 bytes each + 2 scales.
+    assert_eq!(c.heap_bytes(), 80 * 2 * 2 * (16 + 16 + 2 * 4));
     let mut one = vec![0f32; 50];
     assert!(m.forward(&mut [&mut c], &[&[1]], &mut one).is_err());
     c.clear();

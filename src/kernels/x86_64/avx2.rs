@@ -24,10 +24,7 @@ pub const GROUP: usize = 8;
 
 /// Whether this CPU runs the variant.
 pub fn available() -> bool {
-    // F16C: the batched attention widens the f16 KV cache with `vcvtph2ps`.
-    is_x86_feature_detected!("avx2")
-        && is_x86_feature_detected!("fma")
-        && is_x86_feature_detected!("f16c")
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
 }
 
 /// Matrix product (section 3); see [`super::super::Kernels::matmul`].

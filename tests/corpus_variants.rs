@@ -86,8 +86,17 @@ fn corpus_compresses_to_identical_bytes_with_every_variant() {
         for (name, data) in texts(limit) {
             for coder in [CoderKind::Arithmetic, CoderKind::Rank] {
                 let packed = compress(&data, &m, &tok, &id, &opts(coder)).expect("compress");
-                let back = decompress(&packed, &m, &tok, &id, &DecompressOptions { max_batch: 4 })
-                    .expect("decompress");
+                let back = decompress(
+                    &packed,
+                    &m,
+                    &tok,
+                    &id,
+                    &DecompressOptions {
+                        max_batch: 4,
+                        ..Default::default()
+                    },
+                )
+                .expect("decompress");
                 assert!(back == data, "{name} {coder:?}: round trip differs");
                 out.push((name.clone(), coder, packed));
             }

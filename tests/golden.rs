@@ -92,7 +92,10 @@ fn check(coder: CoderKind, file: &str) {
                 &model,
                 &tok,
                 &id,
-                &DecompressOptions { max_batch: 3 },
+                &DecompressOptions {
+                    max_batch: 3,
+                    ..Default::default()
+                },
             )
             .unwrap_or_else(|e| panic!("{file} with {variant}, {threads} threads: {e}"));
             assert!(

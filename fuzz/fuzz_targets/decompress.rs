@@ -17,5 +17,5 @@ fuzz_target!(|data: &[u8]| {
         name: "hash".into(),
         fingerprint: [1; 32],
     };
-    let _ = decompress(data, &model, &tok, &id, &DecompressOptions { max_batch: 4 });
+    let _ = decompress(data, &model, &tok, &id, &DecompressOptions { max_batch: 4, ..Default::default() });
 });

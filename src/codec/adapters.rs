@@ -20,6 +20,10 @@ impl LanguageModel for Model {
         self.new_cache()
     }
 
+    fn state_bytes_per_token(&self) -> usize {
+        KvCache::bytes_per_token(self.config())
+    }
+
     /// Keeps the cache's allocation (up to ~94 MB at 2048 tokens for SmolLM2).
     fn reset_state(&self, state: &mut KvCache) {
         state.clear();
@@ -105,7 +109,10 @@ and of having nothing to do: once or twice she had peeped into the book her sist
                 &model,
                 tok,
                 &id,
-                &DecompressOptions { max_batch: 8 },
+                &DecompressOptions {
+                    max_batch: 8,
+                    ..Default::default()
+                },
             )
             .unwrap();
             assert!(out == data);

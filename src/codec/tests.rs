@@ -45,7 +45,10 @@ fn opts(chunk_tokens: u32, coder: CoderKind) -> CompressOptions {
 fn round_trip(data: &[u8], tok: &PairTokenizer, o: &CompressOptions, batch: usize) -> Vec<u8> {
     let model = HashModel::new(tok.vocab_size(), 1);
     let packed = compress(data, &model, tok, &id("hash", 1), o).unwrap();
-    let d = DecompressOptions { max_batch: batch };
+    let d = DecompressOptions {
+        max_batch: batch,
+        ..Default::default()
+    };
     let back = decompress(&packed, &model, tok, &id("hash", 1), &d).unwrap();
     assert!(
         back == data,
@@ -176,7 +179,10 @@ fn batch_sizes_give_the_same_output() {
     )
     .unwrap();
     for batch in [1, 2, 5, 64] {
-        let d = DecompressOptions { max_batch: batch };
+        let d = DecompressOptions {
+            max_batch: batch,
+            ..Default::default()
+        };
         assert!(decompress(&packed, &model, &tok, &id("hash", 1), &d).unwrap() == data);
     }
 }
@@ -229,7 +235,10 @@ fn decompression_batches_chunks() {
         calls: Cell::new(0),
         max_batch: Cell::new(0),
     };
-    let d = DecompressOptions { max_batch: 32 };
+    let d = DecompressOptions {
+        max_batch: 32,
+        ..Default::default()
+    };
     assert!(decompress(&packed, &counting, &tok, &id("hash", 1), &d).unwrap() == data);
     // All chunks in flight at once: about one call per token of the longest
     // chunk, not one per token of the file.
@@ -254,7 +263,10 @@ fn every_bit_flip_and_truncation_is_an_error() {
     assert!(recs
         .iter()
         .any(|r| !matches!(r, Record::Model { .. } | Record::End { .. })));
-    let d = DecompressOptions { max_batch: 4 };
+    let d = DecompressOptions {
+        max_batch: 4,
+        ..Default::default()
+    };
     let run = |f: &[u8]| decompress(f, &model, &tok, &id("hash", 1), &d);
     assert!(run(&packed).unwrap() == data);
     for i in 0..packed.len() {
@@ -669,7 +681,10 @@ fn binary_chunks_skip_the_model() {
     };
     let packed = compress(&data, &FailingModel, &tok, &id("hash", 1), &o).unwrap();
     let model = HashModel::new(tok.vocab_size(), 1);
-    let d = DecompressOptions { max_batch: 4 };
+    let d = DecompressOptions {
+        max_batch: 4,
+        ..Default::default()
+    };
     assert_eq!(
         decompress(&packed, &model, &tok, &id("hash", 1), &d).unwrap(),
         data
@@ -986,4 +1001,22 @@ fn repeated_text_falls_back_to_one_raw_record_for_the_segment() {
     assert!(records(&single)
         .iter()
         .any(|r| matches!(r, Record::Model { .. })));
+}
+
+#[test]
+fn chunks_in_flight_follow_the_state_budget() {
+    let o = DecompressOptions {
+        max_batch: 32,
+        state_budget: 1000,
+    };
+    // 10 bytes per token, 24-token chunks: 240 bytes each, 4 fit.
+    assert_eq!(batch_for(&o, 10, 24), 4);
+    // A model whose states cost nothing: the cap.
+    assert_eq!(batch_for(&o, 0, 24), 32);
+    // Larger than the budget: still one chunk at a time.
+    assert_eq!(batch_for(&o, usize::MAX, 65536), 1);
+    let d = DecompressOptions::default();
+    // SmolLM2-135M (12600 bytes per token) at 2048 and 8192 tokens.
+    assert_eq!(batch_for(&d, 12600, 2048), 32);
+    assert_eq!(batch_for(&d, 12600, 8192), 10);
 }

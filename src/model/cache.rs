@@ -44,6 +44,14 @@ struct Head {
 }
 
 impl KvCache {
+    /// Bytes one position takes in a cache of `cfg`'s model (K and V rows
+    /// as int8 plus their f32 scales, every layer and KV head): 12600 for
+    /// SmolLM2-135M, so a 2048-token chunk's cache is about 25 MB.
+    pub fn bytes_per_token(cfg: &Config) -> usize {
+        let hd = cfg.head_dim;
+        cfg.n_layer * cfg.n_kv_head * (hd.div_ceil(4) * 4 + hd + 8)
+    }
+
     /// An empty cache for a model of this shape (allocates nothing yet).
     pub fn new(cfg: &Config) -> KvCache {
         KvCache {

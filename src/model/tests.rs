@@ -264,6 +264,7 @@ fn context_fills_exactly_and_cache_reuse_works() {
     m.forward(&mut [&mut c], &[&toks], &mut l).unwrap();
     // 80 positions, 2 layers, 2 KV heads: K, V 16 bytes each + 2 scales.
     assert_eq!(c.heap_bytes(), 80 * 2 * 2 * (16 + 16 + 2 * 4));
+    assert_eq!(c.heap_bytes(), 80 * KvCache::bytes_per_token(m.config()));
     let mut one = vec![0f32; 50];
     assert!(m.forward(&mut [&mut c], &[&[1]], &mut one).is_err());
     c.clear();

@@ -14,7 +14,7 @@
 //! chain over `t` per output dimension, one division. Only the loop nesting
 //! differs (queries side by side), which cannot change a result: every
 //! chain is private to one (query, key) or (query, dimension). The loops
-//! run on 16-lane values ([`Lanes`]): f32 lanes with load (f32, or i8
+//! run on 16-lane values (`Lanes`): f32 lanes with load (f32, or i8
 //! widened: exact), store and `acc = fma(a, v, acc)` lane-wise (one IEEE
 //! fused multiply-add per lane, the same operation as `f32::mul_add`), and
 //! 16 i32 lanes of integer dot products, one per key of a K tile. They are

@@ -279,7 +279,7 @@ impl BlockMatrix {
 /// packed it may use it (checked by [`Kernels::matmul`]).
 ///
 /// Scalar keeps the [`BlockMatrix`] vectors unchanged. The SIMD variants use
-/// the *interleaved* layout of [`pack_interleaved`]: rows in groups of `G`
+/// the *interleaved* layout of `pack_interleaved`: rows in groups of `G`
 /// (a SIMD lane per row, so each row's float chain over blocks runs in its
 /// own lane in the spec's order), the last group padded with zero rows.
 #[derive(Debug)]

@@ -14,7 +14,8 @@ use llmc::container::{FrameReader, Record};
 use llmc::gguf::Gguf;
 use llmc::model::{Model, ModelOptions};
 use llmc::tokenizer::Tokenizer;
-use std::path::PathBuf;
+mod common;
+use common::corpus_dir;
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -38,20 +39,6 @@ fn real() -> &'static Real {
             },
         }
     })
-}
-
-fn corpus_dir() -> PathBuf {
-    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    for cand in [
-        here.join("../shared/corpus"),
-        here.join("../../shared/corpus"),
-        PathBuf::from("/work/shared/corpus"),
-    ] {
-        if cand.join("alice29.txt").exists() {
-            return cand;
-        }
-    }
-    panic!("shared/corpus not found beside the repository");
 }
 
 /// Compresses and decompresses `data`; returns the compressed bytes.

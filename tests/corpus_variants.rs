@@ -13,21 +13,8 @@ use llmc::gguf::Gguf;
 use llmc::kernels::{Kernels, Variant};
 use llmc::model::{Model, ModelOptions};
 use llmc::tokenizer::Tokenizer;
-use std::path::PathBuf;
-
-fn corpus_dir() -> PathBuf {
-    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    for cand in [
-        here.join("../shared/corpus"),
-        here.join("../../shared/corpus"),
-        PathBuf::from("/work/shared/corpus"),
-    ] {
-        if cand.join("alice29.txt").exists() {
-            return cand;
-        }
-    }
-    panic!("shared/corpus not found beside the repository");
-}
+mod common;
+use common::corpus_dir;
 
 /// The text files of the corpus, each cut to `limit` bytes.
 fn texts(limit: usize) -> Vec<(String, Vec<u8>)> {

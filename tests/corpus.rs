@@ -8,38 +8,12 @@
 //! every model computation with the arithmetic coder, so the rest would
 //! only cost time).
 
-use llmc::codec::{compress, decompress, CompressOptions, DecompressOptions, ModelIdentity};
+use llmc::codec::{compress, decompress, CompressOptions, DecompressOptions};
 use llmc::coder::CoderKind;
 use llmc::container::{FrameReader, Record};
-use llmc::gguf::Gguf;
-use llmc::model::{Model, ModelOptions};
-use llmc::tokenizer::Tokenizer;
 mod common;
-use common::corpus_dir;
-use std::sync::OnceLock;
+use common::{corpus_dir, real};
 use std::time::Instant;
-
-struct Real {
-    model: Model,
-    tok: Tokenizer,
-    id: ModelIdentity,
-}
-
-fn real() -> &'static Real {
-    static R: OnceLock<Real> = OnceLock::new();
-    R.get_or_init(|| {
-        let path = llmc::registry::model_for_tests().expect("locate the model");
-        let g = Gguf::open(&path).expect("open the model");
-        Real {
-            model: Model::load(&g, &ModelOptions::default()).expect("load"),
-            tok: Tokenizer::from_gguf(&g).expect("tokenizer"),
-            id: ModelIdentity {
-                name: llmc::registry::DEFAULT_MODEL.name.into(),
-                fingerprint: g.fingerprint(),
-            },
-        }
-    })
-}
 
 /// Compresses and decompresses `data`; returns the compressed bytes.
 fn round_trip(what: &str, data: &[u8], coder: CoderKind) -> Vec<u8> {

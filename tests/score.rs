@@ -5,53 +5,12 @@
 //!
 //! Run in release: `cargo test --release --test score`.
 
+mod common;
+use common::{real, shared};
 use std::ops::ControlFlow;
-use std::path::PathBuf;
-use std::sync::OnceLock;
 
-use llmc::codec::{compress, score, CompressOptions, ModelIdentity, Progress};
+use llmc::codec::{compress, score, CompressOptions, Progress};
 use llmc::container::{FrameReader, Record};
-use llmc::gguf::Gguf;
-use llmc::model::{Model, ModelOptions};
-use llmc::tokenizer::Tokenizer;
-
-struct Real {
-    model: Model,
-    tok: Tokenizer,
-    id: ModelIdentity,
-}
-
-fn real() -> &'static Real {
-    static R: OnceLock<Real> = OnceLock::new();
-    R.get_or_init(|| {
-        let path = llmc::registry::model_for_tests().expect("locate the model");
-        let g = Gguf::open(&path).expect("open the model");
-        Real {
-            model: Model::load(&g, &ModelOptions::default()).expect("load"),
-            tok: Tokenizer::from_gguf(&g).expect("tokenizer"),
-            id: ModelIdentity {
-                name: llmc::registry::DEFAULT_MODEL.name.into(),
-                fingerprint: g.fingerprint(),
-            },
-        }
-    })
-}
-
-/// shared/ beside the repository (worktrees live one level deeper).
-fn shared(sub: &str, file: &str) -> PathBuf {
-    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    [
-        std::env::var_os("LLMC_SHARED_DIR").map(PathBuf::from),
-        Some(here.join("../shared")),
-        Some(here.join("../../shared")),
-        Some(PathBuf::from("/work/shared")),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|d| d.join(sub).join(file))
-    .find(|p| p.is_file())
-    .unwrap_or_else(|| panic!("shared/{sub}/{file} not found (set LLMC_SHARED_DIR)"))
-}
 
 fn go(_: Progress) -> ControlFlow<()> {
     ControlFlow::Continue(())

@@ -1,19 +1,61 @@
-//! Helpers shared by the integration tests that read the shared corpus.
+//! Helpers shared by the integration tests that use the real model and the
+//! shared corpus. Each test crate uses a part of them.
+#![allow(dead_code)]
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
-/// The shared corpus beside the repository (`../shared/corpus`, as on CI),
-/// or at its place on the development machines.
-pub fn corpus_dir() -> PathBuf {
-    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    for cand in [
-        here.join("../shared/corpus"),
-        here.join("../../shared/corpus"),
-        PathBuf::from("/work/shared/corpus"),
-    ] {
-        if cand.join("alice29.txt").exists() {
-            return cand;
+use llmc::codec::ModelIdentity;
+use llmc::gguf::Gguf;
+use llmc::model::{Model, ModelOptions};
+use llmc::tokenizer::Tokenizer;
+
+/// The default model, loaded once per test crate.
+pub struct Real {
+    pub model: Model,
+    pub tok: Tokenizer,
+    pub id: ModelIdentity,
+}
+
+/// The default model (located like every test: `LLMC_TEST_MODEL` or the
+/// registry), its tokenizer and identity.
+pub fn real() -> &'static Real {
+    static R: OnceLock<Real> = OnceLock::new();
+    R.get_or_init(|| {
+        let path = llmc::registry::model_for_tests().expect("locate the model");
+        let g = Gguf::open(&path).expect("open the model");
+        Real {
+            model: Model::load(&g, &ModelOptions::default()).expect("load"),
+            tok: Tokenizer::from_gguf(&g).expect("tokenizer"),
+            id: ModelIdentity {
+                name: llmc::registry::DEFAULT_MODEL.name.into(),
+                fingerprint: g.fingerprint(),
+            },
         }
-    }
-    panic!("shared/corpus not found beside the repository");
+    })
+}
+
+/// `shared/<sub>/<file>` beside the repository (as on CI; worktrees live
+/// one level deeper), or under `LLMC_SHARED_DIR`.
+pub fn shared(sub: &str, file: &str) -> PathBuf {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    [
+        std::env::var_os("LLMC_SHARED_DIR").map(PathBuf::from),
+        Some(here.join("../shared")),
+        Some(here.join("../../shared")),
+        Some(PathBuf::from("/work/shared")),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|d| d.join(sub).join(file))
+    .find(|p| p.exists())
+    .unwrap_or_else(|| panic!("shared/{sub}/{file} not found (set LLMC_SHARED_DIR)"))
+}
+
+/// The shared corpus directory.
+pub fn corpus_dir() -> PathBuf {
+    shared("corpus", "alice29.txt")
+        .parent()
+        .expect("corpus file has a directory")
+        .to_path_buf()
 }

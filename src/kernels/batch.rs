@@ -60,6 +60,25 @@ pub fn attention_batch(
     scratch: &mut AttnScratch,
     out: &mut [&mut [f32]],
 ) {
+    attention_batch_prefetch(k, kv, g, qs, n_keys, scratch, out, &[]);
+}
+
+/// [`attention_batch`], and while the output chains run (compute-bound),
+/// `prefetch` (typically the K bytes the caller's next job reads) is pulled
+/// towards the core, one 64-byte line per key, so that the next job's score
+/// pass (which is bound by streaming K from memory) finds it in L2. Only
+/// the timing differs: the results are the same bits.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_batch_prefetch(
+    k: &Kernels,
+    kv: &KvView<'_>,
+    g: usize,
+    qs: &[&[f32]],
+    n_keys: &[usize],
+    scratch: &mut AttnScratch,
+    out: &mut [&mut [f32]],
+    prefetch: &[&[i8]],
+) {
     let hd = kv.head_dim;
     assert!(qs.len() == n_keys.len() && qs.len() == out.len() && g < kv.n_kv_head);
     assert!(qs.iter().all(|q| q.len() == hd) && out.iter().all(|o| o.len() == hd));
@@ -82,14 +101,14 @@ pub fn attention_batch(
         // SAFETY: a `Kernels` of these variants exists only after
         // `is_available()` confirmed the CPU features.
         #[cfg(target_arch = "x86_64")]
-        Variant::Avx512 => unsafe { avx512(k, kv, g, qs, n_keys, scratch, out) },
+        Variant::Avx512 => unsafe { avx512(k, kv, g, qs, n_keys, scratch, out, prefetch) },
         #[cfg(target_arch = "x86_64")]
-        Variant::Avx2 => unsafe { avx2(k, kv, g, qs, n_keys, scratch, out) },
+        Variant::Avx2 => unsafe { avx2(k, kv, g, qs, n_keys, scratch, out, prefetch) },
         #[cfg(target_arch = "aarch64")]
-        Variant::Neon => unsafe { neon(k, kv, g, qs, n_keys, scratch, out) },
+        Variant::Neon => unsafe { neon(k, kv, g, qs, n_keys, scratch, out, prefetch) },
         #[cfg(target_arch = "aarch64")]
-        Variant::NeonDot => unsafe { neon_dot(k, kv, g, qs, n_keys, scratch, out) },
-        _ => body::<Arr, 6, 3>(k, kv, g, qs, n_keys, scratch, out),
+        Variant::NeonDot => unsafe { neon_dot(k, kv, g, qs, n_keys, scratch, out, prefetch) },
+        _ => body::<Arr, 6, 3>(k, kv, g, qs, n_keys, scratch, out, prefetch),
     }
 }
 
@@ -103,9 +122,10 @@ unsafe fn avx512(
     n_keys: &[usize],
     scratch: &mut AttnScratch,
     out: &mut [&mut [f32]],
+    prefetch: &[&[i8]],
 ) {
     // 32 zmm registers: 12 score accumulators, or 6 x 4 output ones.
-    body::<x86::Zmm, 12, 6>(k, kv, g, qs, n_keys, scratch, out)
+    body::<x86::Zmm, 12, 6>(k, kv, g, qs, n_keys, scratch, out, prefetch)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -118,10 +138,11 @@ unsafe fn avx2(
     n_keys: &[usize],
     scratch: &mut AttnScratch,
     out: &mut [&mut [f32]],
+    prefetch: &[&[i8]],
 ) {
     // 16 ymm registers: a 16-lane accumulator takes two, a K group four
     // (magnitudes and signed bytes).
-    body::<x86::Ymm2, 4, 3>(k, kv, g, qs, n_keys, scratch, out)
+    body::<x86::Ymm2, 4, 3>(k, kv, g, qs, n_keys, scratch, out, prefetch)
 }
 
 #[cfg(target_arch = "aarch64")]
@@ -134,10 +155,11 @@ unsafe fn neon(
     n_keys: &[usize],
     scratch: &mut AttnScratch,
     out: &mut [&mut [f32]],
+    prefetch: &[&[i8]],
 ) {
     // 32 q registers: a 16-key integer accumulator takes eight (pairwise
     // partial sums); an output pass keeps 64 dimensions (16 registers).
-    body::<arm::Q4, 2, 1>(k, kv, g, qs, n_keys, scratch, out)
+    body::<arm::Q4, 2, 1>(k, kv, g, qs, n_keys, scratch, out, prefetch)
 }
 
 #[cfg(target_arch = "aarch64")]
@@ -150,14 +172,16 @@ unsafe fn neon_dot(
     n_keys: &[usize],
     scratch: &mut AttnScratch,
     out: &mut [&mut [f32]],
+    prefetch: &[&[i8]],
 ) {
     // A 16-key integer accumulator takes four q registers.
-    body::<arm::Q4Dot, 6, 1>(k, kv, g, qs, n_keys, scratch, out)
+    body::<arm::Q4Dot, 6, 1>(k, kv, g, qs, n_keys, scratch, out, prefetch)
 }
 
 /// The batched computation with at most `QS` queries per score pass and `QP`
 /// per output pass (register budget of the instruction set).
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn body<V: Lanes, const QS: usize, const QP: usize>(
     k: &Kernels,
     kv: &KvView<'_>,
@@ -166,6 +190,7 @@ fn body<V: Lanes, const QS: usize, const QP: usize>(
     n_keys: &[usize],
     scratch: &mut AttnScratch,
     out: &mut [&mut [f32]],
+    prefetch: &[&[i8]],
 ) {
     let hd = kv.head_dim;
     let d4 = hd / 4;
@@ -222,17 +247,18 @@ fn body<V: Lanes, const QS: usize, const QP: usize>(
             bias[j] = V::Q_BIAS * q.iter().map(|&x| x as i32).sum::<i32>();
         }
         let qw = &w[..d4 * b];
+        let pv: &[i8] = &[];
         let dqb = &dq[i..i + b];
         let sc = &mut scores[i * stride..(i + b) * stride];
         // Few queries: several K tiles per pass, so that enough independent
         // dot chains are in flight to hide the latency.
         match b {
-            _ if b == QS => scores_block::<V, QS, 1>(kv, g, qw, dqb, &bias, keys, stride, sc),
-            1 => scores_block::<V, 1, 4>(kv, g, qw, dqb, &bias, keys, stride, sc),
-            2 => scores_block::<V, 2, 2>(kv, g, qw, dqb, &bias, keys, stride, sc),
-            3 => scores_block::<V, 3, 2>(kv, g, qw, dqb, &bias, keys, stride, sc),
-            4 => scores_block::<V, 4, 1>(kv, g, qw, dqb, &bias, keys, stride, sc),
-            _ => scores_block::<V, 6, 1>(kv, g, qw, dqb, &bias, keys, stride, sc),
+            _ if b == QS => scores_block::<V, QS, 1>(kv, g, qw, dqb, &bias, keys, stride, sc, pv),
+            1 => scores_block::<V, 1, 4>(kv, g, qw, dqb, &bias, keys, stride, sc, pv),
+            2 => scores_block::<V, 2, 2>(kv, g, qw, dqb, &bias, keys, stride, sc, pv),
+            3 => scores_block::<V, 3, 2>(kv, g, qw, dqb, &bias, keys, stride, sc, pv),
+            4 => scores_block::<V, 4, 1>(kv, g, qw, dqb, &bias, keys, stride, sc, pv),
+            _ => scores_block::<V, 6, 1>(kv, g, qw, dqb, &bias, keys, stride, sc, pv),
         }
         i += b;
     }
@@ -279,13 +305,15 @@ fn body<V: Lanes, const QS: usize, const QP: usize>(
         let common = n_keys[i..i + b].iter().copied().min().unwrap_or(0);
         let e = &es[i * stride..(i + b) * stride];
         let o = &mut out[i..i + b];
+        // The prefetch rides on the first output pass only.
+        let pf = if i == 0 { prefetch } else { &[] };
         match b {
-            _ if b == QP => pv_block::<V, QP>(kv, g, e, stride, common, o),
-            1 => pv_block::<V, 1>(kv, g, e, stride, common, o),
-            2 => pv_block::<V, 2>(kv, g, e, stride, common, o),
-            3 => pv_block::<V, 3>(kv, g, e, stride, common, o),
-            4 => pv_block::<V, 4>(kv, g, e, stride, common, o),
-            _ => pv_block::<V, 5>(kv, g, e, stride, common, o),
+            _ if b == QP => pv_block::<V, QP>(kv, g, e, stride, common, o, pf),
+            1 => pv_block::<V, 1>(kv, g, e, stride, common, o, pf),
+            2 => pv_block::<V, 2>(kv, g, e, stride, common, o, pf),
+            3 => pv_block::<V, 3>(kv, g, e, stride, common, o, pf),
+            4 => pv_block::<V, 4>(kv, g, e, stride, common, o, pf),
+            _ => pv_block::<V, 5>(kv, g, e, stride, common, o, pf),
         }
         for (j, o) in o.iter_mut().enumerate() {
             let n = n_keys[i + j];
@@ -898,12 +926,18 @@ fn scores_block<V: Lanes, const B: usize, const T: usize>(
     keys: usize,
     stride: usize,
     sc: &mut [f32],
+    pv: &[i8],
 ) {
     let dq: &[f32; B] = dq.try_into().expect("B scales");
     let bias: &[i32; B] = bias[..B].try_into().expect("B biases");
     let tiles = keys.div_ceil(L);
     let mut tile = 0;
+    // V bytes per K tile (16 keys).
+    let vt = pv.len().div_ceil(tiles.max(1) * 64) * 64;
     while tile + T <= tiles {
+        for l in (tile * vt..((tile + T) * vt).min(pv.len())).step_by(64) {
+            prefetch_l2(&pv[l..]);
+        }
         scores_tiles::<V, B, T>(kv, g, qw, dq, bias, tile, stride, sc);
         tile += T;
     }
@@ -965,20 +999,23 @@ fn pv_block<V: Lanes, const B: usize>(
     stride: usize,
     common: usize,
     out: &mut [&mut [f32]],
+    prefetch: &[&[i8]],
 ) {
     let hd = kv.head_dim;
     let mut d0 = 0;
     while d0 < hd {
+        let pf = if d0 == 0 { prefetch } else { &[] };
         if hd - d0 >= 4 * L {
-            pv_dims::<V, B, 4>(kv, g, e, stride, common, d0, out);
+            pv_dims::<V, B, 4>(kv, g, e, stride, common, d0, out, pf);
             d0 += 4 * L;
         } else {
-            pv_dims::<V, B, 1>(kv, g, e, stride, common, d0, out);
+            pv_dims::<V, B, 1>(kv, g, e, stride, common, d0, out, pf);
             d0 += L;
         }
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn pv_dims<V: Lanes, const B: usize, const C: usize>(
     kv: &KvView<'_>,
@@ -988,10 +1025,17 @@ fn pv_dims<V: Lanes, const B: usize, const C: usize>(
     common: usize,
     d0: usize,
     out: &mut [&mut [f32]],
+    prefetch: &[&[i8]],
 ) {
     assert!(B == 0 || e.len() >= (B - 1) * stride + common);
     let mut acc = [[V::zero(); C]; B];
+    // One line of each `prefetch` region per key, over the first keys.
     for t in 0..common {
+        for r in prefetch {
+            if t < r.len() / 64 {
+                prefetch_l2(&r[t * 64..]);
+            }
+        }
         let vt = &kv.v[kv.v_index(t, g, d0)..][..C * L];
         // (A plain loop: `array::from_fn`'s closure is not always inlined,
         // and out of line it loses the caller's target features.)
@@ -1011,6 +1055,25 @@ fn pv_dims<V: Lanes, const B: usize, const C: usize>(
             a.store(&mut o[d0 + c * L..]);
         }
     }
+}
+
+/// Asks the memory system to bring the line holding `p[0]` into L2 (a hint:
+/// no effect on any value, no fault).
+#[inline(always)]
+fn prefetch_l2(p: &[i8]) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults and writes nothing; SSE is baseline
+    // on x86_64.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(p.as_ptr())
+    };
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: `prfm` is a hint: it never faults and writes nothing.
+    unsafe {
+        std::arch::asm!("prfm pldl2keep, [{0}]", in(reg) p.as_ptr(), options(nostack, preserves_flags, readonly))
+    };
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let _ = p;
 }
 
 /// Continues one query's output chains (in `o`, len `head_dim`, a

@@ -33,7 +33,7 @@ use crate::gguf::{GgmlType, Gguf, GgufError};
 use crate::kernels::math::{RopeTable, TRIG_ACCURATE_MAX};
 use crate::kernels::{
     batch, scalar, AttnScratch, BlockKind, BlockMatrix, KernelError, Kernels, KvView, PackedMatrix,
-    QuantizedRows, Variant, QK,
+    QuantizedRows, Variant, KV_TILE, QK,
 };
 use rayon::prelude::*;
 use std::ops::Range;
@@ -620,7 +620,14 @@ impl Model {
             outs.push(a);
             rest = b;
         }
-        let run = |(j, out): (&AttnJob, &mut &mut [f32])| {
+        // K bytes job `j` reads (its score pass).
+        let k_bytes = |j: &AttnJob| -> &[i8] {
+            let view = &views[slots[j.t0].seq * self.cfg.n_kv_head + j.g];
+            let keys = slots[j.t0 + j.nt - 1].pos + 1;
+            &view.k[..keys.div_ceil(KV_TILE) * view.k_tile_bytes()]
+        };
+
+        let run = |(j, out): (&AttnJob, &mut &mut [f32]), prefetch: &[i8]| {
             let view = &views[slots[j.t0].seq * self.cfg.n_kv_head + j.g];
             let mut qs = Vec::with_capacity(j.nt * j.nh);
             let mut n_keys = Vec::with_capacity(j.nt * j.nh);
@@ -639,17 +646,62 @@ impl Model {
                         k.attention(q, view, 0, nk, s, o);
                     }
                 } else {
-                    batch::attention_batch(k, view, 0, &qs, &n_keys, s, &mut o);
+                    batch::attention_batch_prefetch(
+                        k,
+                        view,
+                        0,
+                        &qs,
+                        &n_keys,
+                        s,
+                        &mut o,
+                        &[prefetch],
+                    );
                 }
             });
         };
-        if self.threads == 1 || jobs.len() == 1 {
-            jobs.iter().zip(outs.iter_mut()).for_each(run);
+        if jobs.iter().all(|j| j.nt == 1) && jobs.len() > 1 {
+            // Decoding: every job is one token's query heads over its whole
+            // cache, and its score pass waits on K coming from memory while
+            // its output pass is compute-bound. So each thread takes a
+            // contiguous run of jobs (about equal keys: the jobs are alike)
+            // and, during a job's output pass, prefetches the next job's K.
+            let total: usize = jobs.iter().map(|j| slots[j.t0].pos + 1).sum();
+            let parts = self.threads.min(jobs.len());
+            let mut runs: Vec<(&[AttnJob], &mut [&mut [f32]])> = Vec::with_capacity(parts);
+            let (mut js, mut os) = (jobs, &mut outs[..]);
+            let mut done = 0;
+            for p in 1..parts {
+                let goal = total * p / parts;
+                let mut n = 0;
+                let mut acc = done;
+                while n < js.len() - 1 && acc < goal {
+                    acc += slots[js[n].t0].pos + 1;
+                    n += 1;
+                }
+                let (a, b) = js.split_at(n);
+                let (oa, ob) = os.split_at_mut(n);
+                runs.push((a, oa));
+                (js, os, done) = (b, ob, acc);
+            }
+            runs.push((js, os));
+            let seq = |(js, os): &mut (&[AttnJob], &mut [&mut [f32]])| {
+                for (i, (j, o)) in js.iter().zip(os.iter_mut()).enumerate() {
+                    let next = js.get(i + 1).map(k_bytes).unwrap_or(&[]);
+                    run((j, o), next);
+                }
+            };
+            if self.threads == 1 {
+                runs.iter_mut().for_each(seq);
+            } else {
+                runs.par_iter_mut().with_max_len(1).for_each(seq);
+            }
+        } else if self.threads == 1 || jobs.len() == 1 {
+            jobs.iter().zip(outs.iter_mut()).for_each(|jo| run(jo, &[]));
         } else {
             jobs.par_iter()
                 .zip(outs.par_iter_mut())
                 .with_max_len(1)
-                .for_each(run);
+                .for_each(|jo| run(jo, &[]));
         }
         for j in jobs {
             let src = &tmp[j.off..j.off + j.nt * j.nh * hd];

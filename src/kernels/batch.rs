@@ -114,6 +114,7 @@ pub fn attention_batch_prefetch(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,fma")]
+#[allow(clippy::too_many_arguments)]
 unsafe fn avx512(
     k: &Kernels,
     kv: &KvView<'_>,
@@ -130,6 +131,7 @@ unsafe fn avx512(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
 unsafe fn avx2(
     k: &Kernels,
     kv: &KvView<'_>,
@@ -147,6 +149,7 @@ unsafe fn avx2(
 
 #[cfg(target_arch = "aarch64")]
 #[target_feature(enable = "neon")]
+#[allow(clippy::too_many_arguments)]
 unsafe fn neon(
     k: &Kernels,
     kv: &KvView<'_>,
@@ -164,6 +167,7 @@ unsafe fn neon(
 
 #[cfg(target_arch = "aarch64")]
 #[target_feature(enable = "neon,dotprod")]
+#[allow(clippy::too_many_arguments)]
 unsafe fn neon_dot(
     k: &Kernels,
     kv: &KvView<'_>,
@@ -247,18 +251,17 @@ fn body<V: Lanes, const QS: usize, const QP: usize>(
             bias[j] = V::Q_BIAS * q.iter().map(|&x| x as i32).sum::<i32>();
         }
         let qw = &w[..d4 * b];
-        let pv: &[i8] = &[];
         let dqb = &dq[i..i + b];
         let sc = &mut scores[i * stride..(i + b) * stride];
         // Few queries: several K tiles per pass, so that enough independent
         // dot chains are in flight to hide the latency.
         match b {
-            _ if b == QS => scores_block::<V, QS, 1>(kv, g, qw, dqb, &bias, keys, stride, sc, pv),
-            1 => scores_block::<V, 1, 4>(kv, g, qw, dqb, &bias, keys, stride, sc, pv),
-            2 => scores_block::<V, 2, 2>(kv, g, qw, dqb, &bias, keys, stride, sc, pv),
-            3 => scores_block::<V, 3, 2>(kv, g, qw, dqb, &bias, keys, stride, sc, pv),
-            4 => scores_block::<V, 4, 1>(kv, g, qw, dqb, &bias, keys, stride, sc, pv),
-            _ => scores_block::<V, 6, 1>(kv, g, qw, dqb, &bias, keys, stride, sc, pv),
+            _ if b == QS => scores_block::<V, QS, 1>(kv, g, qw, dqb, &bias, keys, stride, sc),
+            1 => scores_block::<V, 1, 4>(kv, g, qw, dqb, &bias, keys, stride, sc),
+            2 => scores_block::<V, 2, 2>(kv, g, qw, dqb, &bias, keys, stride, sc),
+            3 => scores_block::<V, 3, 2>(kv, g, qw, dqb, &bias, keys, stride, sc),
+            4 => scores_block::<V, 4, 1>(kv, g, qw, dqb, &bias, keys, stride, sc),
+            _ => scores_block::<V, 6, 1>(kv, g, qw, dqb, &bias, keys, stride, sc),
         }
         i += b;
     }
@@ -926,18 +929,12 @@ fn scores_block<V: Lanes, const B: usize, const T: usize>(
     keys: usize,
     stride: usize,
     sc: &mut [f32],
-    pv: &[i8],
 ) {
     let dq: &[f32; B] = dq.try_into().expect("B scales");
     let bias: &[i32; B] = bias[..B].try_into().expect("B biases");
     let tiles = keys.div_ceil(L);
     let mut tile = 0;
-    // V bytes per K tile (16 keys).
-    let vt = pv.len().div_ceil(tiles.max(1) * 64) * 64;
     while tile + T <= tiles {
-        for l in (tile * vt..((tile + T) * vt).min(pv.len())).step_by(64) {
-            prefetch_l2(&pv[l..]);
-        }
         scores_tiles::<V, B, T>(kv, g, qw, dq, bias, tile, stride, sc);
         tile += T;
     }

@@ -98,40 +98,22 @@ pub unsafe fn matmul(
         let o = grp * GROUP + lo - rows.start;
         let mut t = 0;
         while t < n {
-            let left = n - t;
-            if left >= 8 {
-                let r = if q4 {
-                    tile::<8, true>(&wg, &a, t)
-                } else {
-                    tile::<8, false>(&wg, &a, t)
+            // Tiles of 8 activation rows, then one tile of the rest: each
+            // tile loads and unpacks the group's weights once.
+            let r = (n - t).min(8);
+            macro_rules! run {
+                ($($t:literal)*) => {
+                    match r {
+                        $($t => {
+                            let v = if q4 { tile::<$t, true>(&wg, &a, t) } else { tile::<$t, false>(&wg, &a, t) };
+                            store(&v, &mut out[t..t + $t], lo, hi, o);
+                        })*
+                        _ => unreachable!(),
+                    }
                 };
-                store(&r, &mut out[t..t + 8], lo, hi, o);
-                t += 8;
-            } else if left >= 4 {
-                let r = if q4 {
-                    tile::<4, true>(&wg, &a, t)
-                } else {
-                    tile::<4, false>(&wg, &a, t)
-                };
-                store(&r, &mut out[t..t + 4], lo, hi, o);
-                t += 4;
-            } else if left >= 2 {
-                let r = if q4 {
-                    tile::<2, true>(&wg, &a, t)
-                } else {
-                    tile::<2, false>(&wg, &a, t)
-                };
-                store(&r, &mut out[t..t + 2], lo, hi, o);
-                t += 2;
-            } else {
-                let r = if q4 {
-                    tile::<1, true>(&wg, &a, t)
-                } else {
-                    tile::<1, false>(&wg, &a, t)
-                };
-                store(&r, &mut out[t..t + 1], lo, hi, o);
-                t += 1;
             }
+            run!(1 2 3 4 5 6 7 8);
+            t += r;
         }
     }
 }

@@ -37,6 +37,14 @@ impl LanguageModel for Model {
     ) -> Result<(), ModelError> {
         Model::forward(self, states, tokens, logits)
     }
+
+    fn threads(&self) -> usize {
+        Model::threads(self)
+    }
+
+    fn in_pool<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        Model::in_pool(self, f)
+    }
 }
 
 impl TextTokenizer for Tokenizer {

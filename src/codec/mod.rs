@@ -33,11 +33,12 @@ use std::ops::ControlFlow;
 use xxhash_rust::xxh64::Xxh64;
 
 use crate::coder::{
-    ChunkDecoder, ChunkEncoder, CoderKind, FreqError, FreqTable, DEFAULT_TOTAL_BITS,
+    ChunkDecoder, ChunkEncoder, CoderKind, FreqError, FreqTable, RangeCorrupt, DEFAULT_TOTAL_BITS,
 };
 use crate::container::{
     self, ContainerError, FrameHeader, FrameReader, Record, MAX_CHUNK_TOKENS, MAX_RAW_CHUNK,
 };
+use rayon::prelude::*;
 
 mod adapters;
 pub mod synthetic;
@@ -80,6 +81,17 @@ pub trait LanguageModel {
         tokens: &[&[u32]],
         logits: &mut [f32],
     ) -> Result<(), Self::Error>;
+    /// Threads the model computes with: the decoder spreads its per-chunk
+    /// work after a forward pass (frequency tables, range decoding) over
+    /// [`LanguageModel::in_pool`] when this is above 1.
+    fn threads(&self) -> usize {
+        1
+    }
+    /// Runs `f` where rayon's parallel iterators use the model's threads
+    /// (default: the caller's thread and rayon's global pool).
+    fn in_pool<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        f()
+    }
 }
 
 /// A tokenizer with `decode(encode(x)) == x` for every byte string, and
@@ -956,6 +968,7 @@ pub fn decompress_stream<R: Read, W: Write, M: LanguageModel, T: TextTokenizer>(
             header: &h,
             frame,
             table,
+            tables: Vec::new(),
             max_batch: batch_for(opts, model.state_bytes_per_token(), h.chunk_tokens),
             hasher: Xxh64::new(0),
             written: 0,
@@ -992,6 +1005,8 @@ struct FrameDecoder<'a, M: LanguageModel, T: TextTokenizer> {
     header: &'a FrameHeader,
     frame: u64,
     table: FreqTable,
+    /// One table per chunk in flight, for decoding them in parallel.
+    tables: Vec<FreqTable>,
     max_batch: usize,
     hasher: Xxh64,
     written: u64,
@@ -1210,11 +1225,33 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoder<'_, M, T> {
         self.model
             .forward(&mut states, &inputs, &mut logits[..n * vocab])
             .map_err(|e| CodecError::Model(Box::new(e)))?;
-        for (slot, row) in active.iter_mut().zip(logits.chunks_exact(vocab)) {
-            let t = slot
-                .dec
-                .decode(&mut self.table, row)
-                .map_err(|_| self.left_interval(slot.entry))?;
+        // Each chunk's next token from its logits row: independent per
+        // chunk (own decoder, own table), so spread over the model's threads
+        // (a frequency table is about 50 thousand exps).
+        let rows = &logits[..n * vocab];
+        let decoded: Vec<Result<u32, RangeCorrupt>> = if n > 1 && self.model.threads() > 1 {
+            if self.tables.len() < n {
+                self.tables.resize(n, self.table.clone());
+            }
+            let mut decs: Vec<&mut ChunkDecoder<Vec<u8>>> =
+                active.iter_mut().map(|s| &mut s.dec).collect();
+            let tables = &mut self.tables[..n];
+            self.model.in_pool(|| {
+                decs.par_iter_mut()
+                    .zip(rows.par_chunks_exact(vocab))
+                    .zip(tables.par_iter_mut())
+                    .map(|((d, row), table)| d.decode(table, row))
+                    .collect()
+            })
+        } else {
+            active
+                .iter_mut()
+                .zip(rows.chunks_exact(vocab))
+                .map(|(slot, row)| slot.dec.decode(&mut self.table, row))
+                .collect()
+        };
+        for (slot, t) in active.iter_mut().zip(decoded) {
+            let t = t.map_err(|_| self.left_interval(slot.entry))?;
             slot.decoded.push(t);
             slot.input = [t];
         }

@@ -218,6 +218,35 @@ impl LanguageModel for Counting<'_> {
     }
 }
 
+/// A model that says it computes with two threads, so the decoder takes
+/// its parallel path (rayon's global pool) after each forward pass.
+struct TwoThreads<'a>(&'a HashModel);
+
+impl LanguageModel for TwoThreads<'_> {
+    type State = Vec<u32>;
+    type Error = super::synthetic::HashModelError;
+    fn vocab_size(&self) -> usize {
+        self.0.vocab
+    }
+    fn max_context(&self) -> usize {
+        self.0.context
+    }
+    fn new_state(&self) -> Vec<u32> {
+        Vec::new()
+    }
+    fn forward(
+        &self,
+        s: &mut [&mut Vec<u32>],
+        t: &[&[u32]],
+        l: &mut [f32],
+    ) -> Result<(), Self::Error> {
+        self.0.forward(s, t, l)
+    }
+    fn threads(&self) -> usize {
+        2
+    }
+}
+
 #[test]
 fn decompression_batches_chunks() {
     let tok = PairTokenizer::english();
@@ -268,17 +297,23 @@ fn every_bit_flip_and_truncation_is_an_error() {
         ..Default::default()
     };
     let run = |f: &[u8]| decompress(f, &model, &tok, &id("hash", 1), &d);
+    // The same with the chunks in flight decoded on several threads.
+    let two = TwoThreads(&model);
+    let run2 = |f: &[u8]| decompress(f, &two, &tok, &id("hash", 1), &d);
     assert!(run(&packed).unwrap() == data);
+    assert!(run2(&packed).unwrap() == data);
     for i in 0..packed.len() {
         for bit in 0..8 {
             let mut f = packed.clone();
             f[i] ^= 1 << bit;
             // A wrong fingerprint is also an error (ModelMismatch).
             assert!(run(&f).is_err(), "flip of byte {i} bit {bit} accepted");
+            assert!(run2(&f).is_err(), "flip of byte {i} bit {bit} accepted (threads)");
         }
     }
     for cut in 0..packed.len() {
         assert!(run(&packed[..cut]).is_err(), "truncation to {cut} accepted");
+        assert!(run2(&packed[..cut]).is_err(), "truncation to {cut} accepted (threads)");
     }
 }
 

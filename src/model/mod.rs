@@ -192,6 +192,17 @@ impl Model {
         self.threads
     }
 
+    /// Runs `f` on the model's worker pool, so that rayon's parallel
+    /// iterators inside it use the model's threads (with one thread: on the
+    /// caller's thread).
+    pub fn in_pool<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        if self.threads == 1 {
+            f()
+        } else {
+            self.pool.install(f)
+        }
+    }
+
     /// Whether the output projection is the token embedding.
     pub fn tied_output(&self) -> bool {
         self.weights.tied

@@ -33,7 +33,8 @@ use std::ops::ControlFlow;
 use xxhash_rust::xxh64::Xxh64;
 
 use crate::coder::{
-    ChunkDecoder, ChunkEncoder, CoderKind, FreqError, FreqTable, RangeCorrupt, DEFAULT_TOTAL_BITS,
+    interval, ChunkDecoder, ChunkEncoder, CoderKind, FreqError, FreqTable, Interval, RangeCorrupt,
+    DEFAULT_TOTAL_BITS,
 };
 use crate::container::{
     self, ContainerError, FrameHeader, FrameReader, Record, MAX_CHUNK_TOKENS, MAX_RAW_CHUNK,
@@ -537,7 +538,24 @@ pub fn score<M: LanguageModel, T: TextTokenizer>(
                 &mut logits,
                 opts.piece_tokens,
                 chunk,
-                |row, t| result.bits += neg_log2_softmax(row, t as usize),
+                |rows, next| {
+                    // Per row in parallel, summed in order (the same total
+                    // whatever the threads).
+                    let bits: Vec<f64> = if model.threads() > 1 {
+                        model.in_pool(|| {
+                            rows.par_chunks_exact(vocab)
+                                .zip(next.par_iter())
+                                .map(|(row, &t)| neg_log2_softmax(row, t as usize))
+                                .collect()
+                        })
+                    } else {
+                        rows.chunks_exact(vocab)
+                            .zip(next)
+                            .map(|(row, &t)| neg_log2_softmax(row, t as usize))
+                            .collect()
+                    };
+                    result.bits += bits.iter().sum::<f64>();
+                },
                 |done| {
                     report(
                         progress,
@@ -587,7 +605,7 @@ fn run_chunk<M: LanguageModel>(
     logits: &mut Vec<f32>,
     piece: usize,
     chunk: &[u32],
-    mut row: impl FnMut(&[f32], u32),
+    mut rows: impl FnMut(&[f32], &[u32]),
     mut after_pass: impl FnMut(usize) -> Result<(), CodecError>,
 ) -> Result<(), CodecError> {
     let vocab = model.vocab_size();
@@ -603,12 +621,7 @@ fn run_chunk<M: LanguageModel>(
         model
             .forward(&mut [&mut *state], &[input], out)
             .map_err(|e| CodecError::Model(Box::new(e)))?;
-        for (r, &t) in out
-            .chunks_exact(vocab)
-            .zip(&chunk[first + 1..first + 1 + input.len()])
-        {
-            row(r, t);
-        }
+        rows(out, &chunk[first + 1..first + 1 + input.len()]);
         after_pass(first + input.len() + 1)?;
     }
     Ok(())
@@ -873,7 +886,26 @@ impl<M: LanguageModel, T: TextTokenizer> SegmentCoder<'_, M, T> {
             &mut self.logits,
             self.opts.piece_tokens,
             chunk,
-            |row, t| enc.encode(table, row, t),
+            |rows, next| {
+                if enc.codes_intervals() && self.model.threads() > 1 {
+                    // The intervals are pure functions of (row, token):
+                    // computed in parallel (a table per rayon job), coded
+                    // in order.
+                    let ivs: Vec<Interval> = self.model.in_pool(|| {
+                        rows.par_chunks_exact(vocab)
+                            .zip(next.par_iter())
+                            .map_init(|| table.clone(), |tab, (row, &t)| interval(tab, row, t))
+                            .collect()
+                    });
+                    for iv in ivs {
+                        enc.encode_interval(iv);
+                    }
+                } else {
+                    for (row, &t) in rows.chunks_exact(vocab).zip(next) {
+                        enc.encode(table, row, t);
+                    }
+                }
+            },
             tick,
         )?;
         self.state = Some(state);

@@ -308,12 +308,18 @@ fn every_bit_flip_and_truncation_is_an_error() {
             f[i] ^= 1 << bit;
             // A wrong fingerprint is also an error (ModelMismatch).
             assert!(run(&f).is_err(), "flip of byte {i} bit {bit} accepted");
-            assert!(run2(&f).is_err(), "flip of byte {i} bit {bit} accepted (threads)");
+            assert!(
+                run2(&f).is_err(),
+                "flip of byte {i} bit {bit} accepted (threads)"
+            );
         }
     }
     for cut in 0..packed.len() {
         assert!(run(&packed[..cut]).is_err(), "truncation to {cut} accepted");
-        assert!(run2(&packed[..cut]).is_err(), "truncation to {cut} accepted (threads)");
+        assert!(
+            run2(&packed[..cut]).is_err(),
+            "truncation to {cut} accepted (threads)"
+        );
     }
 }
 

@@ -25,6 +25,18 @@ pub enum CoderKind {
     Rank,
 }
 
+/// A token's interval in a frequency table: `(cum, freq, total)`.
+pub type Interval = (u64, u64, u64);
+
+/// `token`'s interval in the arithmetic coder's table for one row of
+/// `logits` (`table` is scratch, `len == vocab`): a pure function of the row
+/// and the token.
+pub fn interval(table: &mut FreqTable, logits: &[f32], token: u32) -> Interval {
+    table.fill(logits);
+    let (c, f) = table.cum_freq(token as usize);
+    (c, f, table.total())
+}
+
 /// Per-chunk state of either coder.
 #[derive(Debug, Clone)]
 enum State {
@@ -61,13 +73,29 @@ impl ChunkEncoder {
     /// long). `table` is scratch for the arithmetic coder (`len == vocab`).
     pub fn encode(&mut self, table: &mut FreqTable, logits: &[f32], token: u32) {
         match &mut self.state {
-            State::Arithmetic => {
-                table.fill(logits);
-                let (c, f) = table.cum_freq(token as usize);
-                self.enc.encode(c, f, table.total());
-            }
+            State::Arithmetic => self.enc.encode_interval(interval(table, logits, token)),
             State::Rank(m) => m.encode(&mut self.enc, logits, token),
         }
+    }
+
+    /// Whether this encoder codes each token by the [`interval`] of its
+    /// frequency table alone (the arithmetic coder; the rank coder keeps an
+    /// adaptive state instead). Then the intervals of many rows may be
+    /// computed in parallel and coded in order with
+    /// [`ChunkEncoder::encode_interval`].
+    pub fn codes_intervals(&self) -> bool {
+        matches!(self.state, State::Arithmetic)
+    }
+
+    /// Codes one token by its [`interval`]: the same bytes as
+    /// [`ChunkEncoder::encode`] with the row it came from. Panics for the
+    /// rank coder (see [`ChunkEncoder::codes_intervals`]).
+    pub fn encode_interval(&mut self, iv: Interval) {
+        assert!(
+            self.codes_intervals(),
+            "the rank coder codes ranks, not intervals"
+        );
+        self.enc.encode_interval(iv);
     }
 
     /// Codes a chunk's first token, which has no model prediction, as one

@@ -47,6 +47,11 @@ impl RangeEncoder {
         }
     }
 
+    /// [`RangeEncoder::encode`] of a `(cum, freq, total)` triple.
+    pub fn encode_interval(&mut self, (cum, freq, total): (u64, u64, u64)) {
+        self.encode(cum, freq, total);
+    }
+
     /// Codes the symbol occupying `[cum, cum + freq)` of `total`.
     ///
     /// Requires `freq >= 1`, `cum + freq <= total <= MAX_TOTAL`.

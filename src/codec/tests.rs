@@ -192,6 +192,20 @@ struct Counting<'a> {
     inner: &'a HashModel,
     calls: Cell<usize>,
     max_batch: Cell<usize>,
+    /// What it answers to `threads()`: above 1, the decoder takes its
+    /// parallel path after each forward pass (on rayon's global pool).
+    threads: usize,
+}
+
+impl<'a> Counting<'a> {
+    fn new(inner: &'a HashModel, threads: usize) -> Self {
+        Counting {
+            inner,
+            calls: Cell::new(0),
+            max_batch: Cell::new(0),
+            threads,
+        }
+    }
 }
 
 impl LanguageModel for Counting<'_> {
@@ -216,34 +230,8 @@ impl LanguageModel for Counting<'_> {
         self.max_batch.set(self.max_batch.get().max(s.len()));
         self.inner.forward(s, t, l)
     }
-}
-
-/// A model that says it computes with two threads, so the decoder takes
-/// its parallel path (rayon's global pool) after each forward pass.
-struct TwoThreads<'a>(&'a HashModel);
-
-impl LanguageModel for TwoThreads<'_> {
-    type State = Vec<u32>;
-    type Error = super::synthetic::HashModelError;
-    fn vocab_size(&self) -> usize {
-        self.0.vocab
-    }
-    fn max_context(&self) -> usize {
-        self.0.context
-    }
-    fn new_state(&self) -> Vec<u32> {
-        Vec::new()
-    }
-    fn forward(
-        &self,
-        s: &mut [&mut Vec<u32>],
-        t: &[&[u32]],
-        l: &mut [f32],
-    ) -> Result<(), Self::Error> {
-        self.0.forward(s, t, l)
-    }
     fn threads(&self) -> usize {
-        2
+        self.threads
     }
 }
 
@@ -259,11 +247,7 @@ fn decompression_batches_chunks() {
         .filter(|r| matches!(r, Record::Model { .. }))
         .count();
     assert!(n_model >= 10);
-    let counting = Counting {
-        inner: &model,
-        calls: Cell::new(0),
-        max_batch: Cell::new(0),
-    };
+    let counting = Counting::new(&model, 1);
     let d = DecompressOptions {
         max_batch: 32,
         ..Default::default()
@@ -298,7 +282,7 @@ fn every_bit_flip_and_truncation_is_an_error() {
     };
     let run = |f: &[u8]| decompress(f, &model, &tok, &id("hash", 1), &d);
     // The same with the chunks in flight decoded on several threads.
-    let two = TwoThreads(&model);
+    let two = Counting::new(&model, 2);
     let run2 = |f: &[u8]| decompress(f, &two, &tok, &id("hash", 1), &d);
     assert!(run(&packed).unwrap() == data);
     assert!(run2(&packed).unwrap() == data);
@@ -842,11 +826,7 @@ fn progress_after_every_forward_pass_and_break_interrupts() {
     let data = model_text(&model, &tok, 1500, 11);
     // One chunk, pieces of 37 tokens: ~40 passes within the one chunk.
     let o = opts(2048, CoderKind::Arithmetic);
-    let counting = Counting {
-        inner: &model,
-        calls: Cell::new(0),
-        max_batch: Cell::new(0),
-    };
+    let counting = Counting::new(&model, 1);
     let mut reports = Vec::new();
     let mut packed = Vec::new();
     compress_stream(

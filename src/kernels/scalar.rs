@@ -28,7 +28,7 @@ pub fn sumsq16(v: &[f32]) -> f32 {
     tree16(l)
 }
 
-/// The fixed tree: for w in [8, 4, 2, 1]: L[j] += L[j + w], j < w.
+/// The fixed tree: `for w in [8, 4, 2, 1]: L[j] += L[j + w], j < w`.
 #[inline(always)]
 fn tree16(mut l: [f32; 16]) -> f32 {
     for w in [8, 4, 2, 1] {

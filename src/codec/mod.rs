@@ -82,9 +82,9 @@ pub trait LanguageModel {
         tokens: &[&[u32]],
         logits: &mut [f32],
     ) -> Result<(), Self::Error>;
-    /// Threads the model computes with: the decoder spreads its per-chunk
-    /// work after a forward pass (frequency tables, range decoding) over
-    /// [`LanguageModel::in_pool`] when this is above 1.
+    /// Threads the model computes with. Above 1, the per-row work after a
+    /// forward pass (frequency tables and intervals, range decoding,
+    /// cross-entropies) runs in parallel through [`LanguageModel::in_pool`].
     fn threads(&self) -> usize {
         1
     }

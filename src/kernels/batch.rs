@@ -63,11 +63,12 @@ pub fn attention_batch(
     attention_batch_prefetch(k, kv, g, qs, n_keys, scratch, out, &[]);
 }
 
-/// [`attention_batch`], and while the output chains run (compute-bound),
-/// `prefetch` (typically the K bytes the caller's next job reads) is pulled
-/// towards the core, one 64-byte line per key, so that the next job's score
-/// pass (which is bound by streaming K from memory) finds it in L2. Only
-/// the timing differs: the results are the same bits.
+/// [`attention_batch`], and while the first output pass runs
+/// (compute-bound), the memory regions in `prefetch` (typically the K bytes
+/// the caller's next job reads) are pulled towards the core, one 64-byte
+/// line of each region per key, so that the next job's score pass (which is
+/// bound by streaming K from memory) finds them in L2. Only the timing
+/// differs: the results are the same bits.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_batch_prefetch(
     k: &Kernels,

@@ -662,7 +662,6 @@ mod arm {
     //! availability was checked.
     use super::{Lanes, KG, L};
     use std::arch::aarch64::*;
-    use std::arch::asm;
 
     /// Four q registers of 4 f32; integer dot products with widening
     /// multiplies.
@@ -840,23 +839,13 @@ mod arm {
         }
     }
 
-    /// `acc + dot4(k, q)` per i32 lane (`sdot`, vector form). Inline
-    /// assembly because the intrinsic (`vdotq_s32`) is not stable yet.
+    /// `acc + dot4(k, q)` per i32 lane: the matmul kernel's `sdot`
+    /// (inline assembly: the intrinsic `vdotq_s32` is not stable yet).
     #[inline(always)]
     fn sdot(acc: int32x4_t, k: int8x16_t, q: int8x16_t) -> int32x4_t {
-        let mut acc = acc;
         // SAFETY: register-only; reached only from `dotprod` code (module
         // docs).
-        unsafe {
-            asm!(
-                "sdot {a:v}.4s, {k:v}.16b, {q:v}.16b",
-                a = inout(vreg) acc,
-                k = in(vreg) k,
-                q = in(vreg) q,
-                options(pure, nomem, nostack, preserves_flags)
-            );
-        }
-        acc
+        unsafe { crate::kernels::aarch64::neon::sdot(acc, k, q) }
     }
 
     impl Lanes for Q4Dot {

@@ -173,9 +173,11 @@ unsafe fn store<const T: usize>(
     }
 }
 
-/// `acc + dot4(w, x)` per i32 lane (`sdot`, vector form).
+/// `acc + dot4(w, x)` per i32 lane (`sdot`, vector form). Register-only;
+/// callers must be compiled with (or checked for) `dotprod`. Also the
+/// attention kernels' integer dot (`kernels::batch`).
 #[inline(always)]
-unsafe fn sdot(acc: int32x4_t, w: int8x16_t, x: int8x16_t) -> int32x4_t {
+pub(crate) unsafe fn sdot(acc: int32x4_t, w: int8x16_t, x: int8x16_t) -> int32x4_t {
     let mut acc = acc;
     std::arch::asm!(
         "sdot {a:v}.4s, {w:v}.16b, {x:v}.16b",

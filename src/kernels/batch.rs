@@ -113,75 +113,51 @@ pub fn attention_batch_prefetch(
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn avx512(
-    k: &Kernels,
-    kv: &KvView<'_>,
-    g: usize,
-    qs: &[&[f32]],
-    n_keys: &[usize],
-    scratch: &mut AttnScratch,
-    out: &mut [&mut [f32]],
-    prefetch: &[&[i8]],
-) {
-    // 32 zmm registers: 12 score accumulators, or 6 x 4 output ones.
-    body::<x86::Zmm, 12, 6>(k, kv, g, qs, n_keys, scratch, out, prefetch)
+/// Defines `unsafe fn $name`: [`body`] with lane type `$lanes`, `$qs` queries
+/// per score pass and `$qp` per output pass, compiled with `$features`
+/// (entered only after the variant's availability was checked).
+macro_rules! variant_entry {
+    ($(#[$m:meta])* $name:ident, $features:literal, $lanes:ty, $qs:literal, $qp:literal) => {
+        $(#[$m])*
+        #[target_feature(enable = $features)]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn $name(
+            k: &Kernels,
+            kv: &KvView<'_>,
+            g: usize,
+            qs: &[&[f32]],
+            n_keys: &[usize],
+            scratch: &mut AttnScratch,
+            out: &mut [&mut [f32]],
+            prefetch: &[&[i8]],
+        ) {
+            body::<$lanes, $qs, $qp>(k, kv, g, qs, n_keys, scratch, out, prefetch)
+        }
+    };
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn avx2(
-    k: &Kernels,
-    kv: &KvView<'_>,
-    g: usize,
-    qs: &[&[f32]],
-    n_keys: &[usize],
-    scratch: &mut AttnScratch,
-    out: &mut [&mut [f32]],
-    prefetch: &[&[i8]],
-) {
-    // 16 ymm registers: a 16-lane accumulator takes two, a K group four
-    // (magnitudes and signed bytes).
-    body::<x86::Ymm2, 4, 3>(k, kv, g, qs, n_keys, scratch, out, prefetch)
-}
-
-#[cfg(target_arch = "aarch64")]
-#[target_feature(enable = "neon")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn neon(
-    k: &Kernels,
-    kv: &KvView<'_>,
-    g: usize,
-    qs: &[&[f32]],
-    n_keys: &[usize],
-    scratch: &mut AttnScratch,
-    out: &mut [&mut [f32]],
-    prefetch: &[&[i8]],
-) {
-    // 32 q registers: a 16-key integer accumulator takes eight (pairwise
-    // partial sums); an output pass keeps 64 dimensions (16 registers).
-    body::<arm::Q4, 2, 1>(k, kv, g, qs, n_keys, scratch, out, prefetch)
-}
-
-#[cfg(target_arch = "aarch64")]
-#[target_feature(enable = "neon,dotprod")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn neon_dot(
-    k: &Kernels,
-    kv: &KvView<'_>,
-    g: usize,
-    qs: &[&[f32]],
-    n_keys: &[usize],
-    scratch: &mut AttnScratch,
-    out: &mut [&mut [f32]],
-    prefetch: &[&[i8]],
-) {
-    // A 16-key integer accumulator takes four q registers.
-    body::<arm::Q4Dot, 6, 1>(k, kv, g, qs, n_keys, scratch, out, prefetch)
-}
+variant_entry!(
+    /// 32 zmm registers: 12 score accumulators, or 6 x 4 output ones.
+    #[cfg(target_arch = "x86_64")]
+    avx512, "avx512f,avx512bw,avx512vl,avx512vnni,fma", x86::Zmm, 12, 6
+);
+variant_entry!(
+    /// 16 ymm registers: a 16-lane accumulator takes two, a K group four
+    /// (magnitudes and signed bytes).
+    #[cfg(target_arch = "x86_64")]
+    avx2, "avx2,fma", x86::Ymm2, 4, 3
+);
+variant_entry!(
+    /// 32 q registers: a 16-key integer accumulator takes eight (pairwise
+    /// partial sums); an output pass keeps 64 dimensions (16 registers).
+    #[cfg(target_arch = "aarch64")]
+    neon, "neon", arm::Q4, 2, 1
+);
+variant_entry!(
+    /// A 16-key integer accumulator takes four q registers.
+    #[cfg(target_arch = "aarch64")]
+    neon_dot, "neon,dotprod", arm::Q4Dot, 6, 1
+);
 
 /// The batched computation with at most `QS` queries per score pass and `QP`
 /// per output pass (register budget of the instruction set).

@@ -1086,6 +1086,66 @@ pub fn quantize_rows(k: &Kernels, x: &[f32], cols: usize, qx: &mut QuantizedRows
     }
 }
 
+/// For every row `t`: `prep(t, a_t, b_t)` on row `t` of `a` (`[n, wa]`)
+/// and of `b` (`[n, cols]`), then the activation quantization of `b_t` into
+/// row `t` of `qx`, exactly as [`quantize_rows`] would quantize `b` after
+/// `prep` ran on every row. One pass (one fork/join when `parallel`), with
+/// the row still in L1 when it is quantized; `prep` of one row must not
+/// depend on another's.
+#[allow(clippy::too_many_arguments)]
+pub fn prep_quantize_rows<F>(
+    k: &Kernels,
+    a: &mut [f32],
+    wa: usize,
+    b: &mut [f32],
+    cols: usize,
+    qx: &mut QuantizedRows,
+    parallel: bool,
+    prep: F,
+) where
+    F: Fn(usize, &mut [f32], &mut [f32]) + Sync,
+{
+    use rayon::prelude::*;
+    assert!(cols > 0 && cols % QK == 0 && b.len() % cols == 0);
+    assert!(wa > 0 && a.len() / wa == b.len() / cols && a.len() % wa == 0);
+    qx.n = b.len() / cols;
+    qx.k = cols;
+    qx.q.resize(b.len(), 0);
+    qx.d.resize(b.len() / QK, 0.0);
+    qx.s.resize(b.len() / QK, 0.0);
+    let variant = k.variant();
+    let nb = cols / QK;
+    type Row<'a> = (
+        usize,
+        (
+            ((&'a mut [f32], &'a mut [f32]), &'a mut [i8]),
+            (&'a mut [f32], &'a mut [f32]),
+        ),
+    );
+    let row = |(t, (((a, b), q), (d, s))): Row<'_>| {
+        prep(t, a, b);
+        quantize_row(variant, b, q, d, s)
+    };
+    if parallel {
+        a.par_chunks_exact_mut(wa)
+            .zip(b.par_chunks_exact_mut(cols))
+            .zip(qx.q.par_chunks_exact_mut(cols))
+            .zip(
+                qx.d.par_chunks_exact_mut(nb)
+                    .zip(qx.s.par_chunks_exact_mut(nb)),
+            )
+            .enumerate()
+            .for_each(row);
+    } else {
+        a.chunks_exact_mut(wa)
+            .zip(b.chunks_exact_mut(cols))
+            .zip(qx.q.chunks_exact_mut(cols))
+            .zip(qx.d.chunks_exact_mut(nb).zip(qx.s.chunks_exact_mut(nb)))
+            .enumerate()
+            .for_each(row);
+    }
+}
+
 fn quantize_row(variant: Variant, x: &[f32], q: &mut [i8], d: &mut [f32], s: &mut [f32]) {
     match variant {
         // SAFETY: a `Kernels` of these variants exists only after
@@ -1100,16 +1160,109 @@ fn quantize_row(variant: Variant, x: &[f32], q: &mut [i8], d: &mut [f32], s: &mu
     }
 }
 
+/// [`quantize_body`] in AVX-512 registers: a block is two vectors. The
+/// same operations lane-wise: `|x|` by clearing the sign bit; the block
+/// maximum with `vmaxps(|x|, m)`, which returns `m` for a NaN `|x|` as
+/// `f32::max` ignores NaN (a maximum is exact in any order); `(x * inv +
+/// MAGIC) - MAGIC` as three IEEE operations ([`super::math::round_small`]);
+/// NaN to 0, else clamped to +-127; the integer-valued float to i32
+/// (exact) and to i8 (exact: |q| <= 127); the integer sum of the block.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,fma")]
 unsafe fn quantize_row_avx512(x: &[f32], q: &mut [i8], d: &mut [f32], s: &mut [f32]) {
-    quantize_body(x, q, d, s)
+    use std::arch::x86_64::*;
+    assert!(x.len() % QK == 0 && q.len() == x.len());
+    assert!(d.len() == x.len() / QK && s.len() == d.len());
+    let abs = _mm512_set1_epi32(0x7fff_ffff);
+    let (lo, hi) = (_mm512_set1_ps(-127.0), _mm512_set1_ps(127.0));
+    let magic = _mm512_set1_ps(12_582_912.0);
+    let zero = _mm512_setzero_ps();
+    for b in 0..x.len() / QK {
+        let p = x.as_ptr().add(b * QK);
+        let v = [_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16))];
+        let a = v.map(|v| _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v), abs)));
+        let m = _mm512_max_ps(a[1], _mm512_max_ps(a[0], zero));
+        // (No NaN is left in `m`.)
+        let amax = _mm512_reduce_max_ps(m);
+        let qb = q.as_mut_ptr().add(b * QK);
+        if amax == 0.0 {
+            std::ptr::write_bytes(qb, 0, QK);
+            d[b] = 0.0;
+            s[b] = 0.0;
+            continue;
+        }
+        let db = amax / 127.0;
+        let inv = _mm512_set1_ps(127.0 / amax);
+        let mut isum = _mm512_setzero_si512();
+        for (h, &v) in v.iter().enumerate() {
+            let r = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(v, inv), magic), magic);
+            let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(r, r);
+            let c = _mm512_max_ps(_mm512_min_ps(r, hi), lo);
+            let c = _mm512_mask_mov_ps(c, nan, zero);
+            let i = _mm512_cvtps_epi32(c);
+            _mm_storeu_si128(qb.add(16 * h) as *mut __m128i, _mm512_cvtepi32_epi8(i));
+            isum = _mm512_add_epi32(isum, i);
+        }
+        d[b] = db;
+        s[b] = db * _mm512_reduce_add_epi32(isum) as f32;
+    }
 }
 
+/// [`quantize_row_avx512`] with AVX2 registers (a block is four vectors).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn quantize_row_avx2(x: &[f32], q: &mut [i8], d: &mut [f32], s: &mut [f32]) {
-    quantize_body(x, q, d, s)
+    use std::arch::x86_64::*;
+    assert!(x.len() % QK == 0 && q.len() == x.len());
+    assert!(d.len() == x.len() / QK && s.len() == d.len());
+    let abs = _mm256_set1_epi32(0x7fff_ffff);
+    let (lo, hi) = (_mm256_set1_ps(-127.0), _mm256_set1_ps(127.0));
+    let magic = _mm256_set1_ps(12_582_912.0);
+    let zero = _mm256_setzero_ps();
+    for b in 0..x.len() / QK {
+        let p = x.as_ptr().add(b * QK);
+        let v = [0, 8, 16, 24].map(|o| _mm256_loadu_ps(p.add(o)));
+        let mut m = zero;
+        for &v in &v {
+            let a = _mm256_castsi256_ps(_mm256_and_si256(_mm256_castps_si256(v), abs));
+            // vmaxps returns the second operand (never NaN) for a NaN |x|.
+            m = _mm256_max_ps(a, m);
+        }
+        let mut lanes = [0f32; 8];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), m);
+        let amax = lanes.iter().fold(0.0f32, |m, &a| if a > m { a } else { m });
+        let qb = q.as_mut_ptr().add(b * QK);
+        if amax == 0.0 {
+            std::ptr::write_bytes(qb, 0, QK);
+            d[b] = 0.0;
+            s[b] = 0.0;
+            continue;
+        }
+        let db = amax / 127.0;
+        let inv = _mm256_set1_ps(127.0 / amax);
+        let mut isum = _mm256_setzero_si256();
+        let mut iv = [_mm256_setzero_si256(); 4];
+        for (o, &v) in iv.iter_mut().zip(&v) {
+            let r = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(v, inv), magic), magic);
+            let ord = _mm256_cmp_ps::<_CMP_ORD_Q>(r, r);
+            let c = _mm256_max_ps(_mm256_min_ps(r, hi), lo);
+            // NaN lanes (ord = 0) become +0.
+            let c = _mm256_and_ps(c, ord);
+            *o = _mm256_cvtps_epi32(c);
+            isum = _mm256_add_epi32(isum, *o);
+        }
+        // i32 -> i8 with saturation (exact: |q| <= 127), then undo the
+        // lane interleaving of the 256-bit packs.
+        let w01 = _mm256_packs_epi32(iv[0], iv[1]);
+        let w23 = _mm256_packs_epi32(iv[2], iv[3]);
+        let b8 = _mm256_packs_epi16(w01, w23);
+        let b8 = _mm256_permutevar8x32_epi32(b8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256(qb as *mut __m256i, b8);
+        let mut il = [0i32; 8];
+        _mm256_storeu_si256(il.as_mut_ptr() as *mut __m256i, isum);
+        d[b] = db;
+        s[b] = db * il.iter().sum::<i32>() as f32;
+    }
 }
 
 #[inline(always)]
@@ -1370,6 +1523,35 @@ mod tests {
                         assert_eq!(bits(&got.d), bits(&want.d), "{:?}", kern.variant());
                         assert_eq!(bits(&got.s), bits(&want.s), "{:?}", kern.variant());
                         assert_eq!((got.n(), got.k()), (n, cols));
+                        // The fused pass: `prep` writes row t of `b` from
+                        // row t of `a` (here: a copy of x's row, and a
+                        // mark in `a` to show it ran once per row), then
+                        // quantizes it: the same as quantizing x.
+                        let mut a: Vec<f32> = vec![0.0; n * 3];
+                        let mut b = vec![f32::NAN; n * cols];
+                        let mut got = QuantizedRows::new();
+                        prep_quantize_rows(
+                            &kern,
+                            &mut a,
+                            3,
+                            &mut b,
+                            cols,
+                            &mut got,
+                            par,
+                            |t, ar, br| {
+                                br.copy_from_slice(&x[t * cols..(t + 1) * cols]);
+                                ar[t % 3] += 1.0;
+                            },
+                        );
+                        assert_eq!(bits(&b), bits(&x));
+                        assert_eq!(got.q, want.q, "{:?}", kern.variant());
+                        assert_eq!(bits(&got.d), bits(&want.d), "{:?}", kern.variant());
+                        assert_eq!(bits(&got.s), bits(&want.s), "{:?}", kern.variant());
+                        assert_eq!((got.n(), got.k()), (n, cols));
+                        for (t, ar) in a.chunks_exact(3).enumerate() {
+                            assert_eq!(ar.iter().sum::<f32>(), 1.0);
+                            assert_eq!(ar[t % 3], 1.0);
+                        }
                     }
                     let u: Vec<f32> = (0..x.len()).map(|_| rng.value() * 4.0).collect();
                     // SiLU sees pre-activations: finite, some large.

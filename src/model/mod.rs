@@ -353,8 +353,7 @@ impl Model {
         let mut pending = false;
         for (l, lw) in self.weights.layers.iter().enumerate() {
             // Attention block: h = rmsnorm(x), q k v = W h, rope, cache, attend.
-            self.add_norm(x, h, pending, &lw.attn_norm);
-            self.quantize(qx, h, e);
+            self.add_norm_quantize(x, h, pending, &lw.attn_norm, qx);
             self.matmuls(
                 qx,
                 &mut [(&lw.wq, &mut *q), (&lw.wk, &mut *kb), (&lw.wv, &mut *vb)],
@@ -376,15 +375,13 @@ impl Model {
             self.matmuls(qx, &mut [(&lw.wo, &mut *h)]);
 
             // Feed-forward block: x += Wo a; h = rmsnorm(x); x += Wdown(silu(Wgate h) * Wup h).
-            self.add_norm(x, h, true, &lw.ffn_norm);
-            self.quantize(qx, h, e);
+            self.add_norm_quantize(x, h, true, &lw.ffn_norm, qx);
             self.gate_up(qx, &lw.w_gate, &lw.w_up, gate, up);
             self.quantize(qx, gate, f);
             self.matmuls(qx, &mut [(&lw.w_down, &mut *h)]);
             pending = true;
         }
-        self.add_norm(x, h, pending, &self.weights.output_norm);
-        self.quantize(qx, h, e);
+        self.add_norm_quantize(x, h, pending, &self.weights.output_norm, qx);
         self.matmuls(qx, &mut [(&self.weights.output, logits)]);
     }
 
@@ -466,11 +463,20 @@ impl Model {
     }
 
     /// Per token: `x += h` if `add` (the residual add of the previous
-    /// block), then `h = rmsnorm(x, w)`.
-    fn add_norm(&self, x: &mut [f32], h: &mut [f32], add: bool, w: &[f32]) {
+    /// block), then `h = rmsnorm(x, w)`, then the activation quantization
+    /// of `h` into `qx` (one pass over the rows).
+    fn add_norm_quantize(
+        &self,
+        x: &mut [f32],
+        h: &mut [f32],
+        add: bool,
+        w: &[f32],
+        qx: &mut QuantizedRows,
+    ) {
         let e = self.cfg.n_embd;
         let k = &self.kernels;
-        self.rows2(x, e, h, e, |_, xr, hr| {
+        let par = self.par_rows(x.len() / e);
+        batch::prep_quantize_rows(k, x, e, h, e, qx, par, |_, xr, hr| {
             if add {
                 residual_add(xr, hr);
             }

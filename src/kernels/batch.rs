@@ -202,7 +202,7 @@ fn body<V: Lanes, const QS: usize, const QP: usize>(
         for (p, &x) in qp.iter_mut().zip(q.iter()) {
             *p = x * scale;
         }
-        *dq = quant_head(qp, qi);
+        *dq = V::quant_head(qp, qi);
     }
 
     // Scores: blocks of queries, each reading every K tile once.
@@ -360,6 +360,13 @@ trait Lanes: Copy {
     /// Scores of a tile: lane t = `((acc[t] - bias) as f32) * (dk[t] * dq)`
     /// (the conversion is exact: |sum| < 2^24; `dk * dq` is `dq * dk`).
     fn scores(acc: Self::I, bias: i32, dk: Self, dq: f32) -> Self;
+
+    /// [`quant_head`] (the same bits), in this instruction set where it has
+    /// a version.
+    #[inline(always)]
+    fn quant_head(x: &[f32], q: &mut [i8]) -> f32 {
+        quant_head(x, q)
+    }
 }
 
 /// The portable lane type: 16 `f32::mul_add`, 16 i32 sums.
@@ -449,6 +456,13 @@ mod x86 {
         const Q_BIAS: i32 = 128;
 
         #[inline(always)]
+        fn quant_head(x: &[f32], q: &mut [i8]) -> f32 {
+            // SAFETY: this lane type is only used under `avx512` (features
+            // checked when the `Kernels` was made).
+            unsafe { super::quant_head_avx512(x, q) }
+        }
+
+        #[inline(always)]
         fn zero() -> Self {
             // SAFETY: only reached from avx512f code (module docs).
             Zmm(unsafe { _mm512_setzero_ps() })
@@ -525,6 +539,13 @@ mod x86 {
         type K = [__m256i; 4];
         type I = (__m256i, __m256i);
         const Q_BIAS: i32 = 0;
+
+        #[inline(always)]
+        fn quant_head(x: &[f32], q: &mut [i8]) -> f32 {
+            // SAFETY: this lane type is only used under `avx2` (features
+            // checked when the `Kernels` was made).
+            unsafe { super::quant_head_avx2(x, q) }
+        }
 
         #[inline(always)]
         fn zero() -> Self {
@@ -1160,6 +1181,94 @@ fn quantize_row(variant: Variant, x: &[f32], q: &mut [i8], d: &mut [f32], s: &mu
     }
 }
 
+/// [`quant_head`] (section 7's row rule) in AVX-512 registers, with the
+/// operations of [`quantize_row_avx512`]; a tail shorter than 16 values
+/// takes the scalar expressions.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,fma")]
+pub(crate) unsafe fn quant_head_avx512(x: &[f32], q: &mut [i8]) -> f32 {
+    use std::arch::x86_64::*;
+    assert_eq!(x.len(), q.len());
+    let full = x.len() / 16 * 16;
+    let abs = _mm512_set1_epi32(0x7fff_ffff);
+    let zero = _mm512_setzero_ps();
+    let mut m = zero;
+    for c in x[..full].chunks_exact(16) {
+        let a = _mm512_and_si512(_mm512_castps_si512(_mm512_loadu_ps(c.as_ptr())), abs);
+        m = _mm512_max_ps(_mm512_castsi512_ps(a), m);
+    }
+    let amax = x[full..]
+        .iter()
+        .fold(_mm512_reduce_max_ps(m), |m, &v| m.max(v.abs()));
+    if amax == 0.0 {
+        q.fill(0);
+        return 0.0;
+    }
+    let inv = 127.0 / amax;
+    let (lo, hi) = (_mm512_set1_ps(-127.0), _mm512_set1_ps(127.0));
+    let (iv, magic) = (_mm512_set1_ps(inv), _mm512_set1_ps(12_582_912.0));
+    for (c, o) in x[..full].chunks_exact(16).zip(q.chunks_exact_mut(16)) {
+        let v = _mm512_loadu_ps(c.as_ptr());
+        let r = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(v, iv), magic), magic);
+        let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(r, r);
+        let c = _mm512_mask_mov_ps(_mm512_max_ps(_mm512_min_ps(r, hi), lo), nan, zero);
+        _mm_storeu_si128(
+            o.as_mut_ptr() as *mut __m128i,
+            _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(c)),
+        );
+    }
+    for (o, &v) in q[full..].iter_mut().zip(&x[full..]) {
+        *o = round_small(v * inv).clamp(-127.0, 127.0) as i8;
+    }
+    amax / 127.0
+}
+
+/// [`quant_head_avx512`] with AVX2 registers (8 values at a time).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn quant_head_avx2(x: &[f32], q: &mut [i8]) -> f32 {
+    use std::arch::x86_64::*;
+    assert_eq!(x.len(), q.len());
+    let full = x.len() / 8 * 8;
+    let abs = _mm256_set1_epi32(0x7fff_ffff);
+    let zero = _mm256_setzero_ps();
+    let mut m = zero;
+    for c in x[..full].chunks_exact(8) {
+        let a = _mm256_and_si256(_mm256_castps_si256(_mm256_loadu_ps(c.as_ptr())), abs);
+        // vmaxps returns the second operand (never NaN) for a NaN |x|.
+        m = _mm256_max_ps(_mm256_castsi256_ps(a), m);
+    }
+    let mut lanes = [0f32; 8];
+    _mm256_storeu_ps(lanes.as_mut_ptr(), m);
+    let amax = lanes.iter().fold(0.0f32, |m, &a| m.max(a));
+    let amax = x[full..].iter().fold(amax, |m, &v| m.max(v.abs()));
+    if amax == 0.0 {
+        q.fill(0);
+        return 0.0;
+    }
+    let inv = 127.0 / amax;
+    let (lo, hi) = (_mm256_set1_ps(-127.0), _mm256_set1_ps(127.0));
+    let (iv, magic) = (_mm256_set1_ps(inv), _mm256_set1_ps(12_582_912.0));
+    for (c, o) in x[..full].chunks_exact(8).zip(q.chunks_exact_mut(8)) {
+        let v = _mm256_loadu_ps(c.as_ptr());
+        let r = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(v, iv), magic), magic);
+        let ord = _mm256_cmp_ps::<_CMP_ORD_Q>(r, r);
+        // NaN lanes (ord = 0) become +0.
+        let c = _mm256_and_ps(_mm256_max_ps(_mm256_min_ps(r, hi), lo), ord);
+        let i = _mm256_cvtps_epi32(c);
+        // i32 -> i8 (exact: |q| <= 127): values 0..4 land in the low
+        // word of the low 128-bit lane, 4..8 in that of the high one.
+        let b = _mm256_packs_epi16(_mm256_packs_epi32(i, i), _mm256_setzero_si256());
+        let w = [_mm256_extract_epi32::<0>(b), _mm256_extract_epi32::<4>(b)];
+        o[..4].copy_from_slice(&w[0].to_le_bytes().map(|b| b as i8));
+        o[4..].copy_from_slice(&w[1].to_le_bytes().map(|b| b as i8));
+    }
+    for (o, &v) in q[full..].iter_mut().zip(&x[full..]) {
+        *o = round_small(v * inv).clamp(-127.0, 127.0) as i8;
+    }
+    amax / 127.0
+}
+
 /// [`quantize_body`] in AVX-512 registers: a block is two vectors. The
 /// same operations lane-wise: `|x|` by clearing the sign bit; the block
 /// maximum with `vmaxps(|x|, m)`, which returns `m` for a NaN `|x|` as
@@ -1475,6 +1584,57 @@ mod tests {
                             );
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// Every variant's head-row quantization (K/V cache rows, queries)
+    /// equals the scalar rule: lengths with and without a vector tail,
+    /// random rows with special values mixed in, all-zero rows, rows whose
+    /// only non-zero values are NaN or a lone huge value.
+    #[test]
+    fn quant_head_variants_match_scalar() {
+        let mut rng = Rng(11);
+        let specials = [
+            0.0f32,
+            -0.0,
+            1e-42,
+            3e38,
+            -3e38,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            0.5,
+            -1.5,
+        ];
+        for n in [1usize, 3, 8, 15, 16, 17, 40, 48, 64, 100, 128] {
+            for case in 0..8 {
+                let x: Vec<f32> = (0..n)
+                    .map(|i| match case {
+                        0 => 0.0,
+                        1 => [f32::NAN, 0.0, -0.0][i % 3],
+                        2 if i == n / 2 => -1e30,
+                        2 => 0.5,
+                        3 | 4 if i % 5 == 0 => specials[(i / 5 + case) % specials.len()],
+                        _ => rng.value() * [1.0f32, 1e-3, 50.0][case % 3],
+                    })
+                    .collect();
+                let mut want = vec![0i8; n];
+                let dw = scalar::quant_head(&x, &mut want);
+                for kern in Kernels::available()
+                    .into_iter()
+                    .map(|v| Kernels::new(v).unwrap())
+                {
+                    let mut got = vec![1i8; n];
+                    let d = kern.quant_head(&x, &mut got);
+                    assert_eq!(got, want, "{:?} n {n} case {case}", kern.variant());
+                    assert_eq!(
+                        d.to_bits(),
+                        dw.to_bits(),
+                        "{:?} n {n} case {case}",
+                        kern.variant()
+                    );
                 }
             }
         }

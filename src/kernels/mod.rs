@@ -751,6 +751,20 @@ impl Kernels {
         }
     }
 
+    /// Section 7's row quantization ([`scalar::quant_head`], the same
+    /// bits): `q` gets the int8 row, the scale is returned.
+    pub fn quant_head(&self, x: &[f32], q: &mut [i8]) -> f32 {
+        assert_eq!(x.len(), q.len());
+        match self.variant {
+            // SAFETY (both arms): features checked when `self` was made.
+            #[cfg(target_arch = "x86_64")]
+            Variant::Avx512 => unsafe { batch::quant_head_avx512(x, q) },
+            #[cfg(target_arch = "x86_64")]
+            Variant::Avx2 => unsafe { batch::quant_head_avx2(x, q) },
+            _ => scalar::quant_head(x, q),
+        }
+    }
+
     /// RMSNorm of one row (NUMERICS.md section 4): `out = x / rms(x) * w`.
     pub fn rmsnorm(&self, x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
         assert!(x.len() == w.len() && x.len() == out.len() && !x.is_empty());

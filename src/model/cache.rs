@@ -13,8 +13,7 @@
 
 use super::config::MAX_HEAD_DIM;
 use super::Config;
-use crate::kernels::scalar::quant_head;
-use crate::kernels::{KvView, KV_TILE};
+use crate::kernels::{Kernels, KvView, KV_TILE};
 
 /// Keys and values of one sequence for every layer. Capacity grows on demand
 /// (amortized doubling) and never beyond the model's context length (rounded
@@ -133,8 +132,8 @@ impl KvCache {
 
     /// Stores position `pos`'s keys and values (`[n_kv_head][head_dim]` each,
     /// f32) for `layer`, each head row quantized to int8 with its scale
-    /// ([`quant_head`]). `pos < cap` (after [`KvCache::reserve`]).
-    pub(crate) fn write(&mut self, layer: usize, pos: usize, k: &[f32], v: &[f32]) {
+    /// ([`Kernels::quant_head`]). `pos < cap` (after [`KvCache::reserve`]).
+    pub(crate) fn write(&mut self, kern: &Kernels, layer: usize, pos: usize, k: &[f32], v: &[f32]) {
         let hd = self.head_dim;
         debug_assert!(pos < self.cap && k.len() == self.n_kv_head * hd && v.len() == k.len());
         // The layout of a one-head view.
@@ -146,11 +145,11 @@ impl KvCache {
             let h = &mut self.heads[layer * self.n_kv_head + g];
             // K: quantize the row, then scatter its groups of 4 into the
             // tile.
-            h.dk[view.dk_index(pos, 0)] = quant_head(kh, kq);
+            h.dk[view.dk_index(pos, 0)] = kern.quant_head(kh, kq);
             for (d, &x) in kq.iter().enumerate() {
                 h.k[view.k_index(pos, 0, d)] = x;
             }
-            h.dv[view.dv_index(pos, 0)] = quant_head(vh, &mut h.v[pos * hd..(pos + 1) * hd]);
+            h.dv[view.dv_index(pos, 0)] = kern.quant_head(vh, &mut h.v[pos * hd..(pos + 1) * hd]);
         }
     }
 

@@ -410,7 +410,7 @@ impl Model {
         let write = |(s, c): (usize, &mut &mut KvCache)| {
             for (t, slot) in slots.iter().enumerate().take(first[s + 1]).skip(first[s]) {
                 let range = t * kvd..(t + 1) * kvd;
-                c.write(l, slot.pos, &kb[range.clone()], &vb[range]);
+                c.write(&self.kernels, l, slot.pos, &kb[range.clone()], &vb[range]);
             }
         };
         if self.threads > 1 && caches.len() > 1 {

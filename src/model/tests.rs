@@ -220,6 +220,15 @@ fn forward_errors_leave_caches_untouched() {
 /// row gives `d = 0`), K scattered into its tile in groups of 4 dimensions.
 #[test]
 fn kv_cache_stores_int8_rows() {
+    for kern in Kernels::available()
+        .into_iter()
+        .map(|v| Kernels::new(v).unwrap())
+    {
+        kv_cache_stores_int8_rows_with(&kern);
+    }
+}
+
+fn kv_cache_stores_int8_rows_with(kern: &Kernels) {
     let cfg = tiny_config();
     let (nkv, hd) = (cfg.n_kv_head, cfg.head_dim);
     assert_eq!((nkv, hd), (2, 16));
@@ -237,7 +246,7 @@ fn kv_cache_stores_int8_rows() {
     let k: Vec<f32> = k0.iter().chain(&k1).copied().collect();
     // V: head 0 as K's head 0 times -1, head 1 all zeros.
     let v: Vec<f32> = k0.iter().map(|x| -x).chain([0.0; 16]).collect();
-    c.write(1, 17, &k, &v);
+    c.write(kern, 1, 17, &k, &v);
     let (v0, v1) = (c.view(1, 0), c.view(1, 1));
     for d in 0..hd {
         // Position 17 is in tile 1, key 1: ((1 * 4 + d / 4) * 16 + 1) * 4 + d % 4.

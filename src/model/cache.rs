@@ -146,8 +146,10 @@ impl KvCache {
             // K: quantize the row, then scatter its groups of 4 into the
             // tile.
             h.dk[view.dk_index(pos, 0)] = kern.quant_head(kh, kq);
-            for (d, &x) in kq.iter().enumerate() {
-                h.k[view.k_index(pos, 0, d)] = x;
+            // (Dimensions 4c..4c+4 are adjacent bytes in the tile.)
+            for (c, x4) in kq.chunks(4).enumerate() {
+                let at = view.k_index(pos, 0, 4 * c);
+                h.k[at..at + x4.len()].copy_from_slice(x4);
             }
             h.dv[view.dv_index(pos, 0)] = kern.quant_head(vh, &mut h.v[pos * hd..(pos + 1) * hd]);
         }

@@ -142,27 +142,35 @@ fn prompts_match_reference_logits() {
         want3.sort();
         got3.sort();
         assert_eq!(got3, want3, "top-3 of prompt {:?}", p["prompt"]);
-        let mut worst = 0f64;
-        for e in top10 {
-            let id = e[0].as_u64().unwrap() as usize;
-            let want = e[2].as_f64().unwrap();
-            let d = (last[id] as f64 - want).abs();
-            worst = worst.max(d);
-            // The reference (llama.cpp) caches K/V as f16; llmc as int8 rows
-            // with the int8 query (NUMERICS.md section 7), which moves these
-            // short prompts' logits by up to ~0.6 (f16 cache: up to 0.35)
-            // while costing 0.05% in compressed size on alice29.txt.
-            assert!(
-                d <= 0.75,
-                "prompt {:?} token {id}: {} vs {want}",
-                p["prompt"],
-                last[id]
-            );
-        }
+        // Signed differences (ours - reference) of the reference's top 10.
+        let diffs: Vec<f64> = top10
+            .iter()
+            .map(|e| last[e[0].as_u64().unwrap() as usize] as f64 - e[2].as_f64().unwrap())
+            .collect();
+        let worst = diffs.iter().fold(0f64, |m, d| m.max(d.abs()));
+        // The part every top-10 logit shares: a shift of all logits that no
+        // probability sees (softmax is shift-invariant); the rest is what
+        // moves probabilities.
+        let shift = diffs.iter().sum::<f64>() / diffs.len() as f64;
+        let spread = diffs.iter().fold(0f64, |m, d| m.max((d - shift).abs()));
         eprintln!(
-            "prompt {:?}: worst top-10 logit difference {worst:.4}",
-            p["prompt"]
+            "prompt {:?}: worst top-10 logit difference {worst:.4}; common shift {shift:+.4}, \
+             worst difference around it {spread:.4}; all: {}",
+            p["prompt"],
+            diffs
+                .iter()
+                .map(|d| format!("{d:+.3}"))
+                .collect::<Vec<_>>()
+                .join(" ")
         );
+        // The reference is a float32 forward pass with no quantization; llmc
+        // quantizes activations, and attention's K, V and query to int8 rows
+        // (NUMERICS.md section 7). On these short prompts that moves the
+        // top-10 logits by up to ~0.6 (an f16 cache: up to 0.35), mostly as a
+        // common shift, while costing 0.05% in compressed size on
+        // alice29.txt. A real bug moves them by whole units.
+        assert!(worst <= 0.75, "prompt {:?}: {diffs:?}", p["prompt"]);
+        assert!(spread <= 0.6, "prompt {:?}: {diffs:?}", p["prompt"]);
     }
 }
 

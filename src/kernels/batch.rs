@@ -1181,197 +1181,217 @@ fn quantize_row(variant: Variant, x: &[f32], q: &mut [i8], d: &mut [f32], s: &mu
     }
 }
 
-/// [`quant_head`] (section 7's row rule) in AVX-512 registers, with the
-/// operations of [`quantize_row_avx512`]; a tail shorter than 16 values
-/// takes the scalar expressions.
+/// The lane operations of the int8 row rules (sections 2 and 7), per
+/// instruction set, so that one generic body ([`quant_row_simd`],
+/// [`quant_blocks_simd`]) serves every variant that has them. Each is the
+/// scalar expression lane by lane:
+/// - `abs_max(m)`: `max(|x|, m)`, where a NaN `|x|` leaves `m` (`vmaxps`
+///   returns its second operand then), as `f32::max` ignores NaN; `m` is
+///   never NaN. A maximum is exact in any order.
+/// - `quant(inv, out)`: `round_small(x * inv)` as three IEEE operations
+///   ([`super::math::round_small`]), NaN to 0, else clamped to +-127, to
+///   i8 (exact) into `out[0..N]`; returns the lanes' integer sum.
+#[cfg(target_arch = "x86_64")]
+trait QuantLanes: Copy {
+    const N: usize;
+    unsafe fn load(p: *const f32) -> Self;
+    unsafe fn zero() -> Self;
+    unsafe fn abs_max(self, m: Self) -> Self;
+    unsafe fn hmax(self) -> f32;
+    unsafe fn quant(self, inv: f32, out: *mut i8) -> i32;
+}
+
+#[cfg(target_arch = "x86_64")]
+mod quant_lanes {
+    use super::QuantLanes;
+    use std::arch::x86_64::*;
+
+    const MAGIC: f32 = 12_582_912.0;
+
+    /// 16 lanes (AVX-512F/BW).
+    #[derive(Clone, Copy)]
+    pub struct Z(__m512);
+
+    impl QuantLanes for Z {
+        const N: usize = 16;
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            Z(_mm512_loadu_ps(p))
+        }
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            Z(_mm512_setzero_ps())
+        }
+        #[inline(always)]
+        unsafe fn abs_max(self, m: Self) -> Self {
+            let a = _mm512_and_si512(_mm512_castps_si512(self.0), _mm512_set1_epi32(i32::MAX));
+            Z(_mm512_max_ps(_mm512_castsi512_ps(a), m.0))
+        }
+        #[inline(always)]
+        unsafe fn hmax(self) -> f32 {
+            _mm512_reduce_max_ps(self.0)
+        }
+        #[inline(always)]
+        unsafe fn quant(self, inv: f32, out: *mut i8) -> i32 {
+            let m = _mm512_set1_ps(MAGIC);
+            let r = _mm512_sub_ps(
+                _mm512_add_ps(_mm512_mul_ps(self.0, _mm512_set1_ps(inv)), m),
+                m,
+            );
+            let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(r, r);
+            let c = _mm512_max_ps(
+                _mm512_min_ps(r, _mm512_set1_ps(127.0)),
+                _mm512_set1_ps(-127.0),
+            );
+            let i = _mm512_cvtps_epi32(_mm512_mask_mov_ps(c, nan, _mm512_setzero_ps()));
+            _mm_storeu_si128(out as *mut __m128i, _mm512_cvtepi32_epi8(i));
+            _mm512_reduce_add_epi32(i)
+        }
+    }
+
+    /// 8 lanes (AVX2).
+    #[derive(Clone, Copy)]
+    pub struct Y(__m256);
+
+    impl QuantLanes for Y {
+        const N: usize = 8;
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            Y(_mm256_loadu_ps(p))
+        }
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            Y(_mm256_setzero_ps())
+        }
+        #[inline(always)]
+        unsafe fn abs_max(self, m: Self) -> Self {
+            let a = _mm256_and_si256(_mm256_castps_si256(self.0), _mm256_set1_epi32(i32::MAX));
+            Y(_mm256_max_ps(_mm256_castsi256_ps(a), m.0))
+        }
+        #[inline(always)]
+        unsafe fn hmax(self) -> f32 {
+            let mut l = [0f32; 8];
+            _mm256_storeu_ps(l.as_mut_ptr(), self.0);
+            l.iter().fold(0.0, |m, &a| m.max(a))
+        }
+        #[inline(always)]
+        unsafe fn quant(self, inv: f32, out: *mut i8) -> i32 {
+            let m = _mm256_set1_ps(MAGIC);
+            let r = _mm256_sub_ps(
+                _mm256_add_ps(_mm256_mul_ps(self.0, _mm256_set1_ps(inv)), m),
+                m,
+            );
+            let ord = _mm256_cmp_ps::<_CMP_ORD_Q>(r, r);
+            let c = _mm256_max_ps(
+                _mm256_min_ps(r, _mm256_set1_ps(127.0)),
+                _mm256_set1_ps(-127.0),
+            );
+            // NaN lanes (ord = 0) become +0.
+            let i = _mm256_cvtps_epi32(_mm256_and_ps(c, ord));
+            // i32 -> i8 (exact: |q| <= 127): lanes 0..4 land in the low
+            // word of the low 128-bit half, 4..8 in that of the high one.
+            let b = _mm256_packs_epi16(_mm256_packs_epi32(i, i), _mm256_setzero_si256());
+            (out as *mut [i32; 2])
+                .write_unaligned([_mm256_extract_epi32::<0>(b), _mm256_extract_epi32::<4>(b)]);
+            let h = _mm_add_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256::<1>(i));
+            let h = _mm_add_epi32(h, _mm_shuffle_epi32::<0b01_00_11_10>(h));
+            let h = _mm_add_epi32(h, _mm_shuffle_epi32::<0b10_11_00_01>(h));
+            _mm_cvtsi128_si32(h)
+        }
+    }
+}
+
+/// `max |x_i|` (NaN ignored): whole vectors, then the scalar rule on the
+/// tail.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn amax_simd<V: QuantLanes>(x: &[f32]) -> f32 {
+    let full = x.len() / V::N * V::N;
+    let mut m = V::zero();
+    for c in x[..full].chunks_exact(V::N) {
+        m = V::load(c.as_ptr()).abs_max(m);
+    }
+    x[full..].iter().fold(m.hmax(), |m, &v| m.max(v.abs()))
+}
+
+/// `q_i = clamp(round(x_i * inv), -127, 127)` (NaN: 0) and their sum:
+/// whole vectors, then the scalar rule on the tail.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn quant_simd<V: QuantLanes>(x: &[f32], inv: f32, q: &mut [i8]) -> i32 {
+    let full = x.len() / V::N * V::N;
+    let mut sum = 0;
+    for (c, o) in x[..full].chunks_exact(V::N).zip(q.chunks_exact_mut(V::N)) {
+        sum += V::load(c.as_ptr()).quant(inv, o.as_mut_ptr());
+    }
+    for (o, &v) in q[full..].iter_mut().zip(&x[full..]) {
+        *o = round_small(v * inv).clamp(-127.0, 127.0) as i8;
+        sum += *o as i32;
+    }
+    sum
+}
+
+/// [`quant_head`] with `V`'s lanes (the same bits).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn quant_row_simd<V: QuantLanes>(x: &[f32], q: &mut [i8]) -> f32 {
+    assert_eq!(x.len(), q.len());
+    let amax = amax_simd::<V>(x);
+    if amax == 0.0 {
+        q.fill(0);
+        return 0.0;
+    }
+    quant_simd::<V>(x, 127.0 / amax, q);
+    amax / 127.0
+}
+
+/// [`quantize_body`] (section 2, blocks of 32) with `V`'s lanes.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn quant_blocks_simd<V: QuantLanes>(x: &[f32], q: &mut [i8], d: &mut [f32], s: &mut [f32]) {
+    assert!(x.len() % QK == 0 && q.len() == x.len());
+    assert!(d.len() == x.len() / QK && s.len() == d.len());
+    for (b, (xb, qb)) in x.chunks_exact(QK).zip(q.chunks_exact_mut(QK)).enumerate() {
+        let amax = amax_simd::<V>(xb);
+        if amax == 0.0 {
+            qb.fill(0);
+            d[b] = 0.0;
+            s[b] = 0.0;
+            continue;
+        }
+        let db = amax / 127.0;
+        let isum = quant_simd::<V>(xb, 127.0 / amax, qb);
+        d[b] = db;
+        s[b] = db * isum as f32;
+    }
+}
+
+/// [`quant_head`] in AVX-512 registers.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,fma")]
 pub(crate) unsafe fn quant_head_avx512(x: &[f32], q: &mut [i8]) -> f32 {
-    use std::arch::x86_64::*;
-    assert_eq!(x.len(), q.len());
-    let full = x.len() / 16 * 16;
-    let abs = _mm512_set1_epi32(0x7fff_ffff);
-    let zero = _mm512_setzero_ps();
-    let mut m = zero;
-    for c in x[..full].chunks_exact(16) {
-        let a = _mm512_and_si512(_mm512_castps_si512(_mm512_loadu_ps(c.as_ptr())), abs);
-        m = _mm512_max_ps(_mm512_castsi512_ps(a), m);
-    }
-    let amax = x[full..]
-        .iter()
-        .fold(_mm512_reduce_max_ps(m), |m, &v| m.max(v.abs()));
-    if amax == 0.0 {
-        q.fill(0);
-        return 0.0;
-    }
-    let inv = 127.0 / amax;
-    let (lo, hi) = (_mm512_set1_ps(-127.0), _mm512_set1_ps(127.0));
-    let (iv, magic) = (_mm512_set1_ps(inv), _mm512_set1_ps(12_582_912.0));
-    for (c, o) in x[..full].chunks_exact(16).zip(q.chunks_exact_mut(16)) {
-        let v = _mm512_loadu_ps(c.as_ptr());
-        let r = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(v, iv), magic), magic);
-        let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(r, r);
-        let c = _mm512_mask_mov_ps(_mm512_max_ps(_mm512_min_ps(r, hi), lo), nan, zero);
-        _mm_storeu_si128(
-            o.as_mut_ptr() as *mut __m128i,
-            _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(c)),
-        );
-    }
-    for (o, &v) in q[full..].iter_mut().zip(&x[full..]) {
-        *o = round_small(v * inv).clamp(-127.0, 127.0) as i8;
-    }
-    amax / 127.0
+    quant_row_simd::<quant_lanes::Z>(x, q)
 }
 
-/// [`quant_head_avx512`] with AVX2 registers (8 values at a time).
+/// [`quant_head`] in AVX2 registers.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn quant_head_avx2(x: &[f32], q: &mut [i8]) -> f32 {
-    use std::arch::x86_64::*;
-    assert_eq!(x.len(), q.len());
-    let full = x.len() / 8 * 8;
-    let abs = _mm256_set1_epi32(0x7fff_ffff);
-    let zero = _mm256_setzero_ps();
-    let mut m = zero;
-    for c in x[..full].chunks_exact(8) {
-        let a = _mm256_and_si256(_mm256_castps_si256(_mm256_loadu_ps(c.as_ptr())), abs);
-        // vmaxps returns the second operand (never NaN) for a NaN |x|.
-        m = _mm256_max_ps(_mm256_castsi256_ps(a), m);
-    }
-    let mut lanes = [0f32; 8];
-    _mm256_storeu_ps(lanes.as_mut_ptr(), m);
-    let amax = lanes.iter().fold(0.0f32, |m, &a| m.max(a));
-    let amax = x[full..].iter().fold(amax, |m, &v| m.max(v.abs()));
-    if amax == 0.0 {
-        q.fill(0);
-        return 0.0;
-    }
-    let inv = 127.0 / amax;
-    let (lo, hi) = (_mm256_set1_ps(-127.0), _mm256_set1_ps(127.0));
-    let (iv, magic) = (_mm256_set1_ps(inv), _mm256_set1_ps(12_582_912.0));
-    for (c, o) in x[..full].chunks_exact(8).zip(q.chunks_exact_mut(8)) {
-        let v = _mm256_loadu_ps(c.as_ptr());
-        let r = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(v, iv), magic), magic);
-        let ord = _mm256_cmp_ps::<_CMP_ORD_Q>(r, r);
-        // NaN lanes (ord = 0) become +0.
-        let c = _mm256_and_ps(_mm256_max_ps(_mm256_min_ps(r, hi), lo), ord);
-        let i = _mm256_cvtps_epi32(c);
-        // i32 -> i8 (exact: |q| <= 127): values 0..4 land in the low
-        // word of the low 128-bit lane, 4..8 in that of the high one.
-        let b = _mm256_packs_epi16(_mm256_packs_epi32(i, i), _mm256_setzero_si256());
-        let w = [_mm256_extract_epi32::<0>(b), _mm256_extract_epi32::<4>(b)];
-        o[..4].copy_from_slice(&w[0].to_le_bytes().map(|b| b as i8));
-        o[4..].copy_from_slice(&w[1].to_le_bytes().map(|b| b as i8));
-    }
-    for (o, &v) in q[full..].iter_mut().zip(&x[full..]) {
-        *o = round_small(v * inv).clamp(-127.0, 127.0) as i8;
-    }
-    amax / 127.0
+    quant_row_simd::<quant_lanes::Y>(x, q)
 }
 
-/// [`quantize_body`] in AVX-512 registers: a block is two vectors. The
-/// same operations lane-wise: `|x|` by clearing the sign bit; the block
-/// maximum with `vmaxps(|x|, m)`, which returns `m` for a NaN `|x|` as
-/// `f32::max` ignores NaN (a maximum is exact in any order); `(x * inv +
-/// MAGIC) - MAGIC` as three IEEE operations ([`super::math::round_small`]);
-/// NaN to 0, else clamped to +-127; the integer-valued float to i32
-/// (exact) and to i8 (exact: |q| <= 127); the integer sum of the block.
+/// Activation quantization of a row in AVX-512 registers.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,fma")]
 unsafe fn quantize_row_avx512(x: &[f32], q: &mut [i8], d: &mut [f32], s: &mut [f32]) {
-    use std::arch::x86_64::*;
-    assert!(x.len() % QK == 0 && q.len() == x.len());
-    assert!(d.len() == x.len() / QK && s.len() == d.len());
-    let abs = _mm512_set1_epi32(0x7fff_ffff);
-    let (lo, hi) = (_mm512_set1_ps(-127.0), _mm512_set1_ps(127.0));
-    let magic = _mm512_set1_ps(12_582_912.0);
-    let zero = _mm512_setzero_ps();
-    for b in 0..x.len() / QK {
-        let p = x.as_ptr().add(b * QK);
-        let v = [_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16))];
-        let a = v.map(|v| _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v), abs)));
-        let m = _mm512_max_ps(a[1], _mm512_max_ps(a[0], zero));
-        // (No NaN is left in `m`.)
-        let amax = _mm512_reduce_max_ps(m);
-        let qb = q.as_mut_ptr().add(b * QK);
-        if amax == 0.0 {
-            std::ptr::write_bytes(qb, 0, QK);
-            d[b] = 0.0;
-            s[b] = 0.0;
-            continue;
-        }
-        let db = amax / 127.0;
-        let inv = _mm512_set1_ps(127.0 / amax);
-        let mut isum = _mm512_setzero_si512();
-        for (h, &v) in v.iter().enumerate() {
-            let r = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(v, inv), magic), magic);
-            let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(r, r);
-            let c = _mm512_max_ps(_mm512_min_ps(r, hi), lo);
-            let c = _mm512_mask_mov_ps(c, nan, zero);
-            let i = _mm512_cvtps_epi32(c);
-            _mm_storeu_si128(qb.add(16 * h) as *mut __m128i, _mm512_cvtepi32_epi8(i));
-            isum = _mm512_add_epi32(isum, i);
-        }
-        d[b] = db;
-        s[b] = db * _mm512_reduce_add_epi32(isum) as f32;
-    }
+    quant_blocks_simd::<quant_lanes::Z>(x, q, d, s)
 }
 
-/// [`quantize_row_avx512`] with AVX2 registers (a block is four vectors).
+/// Activation quantization of a row in AVX2 registers.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn quantize_row_avx2(x: &[f32], q: &mut [i8], d: &mut [f32], s: &mut [f32]) {
-    use std::arch::x86_64::*;
-    assert!(x.len() % QK == 0 && q.len() == x.len());
-    assert!(d.len() == x.len() / QK && s.len() == d.len());
-    let abs = _mm256_set1_epi32(0x7fff_ffff);
-    let (lo, hi) = (_mm256_set1_ps(-127.0), _mm256_set1_ps(127.0));
-    let magic = _mm256_set1_ps(12_582_912.0);
-    let zero = _mm256_setzero_ps();
-    for b in 0..x.len() / QK {
-        let p = x.as_ptr().add(b * QK);
-        let v = [0, 8, 16, 24].map(|o| _mm256_loadu_ps(p.add(o)));
-        let mut m = zero;
-        for &v in &v {
-            let a = _mm256_castsi256_ps(_mm256_and_si256(_mm256_castps_si256(v), abs));
-            // vmaxps returns the second operand (never NaN) for a NaN |x|.
-            m = _mm256_max_ps(a, m);
-        }
-        let mut lanes = [0f32; 8];
-        _mm256_storeu_ps(lanes.as_mut_ptr(), m);
-        let amax = lanes.iter().fold(0.0f32, |m, &a| if a > m { a } else { m });
-        let qb = q.as_mut_ptr().add(b * QK);
-        if amax == 0.0 {
-            std::ptr::write_bytes(qb, 0, QK);
-            d[b] = 0.0;
-            s[b] = 0.0;
-            continue;
-        }
-        let db = amax / 127.0;
-        let inv = _mm256_set1_ps(127.0 / amax);
-        let mut isum = _mm256_setzero_si256();
-        let mut iv = [_mm256_setzero_si256(); 4];
-        for (o, &v) in iv.iter_mut().zip(&v) {
-            let r = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(v, inv), magic), magic);
-            let ord = _mm256_cmp_ps::<_CMP_ORD_Q>(r, r);
-            let c = _mm256_max_ps(_mm256_min_ps(r, hi), lo);
-            // NaN lanes (ord = 0) become +0.
-            let c = _mm256_and_ps(c, ord);
-            *o = _mm256_cvtps_epi32(c);
-            isum = _mm256_add_epi32(isum, *o);
-        }
-        // i32 -> i8 with saturation (exact: |q| <= 127), then undo the
-        // lane interleaving of the 256-bit packs.
-        let w01 = _mm256_packs_epi32(iv[0], iv[1]);
-        let w23 = _mm256_packs_epi32(iv[2], iv[3]);
-        let b8 = _mm256_packs_epi16(w01, w23);
-        let b8 = _mm256_permutevar8x32_epi32(b8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-        _mm256_storeu_si256(qb as *mut __m256i, b8);
-        let mut il = [0i32; 8];
-        _mm256_storeu_si256(il.as_mut_ptr() as *mut __m256i, isum);
-        d[b] = db;
-        s[b] = db * il.iter().sum::<i32>() as f32;
-    }
+    quant_blocks_simd::<quant_lanes::Y>(x, q, d, s)
 }
 
 #[inline(always)]

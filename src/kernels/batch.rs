@@ -1331,18 +1331,27 @@ unsafe fn quant_simd<V: QuantLanes>(x: &[f32], inv: f32, q: &mut [i8]) -> i32 {
     sum
 }
 
+/// The int8 rule of sections 2 and 7 on one run of values (a block, or a
+/// whole head row) with `V`'s lanes: `None` (and `q` zeroed) if every
+/// value is 0 or NaN, else the scale `amax / 127` and `sum(q)`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn quant_run_simd<V: QuantLanes>(x: &[f32], q: &mut [i8]) -> Option<(f32, i32)> {
+    let amax = amax_simd::<V>(x);
+    if amax == 0.0 {
+        q.fill(0);
+        return None;
+    }
+    let isum = quant_simd::<V>(x, 127.0 / amax, q);
+    Some((amax / 127.0, isum))
+}
+
 /// [`quant_head`] with `V`'s lanes (the same bits).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn quant_row_simd<V: QuantLanes>(x: &[f32], q: &mut [i8]) -> f32 {
     assert_eq!(x.len(), q.len());
-    let amax = amax_simd::<V>(x);
-    if amax == 0.0 {
-        q.fill(0);
-        return 0.0;
-    }
-    quant_simd::<V>(x, 127.0 / amax, q);
-    amax / 127.0
+    quant_run_simd::<V>(x, q).map_or(0.0, |(d, _)| d)
 }
 
 /// [`quantize_body`] (section 2, blocks of 32) with `V`'s lanes.
@@ -1352,17 +1361,10 @@ unsafe fn quant_blocks_simd<V: QuantLanes>(x: &[f32], q: &mut [i8], d: &mut [f32
     assert!(x.len() % QK == 0 && q.len() == x.len());
     assert!(d.len() == x.len() / QK && s.len() == d.len());
     for (b, (xb, qb)) in x.chunks_exact(QK).zip(q.chunks_exact_mut(QK)).enumerate() {
-        let amax = amax_simd::<V>(xb);
-        if amax == 0.0 {
-            qb.fill(0);
-            d[b] = 0.0;
-            s[b] = 0.0;
-            continue;
-        }
-        let db = amax / 127.0;
-        let isum = quant_simd::<V>(xb, 127.0 / amax, qb);
-        d[b] = db;
-        s[b] = db * isum as f32;
+        (d[b], s[b]) = match quant_run_simd::<V>(xb, qb) {
+            None => (0.0, 0.0),
+            Some((db, isum)) => (db, db * isum as f32),
+        };
     }
 }
 

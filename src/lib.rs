@@ -15,6 +15,7 @@ pub mod coder;
 pub mod container;
 pub mod gguf;
 pub mod kernels;
+pub mod mem;
 pub mod model;
 pub mod registry;
 pub mod tokenizer;

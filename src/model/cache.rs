@@ -5,15 +5,19 @@
 //! is bound by: each new token's attention streams the whole cache of its
 //! sequence.
 //!
-//! Each (layer, KV head) has its own contiguous buffers, presented to the
+//! Each (layer, KV head) has its own contiguous regions, presented to the
 //! kernels as a view with one KV head: the attention of one head then
 //! streams one contiguous region (prefetcher- and TLB-friendly) instead of
 //! tiles interleaved with the other heads' (which at long context, when the
-//! cache comes from DRAM, cost decoding about a third of its speed).
+//! cache comes from DRAM, cost decoding about a third of its speed). The
+//! regions of all heads share two large buffers ([`LargeBuf`]: huge pages
+//! where the system has them), one for the int8 rows and one for the
+//! scales.
 
 use super::config::MAX_HEAD_DIM;
 use super::Config;
 use crate::kernels::{Kernels, KvView, KV_TILE};
+use crate::mem::LargeBuf;
 
 /// Keys and values of one sequence for every layer. Capacity grows on demand
 /// (amortized doubling) and never beyond the model's context length (rounded
@@ -28,18 +32,13 @@ pub struct KvCache {
     len: usize,
     /// Positions allocated (a multiple of KV_TILE).
     cap: usize,
-    /// Per layer and KV head (`layer * n_kv_head + g`), one-head
-    /// [`KvView`] layout: K `[cap / 16][ceil(head_dim / 4)][16][4]` i8,
-    /// its scales `[cap]`, V `[cap][head_dim]` i8, its scales `[cap]`.
-    heads: Vec<Head>,
-}
-
-#[derive(Debug, Clone, Default)]
-struct Head {
-    k: Vec<i8>,
-    dk: Vec<f32>,
-    v: Vec<i8>,
-    dv: Vec<f32>,
+    /// Per layer and KV head `h = layer * n_kv_head + g`, in the one-head
+    /// [`KvView`] layout: at `h * cap * (kd + head_dim)` (`kd` = head_dim
+    /// rounded up to a multiple of 4), K `[cap / 16][kd / 4][16][4]`, then
+    /// V `[cap][head_dim]`.
+    rows: LargeBuf<i8>,
+    /// At `h * 2 * cap`: the K scales `[cap]`, then the V scales `[cap]`.
+    scales: LargeBuf<f32>,
 }
 
 impl KvCache {
@@ -60,8 +59,21 @@ impl KvCache {
             max_len: cfg.context_len,
             len: 0,
             cap: 0,
-            heads: vec![Head::default(); cfg.n_layer * cfg.n_kv_head],
+            rows: LargeBuf::new(),
+            scales: LargeBuf::new(),
         }
+    }
+
+    /// Bytes of K (padded to whole groups of 4 dimensions) per position and
+    /// head.
+    fn kd(&self) -> usize {
+        self.head_dim.div_ceil(4) * 4
+    }
+
+    /// Where head `h`'s K and V regions start in `rows`, for capacity `cap`.
+    fn rows_at(&self, h: usize, cap: usize) -> (usize, usize) {
+        let k = h * cap * (self.kd() + self.head_dim);
+        (k, k + cap * self.kd())
     }
 
     /// Tokens in the cache (the position the next token gets).
@@ -90,10 +102,7 @@ impl KvCache {
 
     /// Bytes allocated for keys and values.
     pub fn heap_bytes(&self) -> usize {
-        self.heads
-            .iter()
-            .map(|h| h.k.capacity() + h.v.capacity() + 4 * (h.dk.capacity() + h.dv.capacity()))
-            .sum()
+        self.rows.heap_bytes() + self.scales.heap_bytes()
     }
 
     /// Whether this cache has the shape of `cfg`'s model.
@@ -112,22 +121,22 @@ impl KvCache {
         }
         let want = new_len.max(self.cap * 2).max(64).min(self.max_len);
         let cap = want.div_ceil(KV_TILE) * KV_TILE;
-        let hd = self.head_dim;
-        // K rows padded to whole groups of 4 dimensions (zeros).
-        let kd = hd.div_ceil(4) * 4;
-        let grow = |v: &mut Vec<i8>, n: usize| {
-            v.reserve_exact(n - v.len());
-            v.resize(n, 0);
-        };
-        for h in &mut self.heads {
-            grow(&mut h.k, cap * kd);
-            grow(&mut h.v, cap * hd);
-            for s in [&mut h.dk, &mut h.dv] {
-                s.reserve_exact(cap - s.len());
-                s.resize(cap, 0.0);
+        let (old, hd, kd) = (self.cap, self.head_dim, self.kd());
+        let heads = self.n_layer * self.n_kv_head;
+        let mut rows = LargeBuf::zeroed(heads * cap * (kd + hd));
+        let mut scales = LargeBuf::zeroed(heads * 2 * cap);
+        // Each region keeps its layout with a larger capacity (K tiles and
+        // V rows are position-major), so the old contents are a prefix.
+        for h in 0..heads {
+            let ((ko, vo), (kn, vn)) = (self.rows_at(h, old), self.rows_at(h, cap));
+            rows[kn..kn + old * kd].copy_from_slice(&self.rows[ko..ko + old * kd]);
+            rows[vn..vn + old * hd].copy_from_slice(&self.rows[vo..vo + old * hd]);
+            for part in 0..2 {
+                let (so, sn) = ((2 * h + part) * old, (2 * h + part) * cap);
+                scales[sn..sn + old].copy_from_slice(&self.scales[so..so + old]);
             }
         }
-        self.cap = cap;
+        (self.rows, self.scales, self.cap) = (rows, scales, cap);
     }
 
     /// Stores position `pos`'s keys and values (`[n_kv_head][head_dim]` each,
@@ -141,17 +150,21 @@ impl KvCache {
         // head_dim <= MAX_HEAD_DIM (checked with the config).
         let mut buf = [0i8; MAX_HEAD_DIM];
         let kq = &mut buf[..hd];
+        let cap = self.cap;
         for (g, (kh, vh)) in k.chunks_exact(hd).zip(v.chunks_exact(hd)).enumerate() {
-            let h = &mut self.heads[layer * self.n_kv_head + g];
+            let h = layer * self.n_kv_head + g;
+            let (ko, vo) = self.rows_at(h, cap);
+            let so = 2 * h * cap;
             // K: quantize the row, then scatter its groups of 4 into the
             // tile.
-            h.dk[view.dk_index(pos, 0)] = kern.quant_head(kh, kq);
+            self.scales[so + view.dk_index(pos, 0)] = kern.quant_head(kh, kq);
             // (Dimensions 4c..4c+4 are adjacent bytes in the tile.)
             for (c, x4) in kq.chunks(4).enumerate() {
-                let at = view.k_index(pos, 0, 4 * c);
-                h.k[at..at + x4.len()].copy_from_slice(x4);
+                let at = ko + view.k_index(pos, 0, 4 * c);
+                self.rows[at..at + x4.len()].copy_from_slice(x4);
             }
-            h.dv[view.dv_index(pos, 0)] = kern.quant_head(vh, &mut h.v[pos * hd..(pos + 1) * hd]);
+            let vrow = &mut self.rows[vo + pos * hd..vo + (pos + 1) * hd];
+            self.scales[so + cap + view.dv_index(pos, 0)] = kern.quant_head(vh, vrow);
         }
     }
 
@@ -166,12 +179,14 @@ impl KvCache {
     /// head (pass head index 0 to the kernels). It covers every allocated
     /// position; the caller passes how many keys to use.
     pub(crate) fn view(&self, layer: usize, g: usize) -> KvView<'_> {
-        let h = &self.heads[layer * self.n_kv_head + g];
+        let (cap, h) = (self.cap, layer * self.n_kv_head + g);
+        let (ko, vo) = self.rows_at(h, cap);
+        let so = 2 * h * cap;
         KvView {
-            k: &h.k,
-            dk: &h.dk,
-            v: &h.v,
-            dv: &h.dv,
+            k: &self.rows[ko..vo],
+            dk: &self.scales[so..so + cap],
+            v: &self.rows[vo..vo + cap * self.head_dim],
+            dv: &self.scales[so + cap..so + 2 * cap],
             n_kv_head: 1,
             head_dim: self.head_dim,
         }

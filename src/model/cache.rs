@@ -144,28 +144,37 @@ impl KvCache {
     /// ([`Kernels::quant_head`]). `pos < cap` (after [`KvCache::reserve`]).
     pub(crate) fn write(&mut self, kern: &Kernels, layer: usize, pos: usize, k: &[f32], v: &[f32]) {
         let hd = self.head_dim;
-        debug_assert!(pos < self.cap && k.len() == self.n_kv_head * hd && v.len() == k.len());
-        // The layout of a one-head view.
-        let view = KvView::layout(1, hd);
-        // head_dim <= MAX_HEAD_DIM (checked with the config).
-        let mut buf = [0i8; MAX_HEAD_DIM];
-        let kq = &mut buf[..hd];
-        let cap = self.cap;
-        for (g, (kh, vh)) in k.chunks_exact(hd).zip(v.chunks_exact(hd)).enumerate() {
-            let h = layer * self.n_kv_head + g;
-            let (ko, vo) = self.rows_at(h, cap);
-            let so = 2 * h * cap;
-            // K: quantize the row, then scatter its groups of 4 into the
-            // tile.
-            self.scales[so + view.dk_index(pos, 0)] = kern.quant_head(kh, kq);
-            // (Dimensions 4c..4c+4 are adjacent bytes in the tile.)
-            for (c, x4) in kq.chunks(4).enumerate() {
-                let at = ko + view.k_index(pos, 0, 4 * c);
-                self.rows[at..at + x4.len()].copy_from_slice(x4);
-            }
-            let vrow = &mut self.rows[vo + pos * hd..vo + (pos + 1) * hd];
-            self.scales[so + cap + view.dv_index(pos, 0)] = kern.quant_head(vh, vrow);
+        debug_assert!(k.len() == self.n_kv_head * hd && v.len() == k.len());
+        let rows = k.chunks_exact(hd).zip(v.chunks_exact(hd));
+        for (mut head, (kh, vh)) in self.layer_heads(layer).into_iter().zip(rows) {
+            head.write(kern, pos, kh, vh);
         }
+    }
+
+    /// The KV heads of `layer`, each writable on its own: their regions are
+    /// disjoint, so the heads of a layer can go to different threads.
+    pub(crate) fn layer_heads(&mut self, layer: usize) -> Vec<HeadMut<'_>> {
+        let (cap, hd, kd, nkv) = (self.cap, self.head_dim, self.kd(), self.n_kv_head);
+        let h0 = layer * nkv;
+        let (start, _) = self.rows_at(h0, cap);
+        let mut rows = &mut self.rows[start..start + nkv * cap * (kd + hd)];
+        let mut scales = &mut self.scales[2 * h0 * cap..2 * (h0 + nkv) * cap];
+        let mut heads = Vec::with_capacity(nkv);
+        for _ in 0..nkv {
+            let (k, rest) = rows.split_at_mut(cap * kd);
+            let (v, rest) = rest.split_at_mut(cap * hd);
+            let (dk, srest) = scales.split_at_mut(cap);
+            let (dv, srest) = srest.split_at_mut(cap);
+            heads.push(HeadMut {
+                k,
+                v,
+                dk,
+                dv,
+                head_dim: hd,
+            });
+            (rows, scales) = (rest, srest);
+        }
+        heads
     }
 
     /// Marks `n` more positions valid (after their keys/values were written
@@ -190,5 +199,55 @@ impl KvCache {
             n_kv_head: 1,
             head_dim: self.head_dim,
         }
+    }
+}
+
+/// One KV head of one layer of a [`KvCache`] ([`KvCache::layer_heads`]):
+/// its regions, in the one-head [`KvView`] layout.
+pub(crate) struct HeadMut<'a> {
+    k: &'a mut [i8],
+    v: &'a mut [i8],
+    dk: &'a mut [f32],
+    dv: &'a mut [f32],
+    head_dim: usize,
+}
+
+impl HeadMut<'_> {
+    /// Stores position `pos`'s key and value rows (`head_dim` f32 each),
+    /// each quantized to int8 with its scale ([`Kernels::quant_head`]).
+    pub(crate) fn write(&mut self, kern: &Kernels, pos: usize, k: &[f32], v: &[f32]) {
+        let hd = self.head_dim;
+        debug_assert!(k.len() == hd && v.len() == hd && pos < self.dk.len());
+        let view = KvView::layout(1, hd);
+        // head_dim <= MAX_HEAD_DIM (checked with the config).
+        let mut buf = [0i8; MAX_HEAD_DIM];
+        let kq = &mut buf[..hd];
+        // K: quantize the row, then scatter its groups of 4 into the tile.
+        self.dk[view.dk_index(pos, 0)] = kern.quant_head(k, kq);
+        // (Dimensions 4c..4c+4 are adjacent bytes in the tile.)
+        for (c, x4) in kq.chunks(4).enumerate() {
+            let at = view.k_index(pos, 0, 4 * c);
+            self.k[at..at + x4.len()].copy_from_slice(x4);
+        }
+        let vrow = &mut self.v[pos * hd..(pos + 1) * hd];
+        self.dv[view.dv_index(pos, 0)] = kern.quant_head(v, vrow);
+    }
+
+    /// The attention view of this head (a view with ONE KV head).
+    pub(crate) fn view(&self) -> KvView<'_> {
+        KvView {
+            k: self.k,
+            dk: self.dk,
+            v: self.v,
+            dv: self.dv,
+            n_kv_head: 1,
+            head_dim: self.head_dim,
+        }
+    }
+
+    /// The K bytes of the first `keys` positions (whole tiles).
+    pub(crate) fn k_prefix(&self, keys: usize) -> &[i8] {
+        let tile = KvView::layout(1, self.head_dim).k_tile_bytes();
+        &self.k[..(keys.div_ceil(KV_TILE) * tile).min(self.k.len())]
     }
 }

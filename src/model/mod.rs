@@ -25,6 +25,7 @@ mod cache;
 mod config;
 mod weights;
 
+use cache::HeadMut;
 pub use cache::KvCache;
 pub use config::{Config, MAX_CONTEXT};
 pub use weights::{Embedding, LayerWeights, Weights};
@@ -347,6 +348,11 @@ impl Model {
         let gate = grown(gate, n * f); // FFN hidden [n, F]
         let up = grown(up, n * f); // [n, F]
         let jobs = self.attention_jobs(slots);
+        // Decoding (no sequence has more than one new token), with enough
+        // (token, KV head) pairs to keep every thread busy: one job per pair
+        // does all of that head's attention block.
+        let fused =
+            slots.windows(2).all(|w| w[0].seq != w[1].seq) && n * cfg.n_kv_head >= 2 * self.threads;
 
         self.rows(x, e, |t, row| self.weights.token_embd.lookup(ids[t], row));
         // `h` holds a matmul result to add to `x` before the next norm.
@@ -358,19 +364,23 @@ impl Model {
                 qx,
                 &mut [(&lw.wq, &mut *q), (&lw.wk, &mut *kb), (&lw.wv, &mut *vb)],
             );
-            self.rows2(q, e, kb, kvd, |t, qr, kr| {
-                let (cos, sin) = self.rope.at(slots[t].pos);
-                for head in qr.chunks_exact_mut(hd).chain(kr.chunks_exact_mut(hd)) {
-                    scalar::rope(head, cos, sin);
-                }
-            });
-            self.store_kv(l, slots, kb, vb, caches);
-            // views[seq * n_kv_head + g]
-            let views: Vec<KvView<'_>> = caches
-                .iter()
-                .flat_map(|c| (0..cfg.n_kv_head).map(move |g| c.view(l, g)))
-                .collect();
-            self.attention(q, slots, &jobs, &views, att_jobs, att);
+            if fused {
+                self.decode_attention(l, slots, q, kb, vb, caches, att);
+            } else {
+                self.rows2(q, e, kb, kvd, |t, qr, kr| {
+                    let (cos, sin) = self.rope.at(slots[t].pos);
+                    for head in qr.chunks_exact_mut(hd).chain(kr.chunks_exact_mut(hd)) {
+                        scalar::rope(head, cos, sin);
+                    }
+                });
+                self.store_kv(l, slots, kb, vb, caches);
+                // views[seq * n_kv_head + g]
+                let views: Vec<KvView<'_>> = caches
+                    .iter()
+                    .flat_map(|c| (0..cfg.n_kv_head).map(move |g| c.view(l, g)))
+                    .collect();
+                self.attention(q, slots, &jobs, &views, att_jobs, att);
+            }
             self.quantize(qx, att, e);
             self.matmuls(qx, &mut [(&lw.wo, &mut *h)]);
 
@@ -383,6 +393,103 @@ impl Model {
         }
         self.add_norm_quantize(x, h, pending, &self.weights.output_norm, qx);
         self.matmuls(qx, &mut [(&self.weights.output, logits)]);
+    }
+
+    /// The attention block of a decoding step (at most one new token per
+    /// sequence) from the projections to the attention output: per token
+    /// `t` and KV head `g`, one job applies RoPE to the token's query heads
+    /// of that group (`q[t, g * group * hd..]`) and to its key, stores the
+    /// key and value in the cache, and attends, writing `att[t, g * group *
+    /// hd..]`. The same operations as the general path (RoPE per head, the
+    /// cache row rule, the attention kernel), without its separate passes
+    /// and copies. Each thread takes a contiguous run of jobs of about
+    /// equal keys and, during a job's output pass, prefetches the next
+    /// job's K (the score pass waits on K coming from memory).
+    #[allow(clippy::too_many_arguments)]
+    fn decode_attention(
+        &self,
+        l: usize,
+        slots: &[Slot],
+        q: &mut [f32],
+        kb: &mut [f32],
+        vb: &[f32],
+        caches: &mut [&mut KvCache],
+        att: &mut [f32],
+    ) {
+        let (hd, nkv) = (self.cfg.head_dim, self.cfg.n_kv_head);
+        let gw = self.cfg.n_head / nkv * hd;
+        // heads[t * nkv + g]: slots are in sequence order, one per sequence.
+        let mut heads = Vec::with_capacity(slots.len() * nkv);
+        let mut cs = caches.iter_mut().enumerate();
+        for slot in slots {
+            let (_, c) = cs
+                .find(|(s, _)| *s == slot.seq)
+                .expect("one slot per sequence, in order");
+            heads.extend(c.layer_heads(l));
+        }
+        let mut jobs: Vec<DecodeJob<'_, '_>> = q
+            .chunks_exact_mut(gw)
+            .zip(kb.chunks_exact_mut(hd))
+            .zip(vb.chunks_exact(hd))
+            .zip(att.chunks_exact_mut(gw))
+            .zip(heads)
+            .enumerate()
+            .map(|(i, ((((q, k), v), out), head))| DecodeJob {
+                pos: slots[i / nkv].pos,
+                q,
+                k,
+                v,
+                out,
+                head,
+            })
+            .collect();
+        let keys: Vec<usize> = jobs.iter().map(|j| j.pos + 1).collect();
+        let mut runs: Vec<&mut [DecodeJob<'_, '_>]> = Vec::new();
+        let mut rest = &mut jobs[..];
+        for len in balanced_runs(&keys, self.threads) {
+            let (a, b) = rest.split_at_mut(len);
+            runs.push(a);
+            rest = b;
+        }
+        let seq = |run: &mut &mut [DecodeJob<'_, '_>]| {
+            for i in 0..run.len() {
+                let (cur, next) = run.split_at_mut(i + 1);
+                let pf = next.first().map_or(&[][..], |j| j.head.k_prefix(j.pos + 1));
+                self.decode_job(&mut cur[i], pf);
+            }
+        };
+        if self.threads == 1 {
+            runs.iter_mut().for_each(seq);
+        } else {
+            runs.par_iter_mut().with_max_len(1).for_each(seq);
+        }
+    }
+
+    /// One job of [`Model::decode_attention`].
+    fn decode_job(&self, j: &mut DecodeJob<'_, '_>, prefetch: &[i8]) {
+        let hd = self.cfg.head_dim;
+        let k = &self.kernels;
+        let (cos, sin) = self.rope.at(j.pos);
+        for head in j.q.chunks_exact_mut(hd) {
+            scalar::rope(head, cos, sin);
+        }
+        scalar::rope(j.k, cos, sin);
+        j.head.write(k, j.pos, j.k, j.v);
+        let view = j.head.view();
+        let qs: Vec<&[f32]> = j.q.chunks_exact(hd).collect();
+        let n_keys = vec![j.pos + 1; qs.len()];
+        let mut o: Vec<&mut [f32]> = j.out.chunks_exact_mut(hd).collect();
+        ATT_SCRATCH.with(|s| {
+            let s = &mut s.borrow_mut();
+            if k.variant() == Variant::Scalar {
+                // The reference path: the specification's kernel per query.
+                for (q, o) in qs.iter().zip(o.iter_mut()) {
+                    k.attention(q, &view, 0, j.pos + 1, s, o);
+                }
+            } else {
+                batch::attention_batch_prefetch(k, &view, 0, &qs, &n_keys, s, &mut o, &[prefetch]);
+            }
+        });
     }
 
     /// Writes every new token's keys and values (`kb`, `vb`: `[n, KV]`) of
@@ -682,25 +789,15 @@ impl Model {
             // its output pass is compute-bound. So each thread takes a
             // contiguous run of jobs (about equal keys: the jobs are alike)
             // and, during a job's output pass, prefetches the next job's K.
-            let total: usize = jobs.iter().map(|j| slots[j.t0].pos + 1).sum();
-            let parts = self.threads.min(jobs.len());
-            let mut runs: Vec<(&[AttnJob], &mut [&mut [f32]])> = Vec::with_capacity(parts);
+            let keys: Vec<usize> = jobs.iter().map(|j| slots[j.t0].pos + 1).collect();
+            let mut runs: Vec<(&[AttnJob], &mut [&mut [f32]])> = Vec::new();
             let (mut js, mut os) = (jobs, &mut outs[..]);
-            let mut done = 0;
-            for p in 1..parts {
-                let goal = total * p / parts;
-                let mut n = 0;
-                let mut acc = done;
-                while n < js.len() - 1 && acc < goal {
-                    acc += slots[js[n].t0].pos + 1;
-                    n += 1;
-                }
-                let (a, b) = js.split_at(n);
-                let (oa, ob) = os.split_at_mut(n);
+            for len in balanced_runs(&keys, self.threads) {
+                let (a, b) = js.split_at(len);
+                let (oa, ob) = os.split_at_mut(len);
                 runs.push((a, oa));
-                (js, os, done) = (b, ob, acc);
+                (js, os) = (b, ob);
             }
-            runs.push((js, os));
             let seq = |(js, os): &mut (&[AttnJob], &mut [&mut [f32]])| {
                 for (i, (j, o)) in js.iter().zip(os.iter_mut()).enumerate() {
                     let next = js.get(i + 1).map(k_bytes).unwrap_or(&[]);
@@ -757,6 +854,19 @@ thread_local! {
     static ATT_SCRATCH: std::cell::RefCell<AttnScratch> = const { std::cell::RefCell::new(AttnScratch::new()) };
     /// Per worker thread: SwiGLU temporaries (two rows of a job's range).
     static SILU_SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// One job of [`Model::decode_attention`]: a token at `pos`, one KV head.
+struct DecodeJob<'a, 'c> {
+    pos: usize,
+    /// The token's query heads of this KV group `[group][head_dim]`.
+    q: &'a mut [f32],
+    /// Its key and value rows for this head `[head_dim]` (before RoPE).
+    k: &'a mut [f32],
+    v: &'a [f32],
+    /// Its attention output for these query heads `[group][head_dim]`.
+    out: &'a mut [f32],
+    head: HeadMut<'c>,
 }
 
 /// One attention job: tokens `t0..t0 + nt` (indices into the batch), query
@@ -840,6 +950,28 @@ fn split_parts<'a>(
         }
     }
     parts
+}
+
+/// Cuts the items of weights `w` into `parts` contiguous runs of about
+/// equal total weight; returns the runs' lengths (they sum to `w.len()`; a
+/// run may be empty when the weights are very uneven).
+fn balanced_runs(w: &[usize], parts: usize) -> Vec<usize> {
+    let total: usize = w.iter().sum();
+    let parts = parts.clamp(1, w.len().max(1));
+    let mut lens = Vec::with_capacity(parts);
+    let (mut start, mut acc) = (0, 0);
+    for p in 1..parts {
+        let goal = total * p / parts;
+        let mut n = start;
+        while n < w.len() - 1 && (n == start || acc < goal) {
+            acc += w[n];
+            n += 1;
+        }
+        lens.push(n - start);
+        start = n;
+    }
+    lens.push(w.len() - start);
+    lens
 }
 
 /// `x += y` element-wise (the residual adds).

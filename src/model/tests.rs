@@ -387,7 +387,9 @@ fn every_variant_gives_the_scalar_bits() {
                 assert_eq!(&bits(&run_pieces(&m, s, &[64])), w, "{variant} {threads}");
                 assert_eq!(&bits(&run_pieces(&m, s, &[1, 5])), w, "{variant} {threads}");
             }
-            // All four at once, then token by token together.
+            // All four at once, then token by token together (the fused
+            // decoding path while there are at least `threads` tokens, the
+            // general one as the sequences run out).
             let v = m.config().vocab;
             let mut caches: Vec<KvCache> = seqs.iter().map(|_| m.new_cache()).collect();
             let half: Vec<&[u32]> = seqs.iter().map(|s| &s[..s.len() / 2]).collect();

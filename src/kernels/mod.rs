@@ -20,9 +20,11 @@ mod aarch64;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 
+use crate::mem::{LargeBuf, Plain};
 use std::fmt;
 use std::ops::Range;
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// Weights and activations are quantized in blocks of this many values.
 pub const QK: usize = 32;
@@ -289,9 +291,86 @@ pub struct PackedMatrix {
     rows: usize,
     cols: usize,
     /// Variant-defined layout (see above).
-    scales: Vec<f32>,
-    mins: Vec<f32>,
-    quants: Vec<i8>,
+    scales: Store<f32>,
+    mins: Store<f32>,
+    quants: Store<i8>,
+}
+
+/// The storage of one array of a [`PackedMatrix`]: its own vector, or a
+/// range of a buffer that all of a model's matrices share
+/// ([`share_matrices`]).
+#[derive(Debug)]
+enum Store<T: Plain> {
+    Own(LargeBuf<T>),
+    Shared(Arc<LargeBuf<T>>, Range<usize>),
+}
+
+impl<T: Plain> std::ops::Deref for Store<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        match self {
+            Store::Own(v) => v,
+            Store::Shared(b, r) => &b[r.clone()],
+        }
+    }
+}
+
+/// Moves the arrays of the SIMD-packed matrices among `mats` into three
+/// buffers shared by all of them ([`LargeBuf`]: huge pages where the system
+/// has them), each matrix's quants at a 64-byte aligned offset. A decoding
+/// step streams every weight once (about 110 MB for SmolLM2); in one large
+/// mapping that stream crosses a page boundary every 2 MB instead of every
+/// 4 KB. The values, and so every result, are unchanged. Matrices of the
+/// scalar variant (which index their quants from the start of the vector)
+/// are left as they are.
+pub fn share_matrices(mats: &mut [&mut PackedMatrix]) {
+    let mut mats: Vec<&mut PackedMatrix> = mats
+        .iter_mut()
+        .map(|m| &mut **m)
+        .filter(|m| m.variant != Variant::Scalar)
+        .collect();
+    let (mut nq, mut ns, mut nm) = (0, 0, 0);
+    for m in &mats {
+        nq += m.aligned_quants().len().div_ceil(64) * 64;
+        ns += m.scales.len();
+        nm += m.mins.len();
+    }
+    // 63 spare bytes so the data can start on a cache line whatever the
+    // buffer's own alignment.
+    let (mut q, mut sc, mut mn) = (
+        LargeBuf::<i8>::zeroed(nq + 63),
+        LargeBuf::zeroed(ns),
+        LargeBuf::zeroed(nm),
+    );
+    let mut spans = Vec::new();
+    let (mut oq, mut os, mut om) = (q.as_ptr().align_offset(64).min(63), 0, 0);
+    for m in mats.iter_mut() {
+        let a = m.aligned_quants();
+        q[oq..oq + a.len()].copy_from_slice(a);
+        sc[os..os + m.scales.len()].copy_from_slice(&m.scales);
+        mn[om..om + m.mins.len()].copy_from_slice(&m.mins);
+        spans.push((
+            oq..oq + a.len(),
+            os..os + m.scales.len(),
+            om..om + m.mins.len(),
+        ));
+        oq += a.len().div_ceil(64) * 64;
+        os += m.scales.len();
+        om += m.mins.len();
+        // Free each copied matrix at once: the load then never holds the
+        // weights twice.
+        (m.quants, m.scales, m.mins) = (
+            Store::Own(LargeBuf::new()),
+            Store::Own(LargeBuf::new()),
+            Store::Own(LargeBuf::new()),
+        );
+    }
+    let (q, sc, mn) = (Arc::new(q), Arc::new(sc), Arc::new(mn));
+    for (m, (rq, rs, rm)) in mats.iter_mut().zip(spans) {
+        m.quants = Store::Shared(q.clone(), rq);
+        m.scales = Store::Shared(sc.clone(), rs);
+        m.mins = Store::Shared(mn.clone(), rm);
+    }
 }
 
 impl PackedMatrix {
@@ -313,7 +392,7 @@ impl PackedMatrix {
     }
 
     /// Interleaved layout: the quant bytes from their 64-byte aligned start.
-    /// (The heap buffer never moves, so the offset is the one used at pack
+    /// (The buffer never moves, so the offset is the one used at pack
     /// time.)
     #[allow(dead_code)] // unused on targets without SIMD variants
     fn aligned_quants(&self) -> &[i8] {
@@ -345,11 +424,13 @@ fn pack_interleaved(m: BlockMatrix, variant: Variant, g: usize, q8_offset: u8) -
     let nb = cols / QK;
     let ng = rows.div_ceil(g);
     let q4 = m.kind == BlockKind::Q4;
-    let mut scales = vec![0f32; ng * nb * g];
-    let mut mins = vec![0f32; if q4 { ng * nb * g } else { 0 }];
+    // Mapped buffers: freed when the model moves them into its shared
+    // buffers, they go straight back to the system.
+    let mut scales = LargeBuf::zeroed_paged(ng * nb * g);
+    let mut mins = LargeBuf::zeroed_paged(if q4 { ng * nb * g } else { 0 });
     let chunk = if q4 { 16 * g } else { 32 * g };
     // 63 spare bytes so the data can start on a cache line.
-    let mut quants = vec![0i8; ng * nb * chunk + 63];
+    let mut quants = LargeBuf::<i8>::zeroed_paged(ng * nb * chunk + 63);
     let off = quants.as_ptr().align_offset(64);
     let data = &mut quants[off..off + ng * nb * chunk];
     for grp in 0..ng {
@@ -384,9 +465,9 @@ fn pack_interleaved(m: BlockMatrix, variant: Variant, g: usize, q8_offset: u8) -
         kind: m.kind,
         rows,
         cols,
-        scales,
-        mins,
-        quants,
+        scales: Store::Own(scales),
+        mins: Store::Own(mins),
+        quants: Store::Own(quants),
     }
 }
 
@@ -704,9 +785,9 @@ impl Kernels {
                 kind: m.kind,
                 rows: m.rows,
                 cols: m.cols,
-                scales: m.scales,
-                mins: m.mins,
-                quants: m.quants,
+                scales: Store::Own(LargeBuf::from_slice(&m.scales)),
+                mins: Store::Own(LargeBuf::from_slice(&m.mins)),
+                quants: Store::Own(LargeBuf::from_slice(&m.quants)),
             },
             // vpdpbusd multiplies u8 weights by i8 activations: Q8 weights
             // are stored offset by 128 (corrected exactly in the kernel).

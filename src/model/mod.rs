@@ -1036,13 +1036,15 @@ fn synthetic_weights(cfg: &Config, seed: u64, k: &Kernels) -> Result<Weights, Mo
     let emb = BlockMatrix::quantize_f32(cfg.vocab, e, &emb)?;
     let output = k.pack_matrix(emb.clone());
     let output_norm = (0..e).map(|_| 1.0 + 0.25 * rng.unit()).collect();
-    Ok(Weights {
+    let mut w = Weights {
         token_embd: Embedding::Blocks(emb),
         output_norm,
         output,
         tied: true,
         layers,
-    })
+    };
+    w.share_matrices();
+    Ok(w)
 }
 
 #[cfg(test)]

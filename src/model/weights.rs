@@ -3,7 +3,7 @@
 
 use super::{Config, ModelError};
 use crate::gguf::{bf16_to_f32, f16_to_f32, GgmlType, Gguf, Tensor};
-use crate::kernels::{BlockKind, BlockMatrix, Kernels, PackedMatrix, QK};
+use crate::kernels::{share_matrices, BlockKind, BlockMatrix, Kernels, PackedMatrix, QK};
 
 /// Weights of one transformer block. Matrix shapes are `rows x cols` (GGUF
 /// dims are `[cols, rows]`).
@@ -106,13 +106,33 @@ impl Weights {
                 (k.pack_matrix(m), true)
             }
         };
-        Ok(Weights {
+        let mut w = Weights {
             token_embd,
             output_norm: vec("output_norm.weight", e)?,
             output,
             tied,
             layers,
-        })
+        };
+        w.share_matrices();
+        Ok(w)
+    }
+
+    /// Puts all matrices into shared large buffers ([`share_matrices`]).
+    pub(crate) fn share_matrices(&mut self) {
+        let mut mats: Vec<&mut PackedMatrix> = Vec::with_capacity(7 * self.layers.len() + 1);
+        for l in &mut self.layers {
+            mats.extend([
+                &mut l.wq,
+                &mut l.wk,
+                &mut l.wv,
+                &mut l.wo,
+                &mut l.w_gate,
+                &mut l.w_up,
+                &mut l.w_down,
+            ]);
+        }
+        mats.push(&mut self.output);
+        share_matrices(&mut mats);
     }
 }
 

@@ -1167,7 +1167,13 @@ pub fn prep_quantize_rows<F>(
     }
 }
 
-fn quantize_row(variant: Variant, x: &[f32], q: &mut [i8], d: &mut [f32], s: &mut [f32]) {
+pub(crate) fn quantize_row(
+    variant: Variant,
+    x: &[f32],
+    q: &mut [i8],
+    d: &mut [f32],
+    s: &mut [f32],
+) {
     match variant {
         // SAFETY: a `Kernels` of these variants exists only after
         // `is_available()` confirmed the CPU features.

@@ -34,7 +34,7 @@ use crate::gguf::{GgmlType, Gguf, GgufError};
 use crate::kernels::math::{RopeTable, TRIG_ACCURATE_MAX};
 use crate::kernels::{
     batch, scalar, AttnScratch, BlockKind, BlockMatrix, KernelError, Kernels, KvView, PackedMatrix,
-    QuantizedRows, Variant, KV_TILE, QK,
+    QuantPart, QuantizedRows, Variant, KV_TILE, QK,
 };
 use rayon::prelude::*;
 use std::ops::Range;
@@ -336,6 +336,7 @@ impl Model {
             gate,
             up,
             qx,
+            qg,
         } = sc;
         let slots: &[Slot] = slots;
         let x = grown(x, n * e); // residual stream [n, E]
@@ -351,8 +352,9 @@ impl Model {
         // Decoding (no sequence has more than one new token), with enough
         // (token, KV head) pairs to keep every thread busy: one job per pair
         // does all of that head's attention block.
-        let fused =
-            slots.windows(2).all(|w| w[0].seq != w[1].seq) && n * cfg.n_kv_head >= 2 * self.threads;
+        let fused = slots.windows(2).all(|w| w[0].seq != w[1].seq)
+            && n * cfg.n_kv_head >= 2 * self.threads
+            && (e / cfg.n_kv_head) % QK == 0;
 
         self.rows(x, e, |t, row| self.weights.token_embd.lookup(ids[t], row));
         // `h` holds a matmul result to add to `x` before the next norm.
@@ -365,7 +367,7 @@ impl Model {
                 &mut [(&lw.wq, &mut *q), (&lw.wk, &mut *kb), (&lw.wv, &mut *vb)],
             );
             if fused {
-                self.decode_attention(l, slots, q, kb, vb, caches, att);
+                self.decode_attention(l, slots, q, kb, vb, caches, att, qx);
             } else {
                 self.rows2(q, e, kb, kvd, |t, qr, kr| {
                     let (cos, sin) = self.rope.at(slots[t].pos);
@@ -380,15 +382,14 @@ impl Model {
                     .flat_map(|c| (0..cfg.n_kv_head).map(move |g| c.view(l, g)))
                     .collect();
                 self.attention(q, slots, &jobs, &views, att_jobs, att);
+                self.quantize(qx, att, e);
             }
-            self.quantize(qx, att, e);
             self.matmuls(qx, &mut [(&lw.wo, &mut *h)]);
 
             // Feed-forward block: x += Wo a; h = rmsnorm(x); x += Wdown(silu(Wgate h) * Wup h).
             self.add_norm_quantize(x, h, true, &lw.ffn_norm, qx);
-            self.gate_up(qx, &lw.w_gate, &lw.w_up, gate, up);
-            self.quantize(qx, gate, f);
-            self.matmuls(qx, &mut [(&lw.w_down, &mut *h)]);
+            self.gate_up(qx, &lw.w_gate, &lw.w_up, gate, up, qg);
+            self.matmuls(qg, &mut [(&lw.w_down, &mut *h)]);
             pending = true;
         }
         self.add_norm_quantize(x, h, pending, &self.weights.output_norm, qx);
@@ -415,9 +416,26 @@ impl Model {
         vb: &[f32],
         caches: &mut [&mut KvCache],
         att: &mut [f32],
+        qx: &mut QuantizedRows,
     ) {
         let (hd, nkv) = (self.cfg.head_dim, self.cfg.n_kv_head);
         let gw = self.cfg.n_head / nkv * hd;
+        // qparts[t * nkv + g]: the quantized output's blocks of job (t, g).
+        qx.reshape(slots.len(), self.cfg.n_embd);
+        let ranges: Vec<Range<usize>> = (0..nkv).map(|g| g * gw..(g + 1) * gw).collect();
+        let mut by_head: Vec<_> = qx
+            .parts_mut(&ranges)
+            .into_iter()
+            .map(|p| p.into_iter())
+            .collect();
+        let mut qparts = Vec::with_capacity(slots.len() * nkv);
+        for _ in slots {
+            qparts.extend(
+                by_head
+                    .iter_mut()
+                    .map(|it| it.next().expect("a part per token")),
+            );
+        }
         // heads[t * nkv + g]: slots are in sequence order, one per sequence.
         let mut heads = Vec::with_capacity(slots.len() * nkv);
         let mut cs = caches.iter_mut().enumerate();
@@ -433,14 +451,16 @@ impl Model {
             .zip(vb.chunks_exact(hd))
             .zip(att.chunks_exact_mut(gw))
             .zip(heads)
+            .zip(qparts)
             .enumerate()
-            .map(|(i, ((((q, k), v), out), head))| DecodeJob {
+            .map(|(i, (((((q, k), v), out), head), qout))| DecodeJob {
                 pos: slots[i / nkv].pos,
                 q,
                 k,
                 v,
                 out,
                 head,
+                qout,
             })
             .collect();
         let keys: Vec<usize> = jobs.iter().map(|j| j.pos + 1).collect();
@@ -490,6 +510,7 @@ impl Model {
                 batch::attention_batch_prefetch(k, &view, 0, &qs, &n_keys, s, &mut o, &[prefetch]);
             }
         });
+        j.qout.quantize(k, j.out);
     }
 
     /// Writes every new token's keys and values (`kb`, `vb`: `[n, KV]`) of
@@ -640,9 +661,11 @@ impl Model {
         }
     }
 
-    /// `gate = silu(Wgate x) * Wup x`, `up = Wup x` (both `[n, F]`): each job
-    /// computes one row range of both and applies SwiGLU to it right away
-    /// (element-wise, so the range split cannot change a value).
+    /// `gate = silu(Wgate x) * Wup x`, `up = Wup x` (both `[n, F]`), and
+    /// `gate` quantized into `qg`: each job computes one row range (whole
+    /// quantization blocks) of both, applies SwiGLU to it and quantizes it
+    /// right away (element-wise and block-wise, so the range split cannot
+    /// change a value).
     fn gate_up(
         &self,
         x: &QuantizedRows,
@@ -650,25 +673,32 @@ impl Model {
         wu: &PackedMatrix,
         gate: &mut [f32],
         up: &mut [f32],
+        qg: &mut QuantizedRows,
     ) {
         let rows = wg.rows();
         debug_assert_eq!(rows, wu.rows());
-        let ranges = self.row_ranges(rows, self.job_rows(2 * rows, x) / 2);
+        let chunk = (self.job_rows(2 * rows, x) / 2).div_ceil(QK) * QK;
+        let ranges = self.row_ranges(rows, chunk);
+        debug_assert!(ranges.iter().all(|r| r.start % QK == 0));
         let gp = split_parts(gate, rows, &ranges, x.n());
         let upp = split_parts(up, rows, &ranges, x.n());
-        let mut jobs: Vec<GateUpJob<'_>> = ranges
+        qg.reshape(x.n(), rows);
+        let qp = qg.parts_mut(&ranges);
+        let mut jobs: Vec<GateUpJob<'_, '_>> = ranges
             .into_iter()
             .zip(gp)
             .zip(upp)
-            .map(|((r, g), u)| (r, g, u))
+            .zip(qp)
+            .map(|(((r, g), u), q)| (r, g, u, q))
             .collect();
-        let run = |(r, g, u): &mut GateUpJob<'_>| {
+        let run = |(r, g, u, q): &mut GateUpJob<'_, '_>| {
             self.kernels.matmul(wg, x, r.clone(), g);
             self.kernels.matmul(wu, x, r.clone(), u);
             SILU_SCRATCH.with(|tmp| {
                 let tmp = &mut tmp.borrow_mut();
-                for (g, u) in g.iter_mut().zip(u.iter()) {
+                for ((g, u), q) in g.iter_mut().zip(u.iter()).zip(q.iter_mut()) {
                     batch::silu_mul(&self.kernels, g, u, tmp);
+                    q.quantize(&self.kernels, g);
                 }
             });
         };
@@ -830,8 +860,14 @@ impl Model {
 /// A matmul job: matrix, output row range, per token the output slice.
 type MatmulJob<'w, 'o> = (&'w PackedMatrix, Range<usize>, Vec<&'o mut [f32]>);
 
-/// A gate/up job: row range, per token the gate and up output slices.
-type GateUpJob<'o> = (Range<usize>, Vec<&'o mut [f32]>, Vec<&'o mut [f32]>);
+/// A gate/up job: row range, per token the gate and up output slices and
+/// the quantized gate's part.
+type GateUpJob<'o, 'q> = (
+    Range<usize>,
+    Vec<&'o mut [f32]>,
+    Vec<&'o mut [f32]>,
+    Vec<QuantPart<'q>>,
+);
 
 /// Below this many rows, cheap per-row steps (norms, RoPE, quantization)
 /// run on one thread.
@@ -867,6 +903,8 @@ struct DecodeJob<'a, 'c> {
     /// Its attention output for these query heads `[group][head_dim]`.
     out: &'a mut [f32],
     head: HeadMut<'c>,
+    /// `out`'s blocks of the quantized attention output.
+    qout: QuantPart<'a>,
 }
 
 /// One attention job: tokens `t0..t0 + nt` (indices into the batch), query
@@ -898,7 +936,10 @@ struct Scratch {
     att_jobs: Vec<f32>,
     gate: Vec<f32>,
     up: Vec<f32>,
+    /// Quantized matmul inputs: the normed residual or the attention
+    /// output, and the FFN hidden state.
     qx: QuantizedRows,
+    qg: QuantizedRows,
 }
 
 impl Scratch {
@@ -919,7 +960,7 @@ impl Scratch {
             + self.ids.capacity() * 8
             // The quantized rows of the last call: q (1 byte) + d, s (4 bytes
             // per 32) per value; earlier, wider calls may have left more.
-            + self.qx.n() * self.qx.k() * 5 / 4
+            + (self.qx.n() * self.qx.k() + self.qg.n() * self.qg.k()) * 5 / 4
     }
 }
 

@@ -636,3 +636,36 @@ fn exp_variants_match_spec_dense_sweep() {
         .collect();
     check_exp(&xs, "multiples of ln2/64");
 }
+
+/// Rows quantized part by part (column ranges of whole blocks, as threads
+/// producing some blocks of every row write them) equal the whole-row
+/// quantization bit for bit, on every variant.
+#[test]
+fn quantized_parts_match_whole_rows() {
+    let mut rng = Rng(77);
+    let (n, cols) = (3, 160);
+    let x: Vec<f32> = (0..n * cols).map(|_| rng.value()).collect();
+    for k in variants() {
+        let mut want = QuantizedRows::new();
+        batch::quantize_rows(&k, &x, cols, &mut want, false);
+        let mut got = QuantizedRows::new();
+        // Stale contents from an earlier, larger shape must not matter.
+        got.quantize(&vec![9.0; 2 * n * cols], cols);
+        got.reshape(n, cols);
+        let ranges = [0..64, 64..96, 96..160];
+        let mut parts = got.parts_mut(&ranges);
+        for (r, ps) in ranges.iter().zip(parts.iter_mut()) {
+            for (t, p) in ps.iter_mut().enumerate() {
+                p.quantize(&k, &x[t * cols + r.start..t * cols + r.end]);
+            }
+        }
+        drop(parts);
+        assert_eq!((got.n(), got.k()), (n, cols));
+        for t in 0..n {
+            let ((wq, wd, ws), (gq, gd, gs)) = (want.row(t), got.row(t));
+            assert_eq!(wq, gq, "{} row {t}", k.variant());
+            assert_eq!(bits(wd), bits(gd), "{} row {t}", k.variant());
+            assert_eq!(bits(ws), bits(gs), "{} row {t}", k.variant());
+        }
+    }
+}

@@ -29,6 +29,12 @@ impl LanguageModel for Model {
         state.clear();
     }
 
+    /// Allocates the chunk's whole cache at once: growing it by doubling
+    /// would copy it and fault in about twice its size.
+    fn reserve_state(&self, state: &mut KvCache, tokens: usize) {
+        state.reserve_tokens(tokens);
+    }
+
     fn forward(
         &self,
         states: &mut [&mut KvCache],

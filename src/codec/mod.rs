@@ -72,6 +72,10 @@ pub trait LanguageModel {
     fn reset_state(&self, state: &mut Self::State) {
         *state = self.new_state();
     }
+    /// A hint that `state` will hold `tokens` tokens (the decoder knows each
+    /// chunk's length): a model may allocate for them at once instead of
+    /// growing step by step. Never changes a result.
+    fn reserve_state(&self, _state: &mut Self::State, _tokens: usize) {}
     /// Appends `tokens[s]` to `states[s]` for every sequence `s` (one batched
     /// pass) and writes the logits after every appended token, sequence by
     /// sequence, token by token, `vocab_size()` each, into the front of
@@ -1107,12 +1111,16 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoder<'_, M, T> {
                             active.push(Slot {
                                 entry,
                                 dec,
-                                state: match pool.pop() {
-                                    Some(mut s) => {
-                                        self.model.reset_state(&mut s);
-                                        s
-                                    }
-                                    None => self.model.new_state(),
+                                state: {
+                                    let mut s = match pool.pop() {
+                                        Some(mut s) => {
+                                            self.model.reset_state(&mut s);
+                                            s
+                                        }
+                                        None => self.model.new_state(),
+                                    };
+                                    self.model.reserve_state(&mut s, tokens as usize);
+                                    s
                                 },
                                 input: [first],
                                 decoded,

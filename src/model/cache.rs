@@ -113,6 +113,12 @@ impl KvCache {
             && self.max_len == cfg.context_len
     }
 
+    /// Makes room for `tokens` positions in all (at most the context
+    /// length), so that appending up to that many allocates nothing more.
+    pub fn reserve_tokens(&mut self, tokens: usize) {
+        self.reserve(tokens.min(self.max_len));
+    }
+
     /// Makes room for `new_len <= max_len` positions.
     pub(crate) fn reserve(&mut self, new_len: usize) {
         debug_assert!(new_len <= self.max_len);

@@ -287,6 +287,22 @@ fn context_fills_exactly_and_cache_reuse_works() {
 }
 
 #[test]
+fn reserved_cache_holds_the_context_without_growing() {
+    let m = tiny_model(2);
+    let bpt = KvCache::bytes_per_token(m.config());
+    let mut c = m.new_cache();
+    assert_eq!(c.heap_bytes(), 0);
+    // More than the context (80): clamped to it.
+    c.reserve_tokens(1000);
+    assert_eq!(c.heap_bytes(), 80 * bpt);
+    let toks = tokens(9, 80);
+    let mut l = vec![0f32; 80 * 50];
+    m.forward(&mut [&mut c], &[&toks], &mut l).unwrap();
+    assert_eq!(c.heap_bytes(), 80 * bpt);
+    assert_eq!(bits(&l), bits(&run_pieces(&m, &toks, &[80])));
+}
+
+#[test]
 fn config_validation_rejects_bad_shapes() {
     let ok = tiny_config();
     assert!(ok.validate().is_ok());

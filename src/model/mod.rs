@@ -348,13 +348,17 @@ impl Model {
         let att_jobs = grown(att_jobs, n * e); // the same, in job order
         let gate = grown(gate, n * f); // FFN hidden [n, F]
         let up = grown(up, n * f); // [n, F]
-        let jobs = self.attention_jobs(slots);
-        // Decoding (no sequence has more than one new token), with enough
-        // (token, KV head) pairs to keep every thread busy: one job per pair
-        // does all of that head's attention block.
+                                   // Decoding (no sequence has more than one new token), with enough
+                                   // (token, KV head) pairs to keep every thread busy: one job per pair
+                                   // does all of that head's attention block.
         let fused = slots.windows(2).all(|w| w[0].seq != w[1].seq)
             && n * cfg.n_kv_head >= 2 * self.threads
             && (e / cfg.n_kv_head) % QK == 0;
+        let jobs = if fused {
+            Vec::new()
+        } else {
+            self.attention_jobs(slots)
+        };
 
         self.rows(x, e, |t, row| self.weights.token_embd.lookup(ids[t], row));
         // `h` holds a matmul result to add to `x` before the next norm.

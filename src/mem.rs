@@ -18,8 +18,17 @@ use std::ops::{Deref, DerefMut};
 const MAP_MIN_BYTES: usize = 2 << 20;
 
 /// Element types for which every bit pattern, all zeros included, is a
-/// valid value, so a zero-filled mapping can be viewed as a slice of them.
+/// valid value, so a zero-filled mapping can be viewed as a slice of them;
+/// they have no padding, so a slice of them can be viewed as bytes.
 pub trait Plain: Copy + Default + Send + Sync + private::Sealed + 'static {}
+
+/// The bytes of `s` (e.g. to prefetch them).
+pub fn bytes<T: Plain>(s: &[T]) -> &[u8] {
+    // SAFETY: `Plain` types have no padding, so every byte of the slice is
+    // initialised; u8 has alignment 1 and the view covers exactly `s`'s
+    // memory for `s`'s lifetime.
+    unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<u8>(), std::mem::size_of_val(s)) }
+}
 
 mod private {
     pub trait Sealed {}

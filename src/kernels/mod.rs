@@ -628,6 +628,26 @@ pub struct KvView<'a> {
     pub head_dim: usize,
 }
 
+impl<'a> KvView<'a> {
+    /// The memory an attention over positions `0..keys` of this view reads,
+    /// in the order it reads it: K tiles, K scales, V rows, V scales (every
+    /// head of the view; for prefetching).
+    pub fn read_regions(&self, keys: usize) -> [&'a [u8]; 4] {
+        let tiles = keys.div_ceil(KV_TILE) * self.n_kv_head;
+        let rows = keys * self.n_kv_head;
+        let k = &self.k[..(tiles * self.k_tile_bytes()).min(self.k.len())];
+        let dk = &self.dk[..(tiles * KV_TILE).min(self.dk.len())];
+        let v = &self.v[..(rows * self.head_dim).min(self.v.len())];
+        let dv = &self.dv[..rows.min(self.dv.len())];
+        [
+            crate::mem::bytes(k),
+            crate::mem::bytes(dk),
+            crate::mem::bytes(v),
+            crate::mem::bytes(dv),
+        ]
+    }
+}
+
 impl KvView<'_> {
     /// An empty view with this shape (for its index functions).
     pub fn layout(n_kv_head: usize, head_dim: usize) -> KvView<'static> {

@@ -250,10 +250,4 @@ impl HeadMut<'_> {
             head_dim: self.head_dim,
         }
     }
-
-    /// The K bytes of the first `keys` positions (whole tiles).
-    pub(crate) fn k_prefix(&self, keys: usize) -> &[i8] {
-        let tile = KvView::layout(1, self.head_dim).k_tile_bytes();
-        &self.k[..(keys.div_ceil(KV_TILE) * tile).min(self.k.len())]
-    }
 }

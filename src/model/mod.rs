@@ -34,7 +34,7 @@ use crate::gguf::{GgmlType, Gguf, GgufError};
 use crate::kernels::math::{RopeTable, TRIG_ACCURATE_MAX};
 use crate::kernels::{
     batch, scalar, AttnScratch, BlockKind, BlockMatrix, KernelError, Kernels, KvView, PackedMatrix,
-    QuantPart, QuantizedRows, Variant, KV_TILE, QK,
+    QuantPart, QuantizedRows, Variant, QK,
 };
 use rayon::prelude::*;
 use std::ops::Range;
@@ -408,8 +408,9 @@ impl Model {
     /// hd..]`. The same operations as the general path (RoPE per head, the
     /// cache row rule, the attention kernel), without its separate passes
     /// and copies. Each thread takes a contiguous run of jobs of about
-    /// equal keys and, during a job's output pass, prefetches the next
-    /// job's K (the score pass waits on K coming from memory).
+    /// equal keys and, during each job, prefetches the cache the next job
+    /// reads (K, V and their scales), so that memory streams while the
+    /// current job computes.
     #[allow(clippy::too_many_arguments)]
     fn decode_attention(
         &self,
@@ -478,8 +479,10 @@ impl Model {
         let seq = |run: &mut &mut [DecodeJob<'_, '_>]| {
             for i in 0..run.len() {
                 let (cur, next) = run.split_at_mut(i + 1);
-                let pf = next.first().map_or(&[][..], |j| j.head.k_prefix(j.pos + 1));
-                self.decode_job(&mut cur[i], pf);
+                let pf = next
+                    .first()
+                    .map_or([&[][..]; 4], |j| j.head.view().read_regions(j.pos + 1));
+                self.decode_job(&mut cur[i], &pf);
             }
         };
         if self.threads == 1 {
@@ -490,7 +493,7 @@ impl Model {
     }
 
     /// One job of [`Model::decode_attention`].
-    fn decode_job(&self, j: &mut DecodeJob<'_, '_>, prefetch: &[i8]) {
+    fn decode_job(&self, j: &mut DecodeJob<'_, '_>, prefetch: &[&[u8]]) {
         let hd = self.cfg.head_dim;
         let k = &self.kernels;
         let (cos, sin) = self.rope.at(j.pos);
@@ -511,7 +514,7 @@ impl Model {
                     k.attention(q, &view, 0, j.pos + 1, s, o);
                 }
             } else {
-                batch::attention_batch_prefetch(k, &view, 0, &qs, &n_keys, s, &mut o, &[prefetch]);
+                batch::attention_batch_prefetch(k, &view, 0, &qs, &n_keys, s, &mut o, prefetch);
             }
         });
         j.qout.quantize(k, j.out);
@@ -778,14 +781,13 @@ impl Model {
             outs.push(a);
             rest = b;
         }
-        // K bytes job `j` reads (its score pass).
-        let k_bytes = |j: &AttnJob| -> &[i8] {
+        // The cache memory job `j` reads.
+        let reads = |j: &AttnJob| -> [&[u8]; 4] {
             let view = &views[slots[j.t0].seq * self.cfg.n_kv_head + j.g];
-            let keys = slots[j.t0 + j.nt - 1].pos + 1;
-            &view.k[..keys.div_ceil(KV_TILE) * view.k_tile_bytes()]
+            view.read_regions(slots[j.t0 + j.nt - 1].pos + 1)
         };
 
-        let run = |(j, out): (&AttnJob, &mut &mut [f32]), prefetch: &[i8]| {
+        let run = |(j, out): (&AttnJob, &mut &mut [f32]), prefetch: &[&[u8]]| {
             let view = &views[slots[j.t0].seq * self.cfg.n_kv_head + j.g];
             let mut qs = Vec::with_capacity(j.nt * j.nh);
             let mut n_keys = Vec::with_capacity(j.nt * j.nh);
@@ -804,16 +806,7 @@ impl Model {
                         k.attention(q, view, 0, nk, s, o);
                     }
                 } else {
-                    batch::attention_batch_prefetch(
-                        k,
-                        view,
-                        0,
-                        &qs,
-                        &n_keys,
-                        s,
-                        &mut o,
-                        &[prefetch],
-                    );
+                    batch::attention_batch_prefetch(k, view, 0, &qs, &n_keys, s, &mut o, prefetch);
                 }
             });
         };
@@ -822,7 +815,7 @@ impl Model {
             // cache, and its score pass waits on K coming from memory while
             // its output pass is compute-bound. So each thread takes a
             // contiguous run of jobs (about equal keys: the jobs are alike)
-            // and, during a job's output pass, prefetches the next job's K.
+            // and, during a job, prefetches the cache the next job reads.
             let keys: Vec<usize> = jobs.iter().map(|j| slots[j.t0].pos + 1).collect();
             let mut runs: Vec<(&[AttnJob], &mut [&mut [f32]])> = Vec::new();
             let (mut js, mut os) = (jobs, &mut outs[..]);
@@ -834,8 +827,8 @@ impl Model {
             }
             let seq = |(js, os): &mut (&[AttnJob], &mut [&mut [f32]])| {
                 for (i, (j, o)) in js.iter().zip(os.iter_mut()).enumerate() {
-                    let next = js.get(i + 1).map(k_bytes).unwrap_or(&[]);
-                    run((j, o), next);
+                    let next = js.get(i + 1).map(reads).unwrap_or_default();
+                    run((j, o), &next);
                 }
             };
             if self.threads == 1 {

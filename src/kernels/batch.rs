@@ -1837,8 +1837,6 @@ mod tests {
         }
     }
 
-    /// Long context with the scores of a real model's scale, and a cache
-    /// only partly written (the rest must be ignored).
     /// The prefetch stream walks every line of its regions once, skips
     /// empty regions and stops at the end however much is asked; the
     /// regions of a view are what an attention over its first keys reads.
@@ -1864,6 +1862,7 @@ mod tests {
         pf.issue(1000);
         assert_eq!((pf.left(), pf.r), (0, regions.len()));
         pf.issue(1);
+        assert_eq!(pf.left(), 0);
         assert_eq!(Prefetch::new(&[]).left(), 0);
 
         let mut rng = Rng(5);
@@ -1880,6 +1879,9 @@ mod tests {
         assert_eq!(all[2].len(), view.v.len(), "clamped to the view");
     }
 
+    /// Long context with the scores of a real model's scale, and a cache
+    /// only partly written (the rest must be ignored); with and without
+    /// prefetching.
     #[test]
     fn batched_attention_matches_scalar_at_long_context() {
         let mut rng = Rng(9);

@@ -646,9 +646,7 @@ impl<'a> KvView<'a> {
             crate::mem::bytes(dv),
         ]
     }
-}
 
-impl KvView<'_> {
     /// An empty view with this shape (for its index functions).
     pub fn layout(n_kv_head: usize, head_dim: usize) -> KvView<'static> {
         KvView {

@@ -2,8 +2,13 @@
 
 use std::cell::Cell;
 
+use super::decode::batch_for;
+use super::segment::{cut_point, plan_chunks};
 use super::synthetic::{HashModel, PairTokenizer};
 use super::*;
+use crate::coder::ChunkEncoder;
+use crate::container::{self, FrameHeader, FrameReader, Record};
+use xxhash_rust::xxh64::Xxh64;
 
 fn id(name: &str, fp: u8) -> ModelIdentity {
     ModelIdentity {

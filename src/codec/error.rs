@@ -1,0 +1,103 @@
+//! Why compression or decompression failed.
+
+use std::io;
+
+use super::BoxError;
+use crate::coder::FreqError;
+use crate::container::ContainerError;
+
+/// Why compression or decompression failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    /// The container is malformed (bad magic, truncation, caps...).
+    #[error(transparent)]
+    Container(#[from] ContainerError),
+    /// The input holds no frame at all.
+    #[error("input is empty: no llmc frame")]
+    NoFrame,
+    /// The frame was made with another model.
+    #[error(
+        "model mismatch in frame {frame}: the file was compressed with model '{file_name}' \
+         (fingerprint {file_hex}), but the loaded model is '{model_name}' (fingerprint {model_hex})"
+    )]
+    ModelMismatch {
+        /// Frame index.
+        frame: u64,
+        /// Name stored in the file.
+        file_name: String,
+        /// Short hex of the file's fingerprint.
+        file_hex: String,
+        /// Name of the loaded model.
+        model_name: String,
+        /// Short hex of the loaded model's fingerprint.
+        model_hex: String,
+    },
+    /// Options or frame parameters the model cannot serve.
+    #[error("invalid parameters: {0}")]
+    Parameters(String),
+    /// Frequency table parameters rejected.
+    #[error("invalid coder parameters: {0}")]
+    Freq(#[from] FreqError),
+    /// A model-coded chunk does not decode.
+    #[error("corrupt model chunk {chunk} of frame {frame}: {reason}")]
+    CorruptChunk {
+        /// Frame index.
+        frame: u64,
+        /// Record index within the frame.
+        chunk: u64,
+        /// What went wrong.
+        reason: &'static str,
+    },
+    /// A zstd chunk does not decompress to its declared length.
+    #[error("corrupt zstd chunk {chunk} of frame {frame}: {reason}")]
+    CorruptZstd {
+        /// Frame index.
+        frame: u64,
+        /// Record index within the frame.
+        chunk: u64,
+        /// zstd's complaint or the length mismatch.
+        reason: String,
+    },
+    /// The end record's length disagrees with the decoded bytes.
+    #[error(
+        "frame {frame}: end record says {expected} bytes, {actual} were decoded (corrupt file)"
+    )]
+    Length {
+        /// Frame index.
+        frame: u64,
+        /// Length recorded.
+        expected: u64,
+        /// Length decoded.
+        actual: u64,
+    },
+    /// The decoded bytes do not hash to the recorded checksum.
+    #[error("frame {frame}: checksum mismatch (xxh64 {expected:016x} recorded, {actual:016x} computed): corrupt file")]
+    Checksum {
+        /// Frame index.
+        frame: u64,
+        /// Recorded xxh64.
+        expected: u64,
+        /// Computed xxh64.
+        actual: u64,
+    },
+    /// The model's forward pass failed.
+    #[error("model forward pass failed: {0}")]
+    Model(#[source] BoxError),
+    /// The tokenizer could not decode tokens of a chunk.
+    #[error("frame {frame}, chunk {chunk}: tokenizer cannot decode the tokens: {source}")]
+    Tokenizer {
+        /// Frame index.
+        frame: u64,
+        /// Record index within the frame.
+        chunk: u64,
+        /// The tokenizer's error.
+        #[source]
+        source: BoxError,
+    },
+    /// Reading the input or writing the output failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
+    /// The progress callback returned `ControlFlow::Break`.
+    #[error("interrupted")]
+    Interrupted,
+}

@@ -416,7 +416,9 @@ fn codec(m: &Model, tok: &Tokenizer, g: &Gguf, o: &Opts, threads: usize) {
     let n_tokens = tok.encode(data).len();
     let peak = Peak::start();
     let clock = Clock::start();
-    let packed = compress(data, m, tok, &id, &copts).expect("compress");
+    let packed = m
+        .install(|| compress(data, m, tok, &id, &copts))
+        .expect("compress");
     let dt = clock.secs();
     println!(
         "  codec compress {} bytes ({n_tokens} tokens, chunks of {}): {dt:.2}s  {:.0} bytes/s  {:.1} tokens/s  {:.3} bits/byte  {}  {}  {}",
@@ -434,7 +436,9 @@ fn codec(m: &Model, tok: &Tokenizer, g: &Gguf, o: &Opts, threads: usize) {
     }
     let peak = Peak::start();
     let clock = Clock::start();
-    let out = decompress(&packed, m, tok, &id, &dopts).expect("decompress");
+    let out = m
+        .install(|| decompress(&packed, m, tok, &id, &dopts))
+        .expect("decompress");
     let dt = clock.secs();
     assert!(out == data, "round trip differs");
     println!(

@@ -13,9 +13,12 @@
 pub mod codec;
 pub mod coder;
 pub mod container;
+pub mod engine;
 pub mod gguf;
 pub mod kernels;
+pub mod lm;
 pub mod mem;
 pub mod model;
+pub mod predict;
 pub mod registry;
 pub mod tokenizer;

@@ -11,58 +11,46 @@ use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
-use llmc::codec::{self as lc, ModelIdentity};
+use anyhow::{bail, Result};
+use llmc::codec as lc;
 use llmc::coder::CoderKind;
 use llmc::container::{FrameReader, Record};
-use llmc::gguf::Gguf;
-use llmc::model::{Model, ModelOptions};
-use llmc::tokenizer::Tokenizer;
+
+pub use llmc::codec::Score;
+pub use llmc::engine::{Engine, EngineOptions};
 
 use super::progress::{Interrupted, Progress};
 
 /// Progress callback: called by the codec now and then; an `Err` aborts.
-pub type Tick<'a> = dyn FnMut(Progress) -> Result<(), Interrupted> + 'a;
+pub type Tick<'a> = dyn FnMut(Progress) -> Result<(), Interrupted> + Send + 'a;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Coder {
-    Arith,
-    Rank,
-}
-
-impl Coder {
-    pub fn name(self) -> &'static str {
-        match self {
-            Coder::Arith => "arith",
-            Coder::Rank => "rank",
-        }
+/// The name of a coder in messages and `-l` (as `--coder` spells it).
+pub fn coder_name(c: CoderKind) -> &'static str {
+    match c {
+        CoderKind::Arithmetic => "arith",
+        CoderKind::Rank => "rank",
     }
 }
 
 /// Options that change the compressed bytes.
 #[derive(Debug, Clone, Copy)]
 pub struct CodecOptions {
-    pub coder: Coder,
+    pub coder: CoderKind,
     /// `None`: the codec's default.
     pub chunk_tokens: Option<u32>,
 }
 
-/// How to load the engine.
-#[derive(Debug, Clone)]
-pub struct EngineOptions {
-    /// `--model` / `LLMC_MODEL`; `None`: the registry's default model.
-    pub model: Option<PathBuf>,
-    pub threads: usize,
-    /// No download messages.
-    pub quiet: bool,
-}
-
-/// Cross-entropy of a file under the model.
-#[derive(Debug, Clone, Copy)]
-pub struct Score {
-    pub tokens: u64,
-    /// Sum of -log2 p(token) over all coded tokens.
-    pub bits: f64,
+impl CodecOptions {
+    fn compress_options(&self) -> lc::CompressOptions {
+        let mut co = lc::CompressOptions {
+            coder: self.coder,
+            ..lc::CompressOptions::default()
+        };
+        if let Some(n) = self.chunk_tokens {
+            co.chunk_tokens = n;
+        }
+        co
+    }
 }
 
 /// Header information of a compressed file (`-l`), read without the model.
@@ -75,13 +63,6 @@ pub struct Listing {
     pub model: String,
     pub coder: String,
     pub check: String,
-}
-
-/// Model, tokenizer and codec, loaded once per process and only when needed.
-pub struct Engine {
-    model: Model,
-    tokenizer: Tokenizer,
-    id: ModelIdentity,
 }
 
 /// Find the model file: `--model`, else `$LLMC_MODEL`, else the registry's
@@ -145,127 +126,72 @@ pub fn model_info(path: &Path) -> Result<Vec<(String, String)>> {
     Ok(rows)
 }
 
-impl Engine {
-    pub fn load(opts: &EngineOptions) -> Result<Engine> {
-        let path = resolve_model(opts.model.as_deref(), opts.quiet)?;
-        let g = Gguf::open(&path).with_context(|| path.display().to_string())?;
-        let tokenizer = Tokenizer::from_gguf(&g).with_context(|| path.display().to_string())?;
-        let model = Model::load(
-            &g,
-            &ModelOptions {
-                threads: opts.threads,
-                variant: None,
-            },
-        )
-        .with_context(|| path.display().to_string())?;
-        // The name is for messages only; the fingerprint is what must match.
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default();
-        let name = name.strip_suffix(".gguf").unwrap_or(&name).to_string();
-        Ok(Engine {
-            id: ModelIdentity {
-                name,
-                fingerprint: g.fingerprint(),
-            },
-            model,
-            tokenizer,
-        })
-    }
+/// Compress `input` into `out` as one frame.
+pub fn compress(
+    engine: &Engine,
+    input: &[u8],
+    out: &mut (dyn Write + Send),
+    opts: &CodecOptions,
+    tick: &mut Tick,
+) -> Result<()> {
+    let total = Some(input.len() as u64);
+    // Called after every forward pass: a Ctrl-C stops the codec there
+    // (`CodecError::Interrupted`), even in the middle of a chunk.
+    let mut progress = |p: lc::Progress| {
+        flow(tick(Progress {
+            bytes: p.bytes_in,
+            total,
+            tokens: p.tokens,
+        }))
+    };
+    engine.compress(input, out, &opts.compress_options(), &mut progress)?;
+    Ok(())
+}
 
-    /// Short name of the model for messages.
-    pub fn model_label(&self) -> String {
-        format!("{} ({})", self.id.name, lc::short_hex(&self.id.fingerprint))
-    }
+/// Decompress all frames of `input` into `out`, verifying checksums.
+/// Returns the number of bytes written.
+pub fn decompress(
+    engine: &Engine,
+    input: &[u8],
+    out: &mut (dyn Write + Send),
+    tick: &mut Tick,
+) -> Result<u64> {
+    // The end records give the total for the progress bar; a file whose
+    // headers do not parse fails in the codec below with the precise error.
+    let total = inspect(input).ok().map(|l| l.uncompressed);
+    let mut progress = |p: lc::Progress| {
+        flow(tick(Progress {
+            bytes: p.bytes_out,
+            total,
+            tokens: p.tokens,
+        }))
+    };
+    Ok(engine.decompress(input, out, &lc::DecompressOptions::default(), &mut progress)?)
+}
 
-    /// Compress `input` into `out` as one frame.
-    pub fn compress(
-        &self,
-        input: &[u8],
-        out: &mut dyn Write,
-        opts: &CodecOptions,
-        tick: &mut Tick,
-    ) -> Result<()> {
-        let mut co = lc::CompressOptions {
-            coder: match opts.coder {
-                Coder::Arith => CoderKind::Arithmetic,
-                Coder::Rank => CoderKind::Rank,
-            },
-            ..lc::CompressOptions::default()
-        };
-        if let Some(n) = opts.chunk_tokens {
-            co.chunk_tokens = n;
-        }
-        let total = Some(input.len() as u64);
-        // Called after every forward pass: a Ctrl-C stops the codec there
-        // (`CodecError::Interrupted`), even in the middle of a chunk.
-        let mut progress = |p: lc::Progress| {
-            flow(tick(Progress {
-                bytes: p.bytes_in,
-                total,
-                tokens: p.tokens,
-            }))
-        };
-        lc::compress_stream(
-            input,
-            out,
-            &self.model,
-            &self.tokenizer,
-            &self.id,
-            &co,
-            &mut progress,
-        )?;
-        Ok(())
-    }
-
-    /// Decompress all frames of `input` into `out`, verifying checksums.
-    /// Returns the number of bytes written.
-    pub fn decompress(&self, input: &[u8], out: &mut dyn Write, tick: &mut Tick) -> Result<u64> {
-        // The end records give the total for the progress bar; a file whose
-        // headers do not parse fails in the codec below with the precise error.
-        let total = inspect(input).ok().map(|l| l.uncompressed);
-        let mut progress = |p: lc::Progress| {
-            flow(tick(Progress {
-                bytes: p.bytes_out,
-                total,
-                tokens: p.tokens,
-            }))
-        };
-        Ok(lc::decompress_stream(
-            input,
-            out,
-            &self.model,
-            &self.tokenizer,
-            &self.id,
-            &lc::DecompressOptions::default(),
-            &mut progress,
-        )?)
-    }
-
-    /// Cross-entropy of `input` under the model (`llmc::codec::score`): the
-    /// compressor's own segments and chunks of `chunk_tokens` tokens (the
-    /// codec's default if `None`), the first token of each chunk at
-    /// log2(vocab) bits, the others at -log2 softmax (f64) of the logits.
-    pub fn score(&self, input: &[u8], chunk_tokens: Option<u32>, tick: &mut Tick) -> Result<Score> {
-        let mut co = lc::CompressOptions::default();
-        if let Some(n) = chunk_tokens {
-            co.chunk_tokens = n;
-        }
-        let total = Some(input.len() as u64);
-        let mut progress = |p: lc::Progress| {
-            flow(tick(Progress {
-                bytes: p.bytes_in,
-                total,
-                tokens: p.tokens,
-            }))
-        };
-        let s = lc::score(input, &self.model, &self.tokenizer, &co, &mut progress)?;
-        Ok(Score {
-            tokens: s.tokens,
-            bits: s.bits,
-        })
-    }
+/// Cross-entropy of `input` under the model (`llmc::codec::score`): the
+/// compressor's own segments and chunks of `chunk_tokens` tokens (the
+/// codec's default if `None`), the first token of each chunk at
+/// log2(vocab) bits, the others at -log2 softmax (f64) of the logits.
+pub fn score(
+    engine: &Engine,
+    input: &[u8],
+    chunk_tokens: Option<u32>,
+    tick: &mut Tick,
+) -> Result<Score> {
+    let opts = CodecOptions {
+        coder: CoderKind::Arithmetic,
+        chunk_tokens,
+    };
+    let total = Some(input.len() as u64);
+    let mut progress = |p: lc::Progress| {
+        flow(tick(Progress {
+            bytes: p.bytes_in,
+            total,
+            tokens: p.tokens,
+        }))
+    };
+    Ok(engine.score(input, &opts.compress_options(), &mut progress)?)
 }
 
 /// The codec's view of a tick: stop on `Interrupted` (Ctrl-C).
@@ -296,10 +222,7 @@ pub fn inspect(input: &[u8]) -> Result<Listing> {
             match r.read_record(&h)? {
                 Record::Model { coder, .. } => {
                     l.chunks += 1;
-                    kinds[match coder {
-                        CoderKind::Arithmetic => 0,
-                        CoderKind::Rank => 1,
-                    }] = true;
+                    kinds[usize::from(coder == CoderKind::Rank)] = true;
                 }
                 Record::Stored(_) => {
                     l.chunks += 1;

@@ -254,7 +254,7 @@ impl OutFile {
         })
     }
 
-    pub fn writer(&mut self) -> &mut dyn Write {
+    pub fn writer(&mut self) -> &mut (dyn Write + Send) {
         &mut self.tmp
     }
 
@@ -297,7 +297,7 @@ impl OutFile {
 /// backstop: the codec's progress callback already stops it after the next
 /// forward pass).
 pub struct Counting<'a> {
-    pub inner: &'a mut dyn Write,
+    pub inner: &'a mut (dyn Write + Send),
     pub count: u64,
 }
 

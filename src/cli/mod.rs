@@ -13,7 +13,8 @@ mod tools;
 use clap::Parser;
 
 use args::{Cli, CoderArg, Command, ModelCommand};
-use engine::{CodecOptions, Coder, EngineOptions};
+use engine::{CodecOptions, EngineOptions};
+use llmc::coder::CoderKind;
 use ops::{Ctx, Job, Mode};
 
 /// Parse the arguments, run, and return the exit status:
@@ -43,13 +44,14 @@ pub fn main() -> i32 {
             model: g.model.clone(),
             threads,
             quiet: level < 2,
+            variant: None,
         },
     );
 
     let codec_opts = |c: &args::CodecArgs| CodecOptions {
         coder: match c.coder.unwrap_or(CoderArg::Arith) {
-            CoderArg::Arith => Coder::Arith,
-            CoderArg::Rank => Coder::Rank,
+            CoderArg::Arith => CoderKind::Arithmetic,
+            CoderArg::Rank => CoderKind::Rank,
         },
         chunk_tokens: c.chunk_tokens,
     };

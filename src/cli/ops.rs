@@ -75,13 +75,13 @@ impl LazyEngine {
             match Engine::load(&self.opts) {
                 Ok(e) => {
                     if level >= 4 {
-                        eprintln!("llmc: model: {}", e.model_label());
+                        eprintln!("llmc: model: {}", e.label());
                     }
                     self.slot = Some(e)
                 }
                 Err(e) => {
                     self.failed = true;
-                    return Err(e.context("model"));
+                    return Err(anyhow::Error::from(e).context("model"));
                 }
             }
         }
@@ -228,18 +228,18 @@ fn one(ctx: &mut Ctx, job: &Job, src: &Source, dest: &Dest) -> Result<()> {
     };
     let bar = Bar::new(show, &src.name(), total);
     let mut tick = |p| bar.tick(p);
-    let mut code = |out: &mut dyn Write| -> Result<(u64, u64)> {
+    let mut code = |out: &mut (dyn Write + Send)| -> Result<(u64, u64)> {
         let mut counting = Counting {
             inner: out,
             count: 0,
         };
         match job.mode {
             Mode::Compress => {
-                engine.compress(&input, &mut counting, &job.codec, &mut tick)?;
+                engine::compress(engine, &input, &mut counting, &job.codec, &mut tick)?;
                 Ok((input.len() as u64, counting.count))
             }
             _ => {
-                let n = engine.decompress(&input, &mut counting, &mut tick)?;
+                let n = engine::decompress(engine, &input, &mut counting, &mut tick)?;
                 Ok((input.len() as u64, n))
             }
         }
@@ -254,7 +254,7 @@ fn one(ctx: &mut Ctx, job: &Job, src: &Source, dest: &Dest) -> Result<()> {
         }
         Dest::Stdout => {
             let stdout = io::stdout();
-            let mut w = BufWriter::with_capacity(1 << 16, stdout.lock());
+            let mut w = BufWriter::with_capacity(1 << 16, stdout);
             let sizes = code(&mut w).with_context(|| src.name())?;
             w.flush().map_err(|e| super::io::io_err("stdout", e))?;
             drop(bar);

@@ -6,11 +6,12 @@ use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
 
-use super::engine::{self, CodecOptions, Coder};
+use super::engine::{self, coder_name, CodecOptions};
 use super::io::Source;
 use super::ops::{is_interrupt, Ctx};
 use super::progress::{Bar, EXIT_INTERRUPTED};
 use super::table::{rate, Table};
+use llmc::coder::CoderKind;
 
 /// Per file: bytes, tokens, bits/token, bits/byte and the ideal size (the
 /// model's cross-entropy rounded up to whole bytes, i.e. what an ideal entropy
@@ -35,8 +36,7 @@ pub fn score(ctx: &mut Ctx, files: &[PathBuf], chunk_tokens: Option<u32>) -> i32
             let show = ctx.progress;
             let e = ctx.engine.get(level)?;
             let bar = Bar::new(show, &src.name(), Some(input.len() as u64));
-            let s = e
-                .score(&input, chunk_tokens, &mut |p| bar.tick(p))
+            let s = engine::score(e, &input, chunk_tokens, &mut |p| bar.tick(p))
                 .with_context(|| src.name())?;
             Ok((input.len() as u64, s))
         })();
@@ -125,38 +125,36 @@ fn bench_one(ctx: &mut Ctx, p: &std::path::Path, chunk_tokens: Option<u32>) -> R
     let level = ctx.level;
     let show = ctx.progress;
     let engine = ctx.engine.get(level)?;
-    for coder in [Coder::Arith, Coder::Rank] {
+    for coder in [CoderKind::Arithmetic, CoderKind::Rank] {
         let opts = CodecOptions {
             coder,
             chunk_tokens,
         };
-        let label = format!("{} llmc {}", src.name(), coder.name());
+        let label = format!("{} llmc {}", src.name(), coder_name(coder));
         let t0 = Instant::now();
         let mut packed = Vec::new();
         {
             let bar = Bar::new(show, &label, Some(n));
-            engine
-                .compress(&input, &mut packed, &opts, &mut |p| bar.tick(p))
-                .with_context(|| format!("{}: llmc {}", src.name(), coder.name()))?;
+            engine::compress(engine, &input, &mut packed, &opts, &mut |p| bar.tick(p))
+                .with_context(|| format!("{}: llmc {}", src.name(), coder_name(coder)))?;
         }
         let tc = t0.elapsed().as_secs_f64();
         let t1 = Instant::now();
         let mut back = Vec::with_capacity(input.len());
         {
             let bar = Bar::new(show, &label, Some(n));
-            engine
-                .decompress(&packed, &mut back, &mut |p| bar.tick(p))
-                .with_context(|| format!("{}: llmc {}", src.name(), coder.name()))?;
+            engine::decompress(engine, &packed, &mut back, &mut |p| bar.tick(p))
+                .with_context(|| format!("{}: llmc {}", src.name(), coder_name(coder)))?;
         }
         let td = t1.elapsed().as_secs_f64();
         ensure!(
             back == input,
             "{}: llmc {}: round trip differs",
             src.name(),
-            coder.name()
+            coder_name(coder)
         );
         t.row(bench_row(
-            &format!("llmc {}", coder.name()),
+            &format!("llmc {}", coder_name(coder)),
             n,
             packed.len() as u64,
             tc,

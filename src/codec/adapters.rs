@@ -1,8 +1,7 @@
 //! The crate's real model and tokenizer behind the driver's traits.
 
-use super::{LanguageModel, TextTokenizer};
+use crate::lm::LanguageModel;
 use crate::model::{KvCache, Model, ModelError};
-use crate::tokenizer::{Tokenizer, TokenizerError};
 
 impl LanguageModel for Model {
     type State = KvCache;
@@ -43,30 +42,6 @@ impl LanguageModel for Model {
     ) -> Result<(), ModelError> {
         Model::forward(self, states, tokens, logits)
     }
-
-    fn threads(&self) -> usize {
-        Model::threads(self)
-    }
-
-    fn in_pool<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        Model::in_pool(self, f)
-    }
-}
-
-impl TextTokenizer for Tokenizer {
-    type Error = TokenizerError;
-
-    fn encode(&self, bytes: &[u8]) -> Vec<u32> {
-        Tokenizer::encode(self, bytes)
-    }
-
-    fn decode(&self, tokens: &[u32]) -> Result<Vec<u8>, TokenizerError> {
-        Tokenizer::decode(self, tokens)
-    }
-
-    fn vocab_size(&self) -> usize {
-        Tokenizer::vocab_size(self)
-    }
 }
 
 #[cfg(test)]
@@ -79,6 +54,7 @@ mod tests {
     use crate::coder::CoderKind;
     use crate::container::{FrameReader, Record};
     use crate::gguf::Gguf;
+    use crate::tokenizer::Tokenizer;
 
     fn gguf() -> &'static Gguf {
         static G: OnceLock<Gguf> = OnceLock::new();

@@ -11,8 +11,10 @@ use super::{
     check_parameters, no_progress, report, short_hex, CodecError, CountingWriter,
     DecompressOptions, LanguageModel, ModelIdentity, Progress, ProgressFn, TextTokenizer,
 };
-use crate::coder::{ChunkDecoder, FreqTable, RangeCorrupt};
+use crate::coder::RangeCorrupt;
 use crate::container::{FrameHeader, FrameReader, Record};
+use crate::lm::parallel_rows;
+use crate::predict::ChunkDecoder;
 
 /// Chunks in flight for a frame of `chunk_tokens`-token chunks.
 pub(super) fn batch_for(opts: &DecompressOptions, per_token: usize, chunk_tokens: u32) -> usize {
@@ -73,14 +75,12 @@ pub fn decompress_stream<R: Read, W: Write, M: LanguageModel, T: TextTokenizer>(
                 model_hex: short_hex(&id.fingerprint),
             });
         }
-        let table = check_parameters(model, tokenizer.vocab_size(), h.chunk_tokens, h.total_bits)?;
+        check_parameters(model, tokenizer.vocab_size(), h.chunk_tokens, h.total_bits)?;
         let mut fd = FrameDecoder {
             model,
             tokenizer,
             header: &h,
             frame,
-            table,
-            tables: Vec::new(),
             max_batch: batch_for(opts, model.state_bytes_per_token(), h.chunk_tokens),
             hasher: Xxh64::new(0),
             written: 0,
@@ -116,9 +116,6 @@ struct FrameDecoder<'a, M: LanguageModel, T: TextTokenizer> {
     tokenizer: &'a T,
     header: &'a FrameHeader,
     frame: u64,
-    table: FreqTable,
-    /// One table per chunk in flight, for decoding them in parallel.
-    tables: Vec<FreqTable>,
     max_batch: usize,
     hasher: Xxh64,
     written: u64,
@@ -172,7 +169,8 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoder<'_, M, T> {
                         payload,
                     } => {
                         // Token 0 needs no model (FORMAT.md section 5.1).
-                        let mut dec = ChunkDecoder::new(coder, vocab, payload);
+                        let mut dec =
+                            ChunkDecoder::new(coder, vocab, self.header.total_bits, payload)?;
                         let first = dec
                             .decode_first(vocab)
                             .map_err(|_| self.left_interval(entry))?;
@@ -187,13 +185,7 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoder<'_, M, T> {
                                 entry,
                                 dec,
                                 state: {
-                                    let mut s = match pool.pop() {
-                                        Some(mut s) => {
-                                            self.model.reset_state(&mut s);
-                                            s
-                                        }
-                                        None => self.model.new_state(),
-                                    };
+                                    let mut s = self.model.fresh_state(pool.pop());
                                     self.model.reserve_state(&mut s, tokens as usize);
                                     s
                                 },
@@ -342,28 +334,21 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoder<'_, M, T> {
             .forward(&mut states, &inputs, &mut logits[..n * vocab])
             .map_err(|e| CodecError::Model(Box::new(e)))?;
         // Each chunk's next token from its logits row: independent per
-        // chunk (own decoder, own table), so spread over the model's threads
+        // chunk (own decoder and predictor), so spread over the threads
         // (a frequency table is about 50 thousand exps).
         let rows = &logits[..n * vocab];
-        let decoded: Vec<Result<u32, RangeCorrupt>> = if n > 1 && self.model.threads() > 1 {
-            if self.tables.len() < n {
-                self.tables.resize(n, self.table.clone());
-            }
+        let decoded: Vec<Result<u32, RangeCorrupt>> = if n > 1 && parallel_rows() {
             let mut decs: Vec<&mut ChunkDecoder<Vec<u8>>> =
                 active.iter_mut().map(|s| &mut s.dec).collect();
-            let tables = &mut self.tables[..n];
-            self.model.in_pool(|| {
-                decs.par_iter_mut()
-                    .zip(rows.par_chunks_exact(vocab))
-                    .zip(tables.par_iter_mut())
-                    .map(|((d, row), table)| d.decode(table, row))
-                    .collect()
-            })
+            decs.par_iter_mut()
+                .zip(rows.par_chunks_exact(vocab))
+                .map(|(d, row)| d.decode(row))
+                .collect()
         } else {
             active
                 .iter_mut()
                 .zip(rows.chunks_exact(vocab))
-                .map(|(slot, row)| slot.dec.decode(&mut self.table, row))
+                .map(|(slot, row)| slot.dec.decode(row))
                 .collect()
         };
         for (slot, t) in active.iter_mut().zip(decoded) {

@@ -10,8 +10,10 @@ use super::{
     check_parameters, no_progress, report, CodecError, CompressOptions, CountingWriter,
     LanguageModel, ModelIdentity, Progress, ProgressFn, TextTokenizer,
 };
-use crate::coder::{interval, ChunkEncoder, FreqTable, Interval};
+use crate::coder::Interval;
 use crate::container::{self, FrameHeader, MAX_RAW_CHUNK};
+use crate::lm::parallel_rows;
+use crate::predict::{ChunkEncoder, Softmax};
 
 /// Compresses `input` into one frame.
 pub fn compress<M: LanguageModel, T: TextTokenizer>(
@@ -39,8 +41,8 @@ pub(super) fn check_compress_options<M: LanguageModel>(
     model: &M,
     tokenizer_vocab: usize,
     opts: &CompressOptions,
-) -> Result<FreqTable, CodecError> {
-    let table = check_parameters(model, tokenizer_vocab, opts.chunk_tokens, opts.total_bits)?;
+) -> Result<(), CodecError> {
+    check_parameters(model, tokenizer_vocab, opts.chunk_tokens, opts.total_bits)?;
     if opts.segment_bytes == 0
         || opts.segment_bytes as u64 > MAX_RAW_CHUNK
         || opts.piece_tokens == 0
@@ -50,7 +52,7 @@ pub(super) fn check_compress_options<M: LanguageModel>(
             opts.segment_bytes, opts.piece_tokens
         )));
     }
-    Ok(table)
+    Ok(())
 }
 
 /// Compresses everything `reader` yields into one frame on `writer`;
@@ -65,7 +67,7 @@ pub fn compress_stream<R: Read, W: Write, M: LanguageModel, T: TextTokenizer>(
     opts: &CompressOptions,
     progress: &mut ProgressFn,
 ) -> Result<u64, CodecError> {
-    let mut table = check_compress_options(model, tokenizer.vocab_size(), opts)?;
+    check_compress_options(model, tokenizer.vocab_size(), opts)?;
     if id.name.len() > 255 {
         return Err(CodecError::Parameters(
             "model name longer than 255 bytes".into(),
@@ -106,13 +108,8 @@ pub fn compress_stream<R: Read, W: Write, M: LanguageModel, T: TextTokenizer>(
             inner: Vec::new(),
             count: w.count,
         };
-        let model_chunks = seg.code_segment(
-            bytes,
-            total - bytes.len() as u64,
-            &mut table,
-            &mut out,
-            progress,
-        )?;
+        let model_chunks =
+            seg.code_segment(bytes, total - bytes.len() as u64, &mut out, progress)?;
         let coded = out.inner;
         match model_chunks {
             // Already one raw run: nothing to compare.
@@ -195,7 +192,6 @@ impl<M: LanguageModel, T: TextTokenizer> SegmentCoder<'_, M, T> {
         &mut self,
         seg: &[u8],
         base_in: u64,
-        table: &mut FreqTable,
         w: &mut CountingWriter<W>,
         progress: &mut ProgressFn,
     ) -> Result<usize, CodecError> {
@@ -227,7 +223,7 @@ impl<M: LanguageModel, T: TextTokenizer> SegmentCoder<'_, M, T> {
                         },
                     )
                 };
-                Some(self.code_chunk(chunk, table, &mut tick)?)
+                Some(self.code_chunk(chunk, &mut tick)?)
             };
             self.tokens_done += chunk.len() as u64;
             // Model-coded only if strictly smaller than zstd and stored.
@@ -268,18 +264,12 @@ impl<M: LanguageModel, T: TextTokenizer> SegmentCoder<'_, M, T> {
     fn code_chunk(
         &mut self,
         chunk: &[u32],
-        table: &mut FreqTable,
         tick: &mut dyn FnMut(usize) -> Result<(), CodecError>,
     ) -> Result<Vec<u8>, CodecError> {
         let vocab = self.model.vocab_size();
-        let mut state = match self.state.take() {
-            Some(mut s) => {
-                self.model.reset_state(&mut s);
-                s
-            }
-            None => self.model.new_state(),
-        };
-        let mut enc = ChunkEncoder::new(self.opts.coder, vocab);
+        let mut state = self.model.fresh_state(self.state.take());
+        let mut enc = ChunkEncoder::new(self.opts.coder, vocab, self.opts.total_bits)?;
+        let softmax = Softmax::new(vocab, self.opts.total_bits)?;
         enc.encode_first(vocab, chunk[0]);
         run_chunk(
             self.model,
@@ -288,22 +278,21 @@ impl<M: LanguageModel, T: TextTokenizer> SegmentCoder<'_, M, T> {
             self.opts.piece_tokens,
             chunk,
             |rows, next| {
-                if enc.codes_intervals() && self.model.threads() > 1 {
+                if enc.codes_intervals() && parallel_rows() {
                     // The intervals are pure functions of (row, token):
-                    // computed in parallel (a table per rayon job), coded
-                    // in order.
-                    let ivs: Vec<Interval> = self.model.in_pool(|| {
-                        rows.par_chunks_exact(vocab)
-                            .zip(next.par_iter())
-                            .map_init(|| table.clone(), |tab, (row, &t)| interval(tab, row, t))
-                            .collect()
-                    });
+                    // computed in parallel (a predictor per rayon job),
+                    // coded in order.
+                    let ivs: Vec<Interval> = rows
+                        .par_chunks_exact(vocab)
+                        .zip(next.par_iter())
+                        .map_init(|| softmax.clone(), |p, (row, &t)| p.interval(row, t))
+                        .collect();
                     for iv in ivs {
                         enc.encode_interval(iv);
                     }
                 } else {
                     for (row, &t) in rows.chunks_exact(vocab).zip(next) {
-                        enc.encode(table, row, t);
+                        enc.encode(row, t);
                     }
                 }
             },

@@ -46,73 +46,14 @@ pub use error::CodecError;
 pub use score::{score, Score};
 pub use segment::looks_binary;
 
+pub use crate::lm::LanguageModel;
+pub use crate::tokenizer::TextTokenizer;
+
 #[cfg(test)]
 mod tests;
 
 /// Boxed error of a model or tokenizer.
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
-
-/// A causal language model that extends many sequences at once.
-pub trait LanguageModel {
-    /// Per-sequence state (the KV cache).
-    type State;
-    /// Failure of a forward pass.
-    type Error: StdError + Send + Sync + 'static;
-    /// Number of logits per token.
-    fn vocab_size(&self) -> usize;
-    /// Most tokens one state can hold.
-    fn max_context(&self) -> usize;
-    /// A fresh, empty state.
-    fn new_state(&self) -> Self::State;
-    /// Bytes a state grows by per token it holds (0 if negligible): the
-    /// decoder sizes its batch of chunks in flight by it.
-    fn state_bytes_per_token(&self) -> usize {
-        0
-    }
-    /// Empties `state` for reuse by another chunk (a model whose state owns
-    /// large buffers should keep them).
-    fn reset_state(&self, state: &mut Self::State) {
-        *state = self.new_state();
-    }
-    /// A hint that `state` will hold `tokens` tokens (the decoder knows each
-    /// chunk's length): a model may allocate for them at once instead of
-    /// growing step by step. Never changes a result.
-    fn reserve_state(&self, _state: &mut Self::State, _tokens: usize) {}
-    /// Appends `tokens[s]` to `states[s]` for every sequence `s` (one batched
-    /// pass) and writes the logits after every appended token, sequence by
-    /// sequence, token by token, `vocab_size()` each, into the front of
-    /// `logits`. The logits for a token must not depend on the batch.
-    fn forward(
-        &self,
-        states: &mut [&mut Self::State],
-        tokens: &[&[u32]],
-        logits: &mut [f32],
-    ) -> Result<(), Self::Error>;
-    /// Threads the model computes with. Above 1, the per-row work after a
-    /// forward pass (frequency tables and intervals, range decoding,
-    /// cross-entropies) runs in parallel through [`LanguageModel::in_pool`].
-    fn threads(&self) -> usize {
-        1
-    }
-    /// Runs `f` where rayon's parallel iterators use the model's threads
-    /// (default: the caller's thread and rayon's global pool).
-    fn in_pool<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        f()
-    }
-}
-
-/// A tokenizer with `decode(encode(x)) == x` for every byte string, and
-/// `decode(a ++ b) == decode(a) ++ decode(b)`.
-pub trait TextTokenizer {
-    /// Failure to decode (e.g. a special token without bytes).
-    type Error: StdError + Send + Sync + 'static;
-    /// Token ids of `bytes`.
-    fn encode(&self, bytes: &[u8]) -> Vec<u32>;
-    /// Bytes of `tokens`.
-    fn decode(&self, tokens: &[u32]) -> Result<Vec<u8>, Self::Error>;
-    /// Number of token ids.
-    fn vocab_size(&self) -> usize;
-}
 
 /// Who the model is, as written into and checked against frame headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -238,13 +179,13 @@ impl<W: Write> Write for CountingWriter<W> {
     }
 }
 
-/// Checks parameters shared by both directions; returns the frequency table.
+/// Checks parameters shared by both directions.
 fn check_parameters<M: LanguageModel>(
     model: &M,
     tokenizer_vocab: usize,
     chunk_tokens: u32,
     total_bits: u32,
-) -> Result<FreqTable, CodecError> {
+) -> Result<(), CodecError> {
     let vocab = model.vocab_size();
     if tokenizer_vocab > vocab {
         return Err(CodecError::Parameters(format!(
@@ -261,5 +202,6 @@ fn check_parameters<M: LanguageModel>(
             model.max_context()
         )));
     }
-    Ok(FreqTable::new(vocab, total_bits)?)
+    FreqTable::new(vocab, total_bits)?;
+    Ok(())
 }

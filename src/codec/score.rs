@@ -2,6 +2,8 @@
 
 use rayon::prelude::*;
 
+use crate::lm::parallel_rows;
+
 use super::encode::{check_compress_options, run_chunk};
 use super::segment::{plan_chunks, Segmenter};
 use super::{
@@ -63,13 +65,11 @@ pub fn score<M: LanguageModel, T: TextTokenizer>(
                 |rows, next| {
                     // Per row in parallel, summed in order (the same total
                     // whatever the threads).
-                    let bits: Vec<f64> = if model.threads() > 1 {
-                        model.in_pool(|| {
-                            rows.par_chunks_exact(vocab)
-                                .zip(next.par_iter())
-                                .map(|(row, &t)| neg_log2_softmax(row, t as usize))
-                                .collect()
-                        })
+                    let bits: Vec<f64> = if parallel_rows() {
+                        rows.par_chunks_exact(vocab)
+                            .zip(next.par_iter())
+                            .map(|(row, &t)| neg_log2_softmax(row, t as usize))
+                            .collect()
                     } else {
                         rows.chunks_exact(vocab)
                             .zip(next)

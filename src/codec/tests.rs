@@ -6,8 +6,8 @@ use super::decode::batch_for;
 use super::segment::{cut_point, plan_chunks};
 use super::synthetic::{HashModel, PairTokenizer};
 use super::*;
-use crate::coder::ChunkEncoder;
 use crate::container::{self, FrameHeader, FrameReader, Record};
+use crate::predict::ChunkEncoder;
 use xxhash_rust::xxh64::Xxh64;
 
 fn id(name: &str, fp: u8) -> ModelIdentity {
@@ -197,20 +197,26 @@ struct Counting<'a> {
     inner: &'a HashModel,
     calls: Cell<usize>,
     max_batch: Cell<usize>,
-    /// What it answers to `threads()`: above 1, the decoder takes its
-    /// parallel path after each forward pass (on rayon's global pool).
-    threads: usize,
 }
 
 impl<'a> Counting<'a> {
-    fn new(inner: &'a HashModel, threads: usize) -> Self {
+    fn new(inner: &'a HashModel) -> Self {
         Counting {
             inner,
             calls: Cell::new(0),
             max_batch: Cell::new(0),
-            threads,
         }
     }
+}
+
+/// A rayon pool of `n` threads: the codec's per-row work after a forward
+/// pass runs in parallel in the pool it is called in when it has more than
+/// one thread (`lm::parallel_rows`).
+fn pool(n: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build()
+        .unwrap()
 }
 
 impl LanguageModel for Counting<'_> {
@@ -235,9 +241,6 @@ impl LanguageModel for Counting<'_> {
         self.max_batch.set(self.max_batch.get().max(s.len()));
         self.inner.forward(s, t, l)
     }
-    fn threads(&self) -> usize {
-        self.threads
-    }
 }
 
 #[test]
@@ -252,7 +255,7 @@ fn decompression_batches_chunks() {
         .filter(|r| matches!(r, Record::Model { .. }))
         .count();
     assert!(n_model >= 10);
-    let counting = Counting::new(&model, 1);
+    let counting = Counting::new(&model);
     let d = DecompressOptions {
         max_batch: 32,
         ..Default::default()
@@ -285,10 +288,10 @@ fn every_bit_flip_and_truncation_is_an_error() {
         max_batch: 4,
         ..Default::default()
     };
-    let run = |f: &[u8]| decompress(f, &model, &tok, &id("hash", 1), &d);
+    let (one, two) = (pool(1), pool(2));
+    let run = |f: &[u8]| one.install(|| decompress(f, &model, &tok, &id("hash", 1), &d));
     // The same with the chunks in flight decoded on several threads.
-    let two = Counting::new(&model, 2);
-    let run2 = |f: &[u8]| decompress(f, &two, &tok, &id("hash", 1), &d);
+    let run2 = |f: &[u8]| two.install(|| decompress(f, &model, &tok, &id("hash", 1), &d));
     assert!(run(&packed).unwrap() == data);
     assert!(run2(&packed).unwrap() == data);
     for i in 0..packed.len() {
@@ -781,7 +784,7 @@ fn one_token_chunks_never_touch_the_model() {
     let mut len = 0;
     for (i, &t) in toks.iter().enumerate() {
         let coder = [CoderKind::Arithmetic, CoderKind::Rank][i % 2];
-        let mut enc = ChunkEncoder::new(coder, vocab);
+        let mut enc = ChunkEncoder::new(coder, vocab, 24).unwrap();
         enc.encode_first(vocab, t);
         container::write_model_chunk(&mut file, coder, 1, &enc.finish()).unwrap();
         let b = tok.decode(&[t]).unwrap();
@@ -794,7 +797,7 @@ fn one_token_chunks_never_touch_the_model() {
     assert!(decompress(&file, &failing, &tok, &id("f", 1), &d).unwrap() == b"the cat");
     // A non-canonical payload (a zero byte appended) is still rejected.
     let mut bad = container::encode_header(&h);
-    let mut enc = ChunkEncoder::new(CoderKind::Arithmetic, vocab);
+    let mut enc = ChunkEncoder::new(CoderKind::Arithmetic, vocab, 24).unwrap();
     enc.encode_first(vocab, toks[0]);
     let mut p = enc.finish();
     p.push(0);
@@ -831,7 +834,7 @@ fn progress_after_every_forward_pass_and_break_interrupts() {
     let data = model_text(&model, &tok, 1500, 11);
     // One chunk, pieces of 37 tokens: ~40 passes within the one chunk.
     let o = opts(2048, CoderKind::Arithmetic);
-    let counting = Counting::new(&model, 1);
+    let counting = Counting::new(&model);
     let mut reports = Vec::new();
     let mut packed = Vec::new();
     compress_stream(

@@ -204,6 +204,13 @@ impl Model {
         }
     }
 
+    /// Runs `f` on one of the model's worker threads, even with one thread,
+    /// so that everything `f` runs with rayon (the codec's per-row work
+    /// included) stays on the model's threads.
+    pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        self.pool.install(f)
+    }
+
     /// Whether the output projection is the token embedding.
     pub fn tied_output(&self) -> bool {
         self.weights.tied

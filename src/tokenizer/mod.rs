@@ -59,6 +59,35 @@ mod bpe;
 mod byte_level;
 mod pretokenize;
 
+/// A tokenizer with `decode(encode(x)) == x` for every byte string, and
+/// `decode(a ++ b) == decode(a) ++ decode(b)`.
+pub trait TextTokenizer {
+    /// Failure to decode (e.g. a special token without bytes).
+    type Error: std::error::Error + Send + Sync + 'static;
+    /// Token ids of `bytes`.
+    fn encode(&self, bytes: &[u8]) -> Vec<u32>;
+    /// Bytes of `tokens`.
+    fn decode(&self, tokens: &[u32]) -> Result<Vec<u8>, Self::Error>;
+    /// Number of token ids.
+    fn vocab_size(&self) -> usize;
+}
+
+impl TextTokenizer for Tokenizer {
+    type Error = TokenizerError;
+
+    fn encode(&self, bytes: &[u8]) -> Vec<u32> {
+        Tokenizer::encode(self, bytes)
+    }
+
+    fn decode(&self, tokens: &[u32]) -> Result<Vec<u8>, TokenizerError> {
+        Tokenizer::decode(self, tokens)
+    }
+
+    fn vocab_size(&self) -> usize {
+        Tokenizer::vocab_size(self)
+    }
+}
+
 #[cfg(test)]
 mod tests;
 

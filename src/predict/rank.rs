@@ -26,7 +26,7 @@
 //! discards how confident the model is beyond the gap class, so it compresses
 //! worse (see docs/FORMAT.md for measurements).
 
-use super::range::{RangeCorrupt, RangeDecoder, RangeEncoder};
+use crate::coder::{Frequencies, RangeCorrupt, RangeDecoder, RangeEncoder};
 
 /// Added to a symbol's frequency each time it is coded.
 pub const INCREMENT: u32 = 16;
@@ -138,6 +138,35 @@ impl Adaptive {
         }
     }
 
+    fn update(&mut self, s: usize) {
+        self.freq[s] += INCREMENT;
+        self.total += INCREMENT;
+        if self.total > LIMIT {
+            self.total = 0;
+            for f in &mut self.freq {
+                *f = (*f).div_ceil(2);
+                self.total += *f;
+            }
+        }
+    }
+
+    fn encode(&mut self, enc: &mut RangeEncoder, s: usize) {
+        enc.encode_symbol(self, s);
+        self.update(s);
+    }
+
+    fn decode(&mut self, dec: &mut RangeDecoder<impl AsRef<[u8]>>) -> Result<usize, RangeCorrupt> {
+        let s = dec.decode_symbol(self)?;
+        self.update(s);
+        Ok(s)
+    }
+}
+
+impl Frequencies for Adaptive {
+    fn total(&self) -> u64 {
+        self.total as u64
+    }
+
     fn cum_freq(&self, s: usize) -> (u64, u64) {
         let cum: u32 = self.freq[..s].iter().sum();
         (cum as u64, self.freq[s] as u64)
@@ -152,32 +181,6 @@ impl Adaptive {
             cum += f as u64;
         }
         unreachable!("target below total")
-    }
-
-    fn update(&mut self, s: usize) {
-        self.freq[s] += INCREMENT;
-        self.total += INCREMENT;
-        if self.total > LIMIT {
-            self.total = 0;
-            for f in &mut self.freq {
-                *f = (*f).div_ceil(2);
-                self.total += *f;
-            }
-        }
-    }
-
-    fn encode(&mut self, enc: &mut RangeEncoder, s: usize) {
-        let (c, f) = self.cum_freq(s);
-        enc.encode(c, f, self.total as u64);
-        self.update(s);
-    }
-
-    fn decode(&mut self, dec: &mut RangeDecoder<impl AsRef<[u8]>>) -> Result<usize, RangeCorrupt> {
-        let t = dec.target(self.total as u64)?;
-        let (s, c, f) = self.find(t);
-        dec.consume(c, f);
-        self.update(s);
-        Ok(s)
     }
 }
 

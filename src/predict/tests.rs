@@ -2,6 +2,7 @@
 //! the arithmetic coder against the ideal `sum -log2 softmax(l)[token]`.
 
 use super::*;
+use crate::coder::CoderKind;
 
 /// xorshift64*: deterministic test randomness without a dependency.
 pub(crate) struct Rng(pub u64);
@@ -53,15 +54,14 @@ fn lm_like(n: usize, vocab: usize, seed: u64) -> (Vec<Vec<f32>>, Vec<u32>, f64) 
 
 fn code(kind: CoderKind, rows: &[Vec<f32>], toks: &[u32], total_bits: u32) -> Vec<u8> {
     let vocab = rows[0].len();
-    let mut table = FreqTable::new(vocab, total_bits).unwrap();
-    let mut enc = ChunkEncoder::new(kind, vocab);
+    let mut enc = ChunkEncoder::new(kind, vocab, total_bits).unwrap();
     for (r, &t) in rows.iter().zip(toks) {
-        enc.encode(&mut table, r, t);
+        enc.encode(r, t);
     }
     let bytes = enc.finish();
-    let mut dec = ChunkDecoder::new(kind, vocab, &bytes[..]);
+    let mut dec = ChunkDecoder::new(kind, vocab, total_bits, &bytes[..]).unwrap();
     for (r, &t) in rows.iter().zip(toks) {
-        assert_eq!(dec.decode(&mut table, r).unwrap(), t);
+        assert_eq!(dec.decode(r).unwrap(), t);
     }
     assert!(dec.is_canonical());
     bytes
@@ -88,11 +88,11 @@ fn arithmetic_within_half_percent_of_ideal() {
 
 /// `sum -log2(f_t / T)`: the cost of the integer tables, without the coder.
 fn table_bits(rows: &[Vec<f32>], toks: &[u32], total_bits: u32) -> f64 {
-    let mut t = FreqTable::new(rows[0].len(), total_bits).unwrap();
+    let mut p = Softmax::new(rows[0].len(), total_bits).unwrap();
     rows.iter()
         .zip(toks)
         .map(|(r, &tok)| {
-            t.fill(r);
+            let t = p.predict(r);
             total_bits as f64 - (t.freqs()[tok as usize] as f64).log2()
         })
         .sum()
@@ -159,26 +159,25 @@ fn first_token_is_uniform_with_both_coders() {
     let (rows, toks, _) = lm_like(50, vocab, 9);
     for kind in [CoderKind::Arithmetic, CoderKind::Rank] {
         for first in [0u32, 1, 12345, vocab as u32 - 1] {
-            let mut table = FreqTable::new(vocab, 28).unwrap();
             // Alone: 15.58 bits fit in 2 or 3 bytes (at most one byte of end).
-            let mut enc = ChunkEncoder::new(kind, vocab);
+            let mut enc = ChunkEncoder::new(kind, vocab, 28).unwrap();
             enc.encode_first(vocab, first);
             let alone = enc.finish();
             assert!(alone.len() <= 3, "{}", alone.len());
-            let mut dec = ChunkDecoder::new(kind, vocab, &alone[..]);
+            let mut dec = ChunkDecoder::new(kind, vocab, 28, &alone[..]).unwrap();
             assert_eq!(dec.decode_first(vocab).unwrap(), first);
             assert!(dec.is_canonical());
             // Followed by model-coded tokens.
-            let mut enc = ChunkEncoder::new(kind, vocab);
+            let mut enc = ChunkEncoder::new(kind, vocab, 28).unwrap();
             enc.encode_first(vocab, first);
             for (r, &t) in rows.iter().zip(&toks) {
-                enc.encode(&mut table, r, t);
+                enc.encode(r, t);
             }
             let bytes = enc.finish();
-            let mut dec = ChunkDecoder::new(kind, vocab, &bytes[..]);
+            let mut dec = ChunkDecoder::new(kind, vocab, 28, &bytes[..]).unwrap();
             assert_eq!(dec.decode_first(vocab).unwrap(), first);
             for (r, &t) in rows.iter().zip(&toks) {
-                assert_eq!(dec.decode(&mut table, r).unwrap(), t);
+                assert_eq!(dec.decode(r).unwrap(), t);
             }
             assert!(dec.is_canonical());
         }
@@ -186,7 +185,7 @@ fn first_token_is_uniform_with_both_coders() {
     // Coded as 1 of 3 symbols, token 1 then 2 differ from token 0 in the payload.
     let mut outs = Vec::new();
     for first in 0..3u32 {
-        let mut enc = ChunkEncoder::new(CoderKind::Arithmetic, 3);
+        let mut enc = ChunkEncoder::new(CoderKind::Arithmetic, 3, 28).unwrap();
         enc.encode_first(3, first);
         outs.push(enc.finish());
     }

@@ -1,0 +1,207 @@
+//! The engine: a model, its tokenizer and its identity, assembled once and
+//! shared by the command line and any other front end (a Python binding).
+//!
+//! It owns the only policy the codec leaves open: where work runs. Every
+//! codec call runs on the model's thread pool, so the forward pass and the
+//! codec's per-row work (frequency tables, range decoding, cross-entropies)
+//! share the threads the user asked for (`-T`).
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::codec::{
+    self, CodecError, CompressOptions, DecompressOptions, ModelIdentity, ProgressFn, Score,
+};
+use crate::gguf::{Gguf, GgufError};
+use crate::kernels::Variant;
+use crate::model::{Model, ModelError, ModelOptions};
+use crate::registry::{self, RegistryError};
+use crate::tokenizer::{Tokenizer, TokenizerError};
+
+/// How to load an [`Engine`].
+#[derive(Debug, Clone, Default)]
+pub struct EngineOptions {
+    /// A GGUF file; `None`: `$LLMC_MODEL`, else the registry's default model
+    /// (fetched into the cache on first use).
+    pub model: Option<PathBuf>,
+    /// Worker threads; 0 means one per available core.
+    pub threads: usize,
+    /// Kernel variant; `None`: `LLMC_KERNEL`, else the best this CPU runs.
+    pub variant: Option<Variant>,
+    /// No download messages on stderr.
+    pub quiet: bool,
+}
+
+/// Why an engine could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The model file could not be located or fetched.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The model file is not a valid GGUF.
+    #[error("{path}: {source}")]
+    Gguf {
+        /// The model file.
+        path: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        source: GgufError,
+    },
+    /// The GGUF's tokenizer is missing or malformed.
+    #[error("{path}: {source}")]
+    Tokenizer {
+        /// The model file.
+        path: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        source: TokenizerError,
+    },
+    /// The GGUF's model is unsupported or malformed.
+    #[error("{path}: {source}")]
+    Model {
+        /// The model file.
+        path: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        source: ModelError,
+    },
+}
+
+/// A loaded model with its tokenizer and identity.
+#[derive(Debug)]
+pub struct Engine {
+    model: Model,
+    tokenizer: Tokenizer,
+    id: ModelIdentity,
+    path: PathBuf,
+}
+
+impl Engine {
+    /// Locates (fetching the default model if needed), reads and loads the
+    /// model of `opts`.
+    pub fn load(opts: &EngineOptions) -> Result<Engine, EngineError> {
+        let path = registry::resolve_model_quiet(opts.model.as_deref(), opts.quiet)?;
+        Engine::open(&path, opts)
+    }
+
+    /// Loads the GGUF at `path` (threads and variant from `opts`).
+    pub fn open(path: &Path, opts: &EngineOptions) -> Result<Engine, EngineError> {
+        let at = || path.to_path_buf();
+        let g = Gguf::open(path).map_err(|source| EngineError::Gguf { path: at(), source })?;
+        let tokenizer = Tokenizer::from_gguf(&g)
+            .map_err(|source| EngineError::Tokenizer { path: at(), source })?;
+        let model_opts = ModelOptions {
+            threads: opts.threads,
+            variant: opts.variant,
+        };
+        let model = Model::load(&g, &model_opts)
+            .map_err(|source| EngineError::Model { path: at(), source })?;
+        // The name is for messages only; the fingerprint is what must match.
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        let name = name.strip_suffix(".gguf").unwrap_or(&name).to_string();
+        Ok(Engine {
+            id: ModelIdentity {
+                name,
+                fingerprint: g.fingerprint(),
+            },
+            model,
+            tokenizer,
+            path: at(),
+        })
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// The model's tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// Who the model is, as frame headers record it.
+    pub fn identity(&self) -> &ModelIdentity {
+        &self.id
+    }
+
+    /// The GGUF file the model was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Short name of the model for messages: `name (fingerprint prefix)`.
+    pub fn label(&self) -> String {
+        format!(
+            "{} ({})",
+            self.id.name,
+            codec::short_hex(&self.id.fingerprint)
+        )
+    }
+
+    /// Compresses everything `input` yields into one frame on `output`
+    /// ([`codec::compress_stream`]); returns the bytes written.
+    pub fn compress<R: Read + Send, W: Write + Send>(
+        &self,
+        input: R,
+        output: W,
+        opts: &CompressOptions,
+        progress: &mut (dyn FnMut(codec::Progress) -> std::ops::ControlFlow<()> + Send),
+    ) -> Result<u64, CodecError> {
+        self.model.install(|| {
+            codec::compress_stream(
+                input,
+                output,
+                &self.model,
+                &self.tokenizer,
+                &self.id,
+                opts,
+                progress as &mut ProgressFn,
+            )
+        })
+    }
+
+    /// Decompresses every frame `input` yields onto `output`
+    /// ([`codec::decompress_stream`]); returns the bytes written.
+    pub fn decompress<R: Read + Send, W: Write + Send>(
+        &self,
+        input: R,
+        output: W,
+        opts: &DecompressOptions,
+        progress: &mut (dyn FnMut(codec::Progress) -> std::ops::ControlFlow<()> + Send),
+    ) -> Result<u64, CodecError> {
+        self.model.install(|| {
+            codec::decompress_stream(
+                input,
+                output,
+                &self.model,
+                &self.tokenizer,
+                &self.id,
+                opts,
+                progress as &mut ProgressFn,
+            )
+        })
+    }
+
+    /// The model's cross-entropy on `input` over the chunks compression
+    /// would code ([`codec::score`]).
+    pub fn score(
+        &self,
+        input: &[u8],
+        opts: &CompressOptions,
+        progress: &mut (dyn FnMut(codec::Progress) -> std::ops::ControlFlow<()> + Send),
+    ) -> Result<Score, CodecError> {
+        self.model.install(|| {
+            codec::score(
+                input,
+                &self.model,
+                &self.tokenizer,
+                opts,
+                progress as &mut ProgressFn,
+            )
+        })
+    }
+}

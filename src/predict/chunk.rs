@@ -1,0 +1,152 @@
+//! One chunk's tokens through a predictor and the range coder
+//! (FORMAT.md section 5.1): token 0 uniformly, every later token with the
+//! table its predictor makes from the logits row after the token before.
+
+use super::rank::RankModel;
+use super::softmax::Softmax;
+use super::Predictor;
+use crate::coder::{CoderKind, FreqError, Interval, RangeCorrupt, RangeDecoder, RangeEncoder};
+
+/// Per-chunk predictor of either coder kind.
+#[derive(Debug, Clone)]
+enum State {
+    Arithmetic(Softmax),
+    Rank(Box<RankModel>),
+}
+
+impl State {
+    fn new(kind: CoderKind, vocab: usize, total_bits: u32) -> Result<Self, FreqError> {
+        Ok(match kind {
+            CoderKind::Arithmetic => State::Arithmetic(Softmax::new(vocab, total_bits)?),
+            CoderKind::Rank => State::Rank(Box::new(RankModel::new(vocab))),
+        })
+    }
+}
+
+/// Codes the tokens of one chunk.
+#[derive(Debug, Clone)]
+pub struct ChunkEncoder {
+    enc: RangeEncoder,
+    state: State,
+}
+
+impl ChunkEncoder {
+    /// A fresh encoder for a model with `vocab` tokens; tables of the
+    /// arithmetic coder total `2^total_bits`.
+    pub fn new(kind: CoderKind, vocab: usize, total_bits: u32) -> Result<Self, FreqError> {
+        Ok(ChunkEncoder {
+            enc: RangeEncoder::new(),
+            state: State::new(kind, vocab, total_bits)?,
+        })
+    }
+
+    /// Codes `token` with the prediction from `logits` (one row, `vocab` long).
+    pub fn encode(&mut self, logits: &[f32], token: u32) {
+        match &mut self.state {
+            State::Arithmetic(p) => {
+                self.enc.encode_symbol(p.predict(logits), token as usize);
+                p.update(token);
+            }
+            State::Rank(m) => m.encode(&mut self.enc, logits, token),
+        }
+    }
+
+    /// Whether each token's code depends on its own logits row alone (the
+    /// stateless softmax predictor): then the [`Softmax::interval`]s of many
+    /// rows may be computed in parallel and coded in order with
+    /// [`ChunkEncoder::encode_interval`].
+    pub fn codes_intervals(&self) -> bool {
+        matches!(self.state, State::Arithmetic(_))
+    }
+
+    /// Codes one token by its [`Softmax::interval`]: the same bytes as
+    /// [`ChunkEncoder::encode`] with the row it came from. Panics for the
+    /// rank coder (see [`ChunkEncoder::codes_intervals`]).
+    pub fn encode_interval(&mut self, iv: Interval) {
+        assert!(
+            self.codes_intervals(),
+            "the rank coder codes ranks, not intervals"
+        );
+        self.enc.encode_interval(iv);
+    }
+
+    /// Codes a chunk's first token, which has no model prediction, as one
+    /// of `vocab` equally likely symbols (`cum = token, freq = 1,
+    /// T = vocab`; FORMAT.md section 5.1), with either coder.
+    pub fn encode_first(&mut self, vocab: usize, token: u32) {
+        debug_assert!((token as usize) < vocab);
+        self.enc.encode(token as u64, 1, vocab as u64);
+    }
+
+    /// Bytes written so far (a lower bound of the final size).
+    pub fn len(&self) -> usize {
+        self.enc.len()
+    }
+
+    /// True when nothing has been written yet.
+    pub fn is_empty(&self) -> bool {
+        self.enc.is_empty()
+    }
+
+    /// Terminates the stream.
+    pub fn finish(self) -> Vec<u8> {
+        self.enc.finish()
+    }
+}
+
+/// Decodes the tokens of one chunk from its payload.
+#[derive(Debug, Clone)]
+pub struct ChunkDecoder<B: AsRef<[u8]>> {
+    dec: RangeDecoder<B>,
+    state: State,
+}
+
+impl<B: AsRef<[u8]>> ChunkDecoder<B> {
+    /// Starts decoding `payload` for a model with `vocab` tokens.
+    ///
+    /// The decoder re-encodes what it decodes (a range-coder step per token,
+    /// negligible next to the model) so that [`ChunkDecoder::is_canonical`]
+    /// can reject payloads that were altered without changing the tokens.
+    pub fn new(
+        kind: CoderKind,
+        vocab: usize,
+        total_bits: u32,
+        payload: B,
+    ) -> Result<Self, FreqError> {
+        Ok(ChunkDecoder {
+            dec: RangeDecoder::new_verifying(payload),
+            state: State::new(kind, vocab, total_bits)?,
+        })
+    }
+
+    /// Decodes the next token from the logits row the encoder used.
+    pub fn decode(&mut self, logits: &[f32]) -> Result<u32, RangeCorrupt> {
+        match &mut self.state {
+            State::Arithmetic(p) => {
+                let t = self.dec.decode_symbol(p.predict(logits))? as u32;
+                p.update(t);
+                Ok(t)
+            }
+            State::Rank(m) => m.decode(&mut self.dec, logits),
+        }
+    }
+
+    /// Decodes a chunk's first token, coded by
+    /// [`ChunkEncoder::encode_first`] as one of `vocab` equally likely ids.
+    pub fn decode_first(&mut self, vocab: usize) -> Result<u32, RangeCorrupt> {
+        let t = self.dec.target(vocab as u64)?;
+        self.dec.consume(t, 1);
+        Ok(t as u32)
+    }
+
+    /// True if the payload is exactly the encoder's output for the tokens
+    /// decoded so far; ask after the last token.
+    pub fn is_canonical(&self) -> bool {
+        self.dec.is_canonical()
+    }
+
+    /// Payload bytes consumed so far (zeros past the end included).
+    pub fn position(&self) -> usize {
+        self.dec.position()
+    }
+}

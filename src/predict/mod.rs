@@ -1,0 +1,41 @@
+//! Between the model and the coder: a predictor turns the model's logits
+//! for the next token into the coder's integer frequency table, and may
+//! learn from every token coded.
+//!
+//! Calling order, the same in both directions (as in lpaq and paq8):
+//! [`Predictor::predict`] with the logits row of the next token, the coder
+//! codes (or decodes) the token with the returned table, then
+//! [`Predictor::update`] with that token. Every piece of a predictor's state
+//! and arithmetic is integer or fixed-point, specified in docs/NUMERICS.md,
+//! so the decoder evolves it bit for bit as the encoder did, on any machine.
+//!
+//! - [`softmax`]: the identity predictor, the model's own distribution
+//!   (NUMERICS.md section 9); stateless.
+//! - [`rank`]: the rank coder of format version 1 (`--coder rank`): it codes
+//!   the rank of the token among the logits with small adaptive tables.
+//! - [`chunk`]: one chunk's tokens through a predictor and the range coder.
+//!
+//! Adaptive models (a learned bias, n-gram and match models, a mixer, SSE)
+//! plug in here as further predictors composed over [`softmax`].
+
+pub mod chunk;
+pub mod rank;
+pub mod softmax;
+
+pub use chunk::{ChunkDecoder, ChunkEncoder};
+pub use rank::RankModel;
+pub use softmax::Softmax;
+
+use crate::coder::FreqTable;
+
+/// Logits in, the coder's table out; learns from the coded tokens.
+pub trait Predictor {
+    /// The coder's table for the next token given the model's logits row
+    /// (`vocab` long).
+    fn predict(&mut self, logits: &[f32]) -> &FreqTable;
+    /// Learns from the token just coded with the last table.
+    fn update(&mut self, token: u32);
+}
+
+#[cfg(test)]
+mod tests;

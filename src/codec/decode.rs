@@ -11,7 +11,7 @@ use super::{
     check_parameters, no_progress, report, short_hex, CodecError, CountingWriter,
     DecompressOptions, LanguageModel, ModelIdentity, Progress, ProgressFn, TextTokenizer,
 };
-use crate::coder::RangeCorrupt;
+use crate::coder::{CoderKind, RangeCorrupt};
 use crate::container::{FrameHeader, FrameReader, Record};
 use crate::lm::parallel_rows;
 use crate::predict::ChunkDecoder;
@@ -108,6 +108,38 @@ struct Slot<S> {
     want: usize,
 }
 
+/// The decoder's work in flight within one frame.
+struct Flight<S> {
+    /// Output entries in file order; `None` until the chunk is decoded.
+    queue: VecDeque<Option<Vec<u8>>>,
+    /// Entry index of `queue[0]`.
+    queue_base: u64,
+    /// Bytes held in `queue`.
+    pending_bytes: usize,
+    /// Model chunks being decoded, one token per batched step.
+    active: Vec<Slot<S>>,
+    /// States of finished chunks, reused by later ones.
+    pool: Vec<S>,
+    /// The end record's `(original_len, checksum)` once read.
+    end: Option<(u64, u64)>,
+    /// Records read so far (for messages).
+    record: u64,
+}
+
+impl<S> Default for Flight<S> {
+    fn default() -> Self {
+        Flight {
+            queue: VecDeque::new(),
+            queue_base: 0,
+            pending_bytes: 0,
+            active: Vec::new(),
+            pool: Vec::new(),
+            end: None,
+            record: 0,
+        }
+    }
+}
+
 /// Raw bytes buffered ahead of unfinished model chunks are capped at this.
 const MAX_PENDING_BYTES: usize = 64 << 20;
 
@@ -129,141 +161,179 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoder<'_, M, T> {
         w.write_all(bytes)
     }
 
+    /// Decodes the frame's records up to and including its end record, and
+    /// checks the decoded length and checksum.
     fn run<R: Read, W: Write>(
         &mut self,
         r: &mut FrameReader<R>,
         w: &mut CountingWriter<W>,
         progress: &mut ProgressFn,
     ) -> Result<(), CodecError> {
-        let vocab = self.model.vocab_size();
-        // Output entries in file order; `None` until the chunk is decoded.
-        let mut queue: VecDeque<Option<Vec<u8>>> = VecDeque::new();
-        let mut queue_base = 0u64; // entry index of queue[0]
-        let mut pending_bytes = 0usize;
-        let mut active: Vec<Slot<M::State>> = Vec::new();
-        let mut end: Option<(u64, u64)> = None;
-        let mut record = 0u64;
+        let mut fl = Flight::default();
         let mut logits: Vec<f32> = Vec::new();
-        // States of finished chunks, reused by later ones.
-        let mut pool: Vec<M::State> = Vec::new();
         loop {
-            // Read ahead while there is room in the batch and the queue.
-            while end.is_none()
-                && active.len() < self.max_batch
-                && queue.len() < 4 * self.max_batch
-                && pending_bytes < MAX_PENDING_BYTES
-            {
-                let entry = queue_base + queue.len() as u64;
-                let rec = r.read_record(self.header)?;
-                let raw = match rec {
-                    Record::End {
-                        original_len,
-                        checksum,
-                    } => {
-                        end = Some((original_len, checksum));
-                        continue;
-                    }
-                    Record::Model {
-                        coder,
-                        tokens,
-                        payload,
-                    } => {
-                        // Token 0 needs no model (FORMAT.md section 5.1).
-                        let mut dec =
-                            ChunkDecoder::new(coder, vocab, self.header.total_bits, payload)?;
-                        let first = dec
-                            .decode_first(vocab)
-                            .map_err(|_| self.left_interval(entry))?;
-                        *self.tokens += 1;
-                        let mut decoded = Vec::with_capacity(tokens as usize);
-                        decoded.push(first);
-                        if tokens == 1 {
-                            // Done without the model: output like a raw record.
-                            self.finish_chunk(entry, &dec, &decoded)?
-                        } else {
-                            active.push(Slot {
-                                entry,
-                                dec,
-                                state: {
-                                    let mut s = self.model.fresh_state(pool.pop());
-                                    self.model.reserve_state(&mut s, tokens as usize);
-                                    s
-                                },
-                                input: [first],
-                                decoded,
-                                want: tokens as usize,
-                            });
-                            queue.push_back(None);
-                            record += 1;
-                            continue;
-                        }
-                    }
-                    Record::Stored(b) => b,
-                    Record::Zstd {
-                        original_len,
-                        payload,
-                    } => unzstd(&payload, original_len).map_err(|reason| {
-                        CodecError::CorruptZstd {
-                            frame: self.frame,
-                            chunk: record,
-                            reason,
-                        }
-                    })?,
-                };
-                record += 1;
-                if queue.is_empty() {
-                    self.emit(w, &raw)?;
-                    queue_base += 1;
-                } else {
-                    pending_bytes += raw.len();
-                    queue.push_back(Some(raw));
-                }
-                report(
-                    progress,
-                    Progress {
-                        bytes_in: r.offset(),
-                        bytes_out: w.count,
-                        tokens: *self.tokens,
-                    },
-                )?;
-            }
-            // Write the finished prefix.
-            while let Some(Some(_)) = queue.front() {
-                let bytes = queue.pop_front().flatten().unwrap_or_default();
-                pending_bytes = pending_bytes.saturating_sub(bytes.len());
-                self.emit(w, &bytes)?;
-                queue_base += 1;
-            }
-            if active.is_empty() {
-                if end.is_some() {
+            self.read_ahead(r, w, &mut fl, progress)?;
+            self.write_ready(w, &mut fl)?;
+            if fl.active.is_empty() {
+                if fl.end.is_some() {
                     break;
                 }
                 continue;
             }
-            self.step(&mut active, &mut logits)?;
-            let mut i = 0;
-            while i < active.len() {
-                if active[i].decoded.len() < active[i].want {
-                    i += 1;
+            self.step(&mut fl.active, &mut logits)?;
+            self.retire_finished(&mut fl)?;
+            self.report(r, w, progress)?;
+        }
+        self.verify(fl.end.unwrap_or_default())
+    }
+
+    /// Reads records while there is room in the batch and the queue: model
+    /// chunks join the batch in flight, raw records are decoded at once
+    /// (written out if nothing is pending before them, else queued).
+    fn read_ahead<R: Read, W: Write>(
+        &mut self,
+        r: &mut FrameReader<R>,
+        w: &mut CountingWriter<W>,
+        fl: &mut Flight<M::State>,
+        progress: &mut ProgressFn,
+    ) -> Result<(), CodecError> {
+        while fl.end.is_none()
+            && fl.active.len() < self.max_batch
+            && fl.queue.len() < 4 * self.max_batch
+            && fl.pending_bytes < MAX_PENDING_BYTES
+        {
+            let entry = fl.queue_base + fl.queue.len() as u64;
+            let raw = match r.read_record(self.header)? {
+                Record::End {
+                    original_len,
+                    checksum,
+                } => {
+                    fl.end = Some((original_len, checksum));
                     continue;
                 }
-                let slot = active.swap_remove(i);
-                let bytes = self.finish_chunk(slot.entry, &slot.dec, &slot.decoded)?;
-                pool.push(slot.state);
-                let idx = (slot.entry - queue_base) as usize;
-                pending_bytes += bytes.len();
-                queue[idx] = Some(bytes);
-            }
-            report(
-                progress,
-                Progress {
-                    bytes_in: r.offset(),
-                    bytes_out: w.count,
-                    tokens: *self.tokens,
+                Record::Model {
+                    coder,
+                    tokens,
+                    payload,
+                } => match self.start_chunk(fl, entry, coder, tokens, payload)? {
+                    // Done without the model: output like a raw record.
+                    Some(bytes) => bytes,
+                    None => {
+                        fl.queue.push_back(None);
+                        fl.record += 1;
+                        continue;
+                    }
                 },
-            )?;
+                Record::Stored(b) => b,
+                Record::Zstd {
+                    original_len,
+                    payload,
+                } => unzstd(&payload, original_len).map_err(|reason| CodecError::CorruptZstd {
+                    frame: self.frame,
+                    chunk: fl.record,
+                    reason,
+                })?,
+            };
+            fl.record += 1;
+            if fl.queue.is_empty() {
+                self.emit(w, &raw)?;
+                fl.queue_base += 1;
+            } else {
+                fl.pending_bytes += raw.len();
+                fl.queue.push_back(Some(raw));
+            }
+            self.report(r, w, progress)?;
         }
-        let (expected_len, expected_sum) = end.unwrap_or_default();
+        Ok(())
+    }
+
+    /// Starts a model chunk: decodes its token 0 (which needs no model,
+    /// FORMAT.md section 5.1). A one-token chunk is finished at once and
+    /// its bytes returned; a longer one joins the batch in flight.
+    fn start_chunk(
+        &mut self,
+        fl: &mut Flight<M::State>,
+        entry: u64,
+        coder: CoderKind,
+        tokens: u32,
+        payload: Vec<u8>,
+    ) -> Result<Option<Vec<u8>>, CodecError> {
+        let vocab = self.model.vocab_size();
+        let mut dec = ChunkDecoder::new(coder, vocab, self.header.total_bits, payload)?;
+        let first = dec
+            .decode_first(vocab)
+            .map_err(|_| self.left_interval(entry))?;
+        *self.tokens += 1;
+        let mut decoded = Vec::with_capacity(tokens as usize);
+        decoded.push(first);
+        if tokens == 1 {
+            return self.finish_chunk(entry, &dec, &decoded).map(Some);
+        }
+        let mut state = self.model.fresh_state(fl.pool.pop());
+        self.model.reserve_state(&mut state, tokens as usize);
+        fl.active.push(Slot {
+            entry,
+            dec,
+            state,
+            input: [first],
+            decoded,
+            want: tokens as usize,
+        });
+        Ok(None)
+    }
+
+    /// Writes the finished prefix of the queue.
+    fn write_ready<W: Write>(
+        &mut self,
+        w: &mut CountingWriter<W>,
+        fl: &mut Flight<M::State>,
+    ) -> io::Result<()> {
+        while let Some(Some(_)) = fl.queue.front() {
+            let bytes = fl.queue.pop_front().flatten().unwrap_or_default();
+            fl.pending_bytes = fl.pending_bytes.saturating_sub(bytes.len());
+            self.emit(w, &bytes)?;
+            fl.queue_base += 1;
+        }
+        Ok(())
+    }
+
+    /// Moves every chunk that has all its tokens out of the batch: its bytes
+    /// into its queue entry, its state into the pool for a later chunk.
+    fn retire_finished(&mut self, fl: &mut Flight<M::State>) -> Result<(), CodecError> {
+        let mut i = 0;
+        while i < fl.active.len() {
+            if fl.active[i].decoded.len() < fl.active[i].want {
+                i += 1;
+                continue;
+            }
+            let slot = fl.active.swap_remove(i);
+            let bytes = self.finish_chunk(slot.entry, &slot.dec, &slot.decoded)?;
+            fl.pool.push(slot.state);
+            let idx = (slot.entry - fl.queue_base) as usize;
+            fl.pending_bytes += bytes.len();
+            fl.queue[idx] = Some(bytes);
+        }
+        Ok(())
+    }
+
+    fn report<R: Read, W: Write>(
+        &self,
+        r: &FrameReader<R>,
+        w: &CountingWriter<W>,
+        progress: &mut ProgressFn,
+    ) -> Result<(), CodecError> {
+        report(
+            progress,
+            Progress {
+                bytes_in: r.offset(),
+                bytes_out: w.count,
+                tokens: *self.tokens,
+            },
+        )
+    }
+
+    /// Checks the decoded length and checksum against the end record's.
+    fn verify(&self, (expected_len, expected_sum): (u64, u64)) -> Result<(), CodecError> {
         if self.written != expected_len {
             return Err(CodecError::Length {
                 frame: self.frame,

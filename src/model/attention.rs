@@ -9,7 +9,9 @@
 use super::cache::HeadMut;
 use super::exec::balanced_runs;
 use super::{KvCache, Model, Slot};
-use crate::kernels::{batch, scalar, AttnScratch, KvView, QuantPart, QuantizedRows, Variant};
+use crate::kernels::{
+    batch, scalar, AttnScratch, Kernels, KvView, QuantPart, QuantizedRows, Variant,
+};
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -120,17 +122,7 @@ impl Model {
         let qs: Vec<&[f32]> = j.q.chunks_exact(hd).collect();
         let n_keys = vec![j.pos + 1; qs.len()];
         let mut o: Vec<&mut [f32]> = j.out.chunks_exact_mut(hd).collect();
-        ATT_SCRATCH.with(|s| {
-            let s = &mut s.borrow_mut();
-            if k.variant() == Variant::Scalar {
-                // The reference path: the specification's kernel per query.
-                for (q, o) in qs.iter().zip(o.iter_mut()) {
-                    k.attention(q, &view, 0, j.pos + 1, s, o);
-                }
-            } else {
-                batch::attention_batch_prefetch(k, &view, 0, &qs, &n_keys, s, &mut o, prefetch);
-            }
-        });
+        attend(k, &view, &qs, &n_keys, &mut o, prefetch);
         j.qout.quantize(k, j.out);
     }
 
@@ -251,17 +243,7 @@ impl Model {
                 }
             }
             let mut o: Vec<&mut [f32]> = out.chunks_exact_mut(hd).collect();
-            ATT_SCRATCH.with(|s| {
-                let s = &mut s.borrow_mut();
-                if k.variant() == Variant::Scalar {
-                    // The reference path: the specification's kernel per query.
-                    for ((q, &nk), o) in qs.iter().zip(&n_keys).zip(o.iter_mut()) {
-                        k.attention(q, view, 0, nk, s, o);
-                    }
-                } else {
-                    batch::attention_batch_prefetch(k, view, 0, &qs, &n_keys, s, &mut o, prefetch);
-                }
-            });
+            attend(k, view, &qs, &n_keys, &mut o, prefetch);
         };
         if jobs.iter().all(|j| j.nt == 1) && jobs.len() > 1 {
             // Decoding: every job is one token's query heads over its whole
@@ -305,6 +287,32 @@ impl Model {
             }
         }
     }
+}
+
+/// Attention of each query `qs[i]` over keys `0..n_keys[i]` of `view` (KV
+/// head 0 of a one-head view) into `out[i]`, pulling the regions in
+/// `prefetch` into cache meanwhile. The one place the model chooses between
+/// the scalar reference (the specification's kernel per query) and the
+/// batched kernel; a later step moves this choice into the kernels'
+/// dispatch.
+fn attend(
+    k: &Kernels,
+    view: &KvView<'_>,
+    qs: &[&[f32]],
+    n_keys: &[usize],
+    out: &mut [&mut [f32]],
+    prefetch: &[&[u8]],
+) {
+    ATT_SCRATCH.with(|s| {
+        let s = &mut s.borrow_mut();
+        if k.variant() == Variant::Scalar {
+            for ((q, &nk), o) in qs.iter().zip(n_keys).zip(out.iter_mut()) {
+                k.attention(q, view, 0, nk, s, o);
+            }
+        } else {
+            batch::attention_batch_prefetch(k, view, 0, qs, n_keys, s, out, prefetch);
+        }
+    });
 }
 
 /// Consecutive tokens of one sequence per attention job: with the 3 query

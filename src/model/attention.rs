@@ -7,15 +7,77 @@
 //! depend on the thread count or the job split.
 
 use super::cache::HeadMut;
-use super::exec::balanced_runs;
+use super::exec::{balanced_runs, Buffers};
 use super::{KvCache, Model, Slot};
 use crate::kernels::{
-    batch, scalar, AttnScratch, Kernels, KvView, QuantPart, QuantizedRows, Variant,
+    batch, scalar, AttnScratch, Kernels, KvView, QuantPart, QuantizedRows, Variant, QK,
 };
 use rayon::prelude::*;
 use std::ops::Range;
 
+/// How a forward call runs its attention (the same in every layer).
+pub(super) enum AttnPlan {
+    /// Decoding (no sequence has more than one new token) with enough
+    /// (token, KV head) pairs to keep every thread busy: one job per pair
+    /// does all of that head's attention block ([`Model::decode_attention`]).
+    Fused,
+    /// RoPE and the KV store over the whole batch, then these attention
+    /// jobs ([`Model::attention`]).
+    Jobs(Vec<AttnJob>),
+}
+
 impl Model {
+    /// The attention plan for the batch `slots`.
+    pub(super) fn attention_plan(&self, slots: &[Slot]) -> AttnPlan {
+        let (e, nkv) = (self.cfg.n_embd, self.cfg.n_kv_head);
+        let fused = slots.windows(2).all(|w| w[0].seq != w[1].seq)
+            && slots.len() * nkv >= 2 * self.threads
+            && (e / nkv) % QK == 0;
+        if fused {
+            AttnPlan::Fused
+        } else {
+            AttnPlan::Jobs(self.attention_jobs(slots))
+        }
+    }
+
+    /// The attention block of layer `l` from the projections `b.q`, `b.kb`,
+    /// `b.vb` to the quantized attention output in `b.qx`: RoPE on the
+    /// queries and keys at each token's position, the new keys and values
+    /// appended to their sequences' caches, attention of every query head
+    /// over its cache (`b.att`).
+    pub(super) fn attention_block(
+        &self,
+        plan: &AttnPlan,
+        l: usize,
+        b: &mut Buffers<'_>,
+        caches: &mut [&mut KvCache],
+    ) {
+        let cfg = &self.cfg;
+        let (e, kvd, hd) = (cfg.n_embd, cfg.kv_dim(), cfg.head_dim);
+        let slots = b.slots;
+        let jobs = match plan {
+            AttnPlan::Fused => {
+                self.decode_attention(l, slots, b.q, b.kb, b.vb, caches, b.att, b.qx);
+                return;
+            }
+            AttnPlan::Jobs(jobs) => jobs,
+        };
+        self.rows2(b.q, e, b.kb, kvd, |t, qr, kr| {
+            let (cos, sin) = self.rope.at(slots[t].pos);
+            for head in qr.chunks_exact_mut(hd).chain(kr.chunks_exact_mut(hd)) {
+                scalar::rope(head, cos, sin);
+            }
+        });
+        self.store_kv(l, slots, b.kb, b.vb, caches);
+        // views[seq * n_kv_head + g]
+        let views: Vec<KvView<'_>> = caches
+            .iter()
+            .flat_map(|c| (0..cfg.n_kv_head).map(move |g| c.view(l, g)))
+            .collect();
+        self.attention(b.q, slots, jobs, &views, b.att_jobs, b.att);
+        self.quantize(b.qx, b.att, e);
+    }
+
     /// The attention block of a decoding step (at most one new token per
     /// sequence) from the projections to the attention output: per token
     /// `t` and KV head `g`, one job applies RoPE to the token's query heads

@@ -5,7 +5,7 @@
 //! Threads split matrix rows and tokens, never a reduction, so the results
 //! do not depend on the thread count or the job split.
 
-use super::{Model, Slot};
+use super::{Config, Model, Slot};
 use crate::kernels::{batch, PackedMatrix, QuantPart, QuantizedRows, QK};
 use rayon::prelude::*;
 use std::ops::Range;
@@ -209,22 +209,89 @@ thread_local! {
 pub(super) struct Scratch {
     pub(super) slots: Vec<Slot>,
     pub(super) ids: Vec<usize>,
-    pub(super) x: Vec<f32>,
-    pub(super) h: Vec<f32>,
-    pub(super) q: Vec<f32>,
-    pub(super) kb: Vec<f32>,
-    pub(super) vb: Vec<f32>,
-    pub(super) att: Vec<f32>,
-    pub(super) att_jobs: Vec<f32>,
-    pub(super) gate: Vec<f32>,
-    pub(super) up: Vec<f32>,
+    x: Vec<f32>,
+    h: Vec<f32>,
+    q: Vec<f32>,
+    kb: Vec<f32>,
+    vb: Vec<f32>,
+    att: Vec<f32>,
+    att_jobs: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
     /// Quantized matmul inputs: the normed residual or the attention
     /// output, and the FFN hidden state.
-    pub(super) qx: QuantizedRows,
-    pub(super) qg: QuantizedRows,
+    qx: QuantizedRows,
+    qg: QuantizedRows,
+}
+
+/// The buffers of one forward call over `n` new tokens, cut from a
+/// [`Scratch`] (`E = n_embd`, `F = n_ff`, `KV = n_kv_head * head_dim`).
+pub(super) struct Buffers<'a> {
+    /// Which sequence and position each new token is `[n]`.
+    pub(super) slots: &'a [Slot],
+    /// Token ids `[n]`.
+    pub(super) ids: &'a [usize],
+    /// Residual stream `[n, E]`.
+    pub(super) x: &'a mut [f32],
+    /// Normed input / matmul output `[n, E]`.
+    pub(super) h: &'a mut [f32],
+    /// Queries `[n, E]`.
+    pub(super) q: &'a mut [f32],
+    /// New keys `[n, KV]`.
+    pub(super) kb: &'a mut [f32],
+    /// New values `[n, KV]`.
+    pub(super) vb: &'a mut [f32],
+    /// Attention output `[n, E]`.
+    pub(super) att: &'a mut [f32],
+    /// The same, in attention job order `[n, E]`.
+    pub(super) att_jobs: &'a mut [f32],
+    /// FFN hidden state `[n, F]`.
+    pub(super) gate: &'a mut [f32],
+    /// `[n, F]`.
+    pub(super) up: &'a mut [f32],
+    /// Quantized matmul input: the normed residual or the attention output.
+    pub(super) qx: &'a mut QuantizedRows,
+    /// Quantized FFN hidden state.
+    pub(super) qg: &'a mut QuantizedRows,
 }
 
 impl Scratch {
+    /// The buffers for the batch in `slots` / `ids`, grown if needed.
+    pub(super) fn buffers(&mut self, cfg: &Config) -> Buffers<'_> {
+        let (e, f, kvd) = (cfg.n_embd, cfg.n_ff, cfg.kv_dim());
+        let n = self.slots.len();
+        let Scratch {
+            slots,
+            ids,
+            x,
+            h,
+            q,
+            kb,
+            vb,
+            att,
+            att_jobs,
+            gate,
+            up,
+            qx,
+            qg,
+        } = self;
+        Buffers {
+            slots,
+            ids,
+            x: grown(x, n * e),
+            h: grown(h, n * e),
+            q: grown(q, n * e),
+            kb: grown(kb, n * kvd),
+            vb: grown(vb, n * kvd),
+            att: grown(att, n * e),
+            att_jobs: grown(att_jobs, n * e),
+            gate: grown(gate, n * f),
+            up: grown(up, n * f),
+            qx,
+            qg,
+        }
+    }
+
     pub(super) fn heap_bytes(&self) -> usize {
         let f = [
             &self.x,
@@ -247,7 +314,7 @@ impl Scratch {
 }
 
 /// The first `n` values of `v`, growing it (zero-filled once) if needed.
-pub(super) fn grown(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
+fn grown(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
     if v.len() < n {
         v.resize(n, 0.0);
     }

@@ -2,21 +2,10 @@
 //! every floating-point operation follows docs/NUMERICS.md, so its logits are
 //! the same bits on every machine, for every thread count and batch shape.
 //!
-//! One forward step for a batch of `n` new tokens (all sequences together),
-//! with `E = n_embd`, `F = n_ff`, `KV = n_kv_head * head_dim`:
-//!
-//! ```text
-//! x[n,E]   = embed(tokens)
-//! per layer:
-//!   h      = rmsnorm(x, attn_norm)                 per token
-//!   q[n,E], k[n,KV], v[n,KV] = Wq h, Wk h, Wv h    one quantization of h
-//!   rope(q), rope(k) at each token's position; append k, v (int8 rows + scale) to its cache
-//!   a[n,E] = attention(q, cache) per token and head (keys 0..=pos)
-//!   x     += Wo a
-//!   h      = rmsnorm(x, ffn_norm)
-//!   x     += Wdown (silu(Wgate h) * Wup h)          [n,F] hidden
-//! logits[n,vocab] = Wout rmsnorm(x, output_norm)
-//! ```
+//! Layout: `llama.rs` holds the layer order of one forward step,
+//! `attention.rs` the scheduling of the attention block over the threads,
+//! `exec.rs` the parallel row steps, matmul jobs and activation buffers;
+//! `cache.rs` the KV cache, `weights.rs` and `config.rs` what is loaded.
 //!
 //! Threads split matrix rows, tokens and heads, never a reduction, so the
 //! result does not depend on the thread count.

@@ -194,7 +194,7 @@ const PAR_MIN_ROWS: usize = 16;
 /// process).
 const JOBS_PER_THREAD: usize = 8;
 
-/// Smallest matmul job worth its fork/join (about 10 us of work).
+/// Smallest matmul job (multiply-adds) worth its fork/join.
 const MIN_JOB_MACS: usize = 1 << 20;
 
 thread_local! {

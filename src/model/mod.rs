@@ -219,6 +219,39 @@ impl Model {
             Some(s) => s,
             None => &mut own,
         };
+        self.batch_slots(caches, tokens, sc)?;
+        let cfg = &self.cfg;
+        let n = sc.slots.len();
+        // n <= sequences * MAX_CONTEXT and vocab <= MAX_VOCAB: no overflow.
+        if logits.len() != n * cfg.vocab {
+            return Err(ModelError::LogitsLength {
+                expected: n * cfg.vocab,
+                found: logits.len(),
+            });
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        for (c, t) in caches.iter_mut().zip(tokens) {
+            c.reserve(c.len() + t.len());
+        }
+        // One entry into the pool per call: the steps below fork and join on
+        // hot worker threads.
+        self.in_pool(|| self.run(sc, caches, logits));
+        for (c, t) in caches.iter_mut().zip(tokens) {
+            c.advance(t.len());
+        }
+        Ok(())
+    }
+
+    /// Checks the caches and tokens of a [`Model::forward`] call and lists
+    /// its new tokens, sequence by sequence, in `sc.slots` / `sc.ids`.
+    fn batch_slots(
+        &self,
+        caches: &[&mut KvCache],
+        tokens: &[&[u32]],
+        sc: &mut Scratch,
+    ) -> Result<(), ModelError> {
         let cfg = &self.cfg;
         if caches.len() != tokens.len() {
             return Err(ModelError::BatchMismatch {
@@ -254,30 +287,6 @@ impl Model {
                 });
                 sc.ids.push(token as usize);
             }
-        }
-        let n = sc.slots.len();
-        // n <= sequences * MAX_CONTEXT and vocab <= MAX_VOCAB: no overflow.
-        if logits.len() != n * cfg.vocab {
-            return Err(ModelError::LogitsLength {
-                expected: n * cfg.vocab,
-                found: logits.len(),
-            });
-        }
-        if n == 0 {
-            return Ok(());
-        }
-        for (c, t) in caches.iter_mut().zip(tokens) {
-            c.reserve(c.len() + t.len());
-        }
-        if self.threads == 1 {
-            self.run(sc, caches, logits);
-        } else {
-            // One entry into the pool per call: the steps below fork and join
-            // on hot worker threads.
-            self.pool.install(|| self.run(sc, caches, logits));
-        }
-        for (c, t) in caches.iter_mut().zip(tokens) {
-            c.advance(t.len());
         }
         Ok(())
     }

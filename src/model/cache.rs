@@ -9,7 +9,7 @@
 //! kernels as a view with one KV head: the attention of one head then
 //! streams one contiguous region (prefetcher- and TLB-friendly) instead of
 //! tiles interleaved with the other heads' (which at long context, when the
-//! cache comes from DRAM, cost decoding about a third of its speed). The
+//! cache comes from DRAM, slow decoding down markedly). The
 //! regions of all heads share two large buffers ([`LargeBuf`]: huge pages
 //! where the system has them), one for the int8 rows and one for the
 //! scales.

@@ -2,42 +2,31 @@
 //! every floating-point operation follows docs/NUMERICS.md, so its logits are
 //! the same bits on every machine, for every thread count and batch shape.
 //!
-//! One forward step for a batch of `n` new tokens (all sequences together),
-//! with `E = n_embd`, `F = n_ff`, `KV = n_kv_head * head_dim`:
-//!
-//! ```text
-//! x[n,E]   = embed(tokens)
-//! per layer:
-//!   h      = rmsnorm(x, attn_norm)                 per token
-//!   q[n,E], k[n,KV], v[n,KV] = Wq h, Wk h, Wv h    one quantization of h
-//!   rope(q), rope(k) at each token's position; append k, v (int8 rows + scale) to its cache
-//!   a[n,E] = attention(q, cache) per token and head (keys 0..=pos)
-//!   x     += Wo a
-//!   h      = rmsnorm(x, ffn_norm)
-//!   x     += Wdown (silu(Wgate h) * Wup h)          [n,F] hidden
-//! logits[n,vocab] = Wout rmsnorm(x, output_norm)
-//! ```
+//! Layout: `llama.rs` holds the layer order of one forward step,
+//! `attention.rs` the scheduling of the attention block over the threads,
+//! `exec.rs` the parallel row steps, matmul jobs and activation buffers;
+//! `cache.rs` the KV cache, `weights.rs` and `config.rs` what is loaded.
 //!
 //! Threads split matrix rows, tokens and heads, never a reduction, so the
 //! result does not depend on the thread count.
 
+mod attention;
 mod cache;
 mod config;
+mod exec;
+mod llama;
+#[cfg(test)]
+mod synthetic;
 mod weights;
 
-use cache::HeadMut;
 pub use cache::KvCache;
 pub use config::{Config, MAX_CONTEXT};
+use exec::Scratch;
 pub use weights::{Embedding, LayerWeights, Weights};
 
 use crate::gguf::{GgmlType, Gguf, GgufError};
 use crate::kernels::math::{RopeTable, TRIG_ACCURATE_MAX};
-use crate::kernels::{
-    batch, scalar, AttnScratch, BlockKind, BlockMatrix, KernelError, Kernels, KvView, PackedMatrix,
-    QuantPart, QuantizedRows, Variant, QK,
-};
-use rayon::prelude::*;
-use std::ops::Range;
+use crate::kernels::{KernelError, Kernels, Variant};
 
 /// Everything that can go wrong loading or running a model.
 #[derive(Debug, thiserror::Error)]
@@ -133,16 +122,6 @@ impl Model {
         let cfg = Config::from_gguf(g)?;
         let kernels = select_kernels(opts)?;
         let weights = Weights::load(g, &cfg, &kernels)?;
-        Model::assemble(cfg, weights, kernels, opts)
-    }
-
-    /// A model with random weights of the given shape (Q4 layer matrices, Q8
-    /// tied embedding), for fast tests of code that needs a model but not a
-    /// good one. Deterministic in `seed`.
-    pub fn synthetic(cfg: Config, seed: u64, opts: &ModelOptions) -> Result<Model, ModelError> {
-        cfg.validate()?;
-        let kernels = select_kernels(opts)?;
-        let weights = synthetic_weights(&cfg, seed, &kernels)?;
         Model::assemble(cfg, weights, kernels, opts)
     }
 
@@ -247,6 +226,39 @@ impl Model {
             Some(s) => s,
             None => &mut own,
         };
+        self.batch_slots(caches, tokens, sc)?;
+        let cfg = &self.cfg;
+        let n = sc.slots.len();
+        // n <= sequences * MAX_CONTEXT and vocab <= MAX_VOCAB: no overflow.
+        if logits.len() != n * cfg.vocab {
+            return Err(ModelError::LogitsLength {
+                expected: n * cfg.vocab,
+                found: logits.len(),
+            });
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        for (c, t) in caches.iter_mut().zip(tokens) {
+            c.reserve(c.len() + t.len());
+        }
+        // One entry into the pool per call: the steps below fork and join on
+        // hot worker threads.
+        self.in_pool(|| self.run(sc, caches, logits));
+        for (c, t) in caches.iter_mut().zip(tokens) {
+            c.advance(t.len());
+        }
+        Ok(())
+    }
+
+    /// Checks the caches and tokens of a [`Model::forward`] call and lists
+    /// its new tokens, sequence by sequence, in `sc.slots` / `sc.ids`.
+    fn batch_slots(
+        &self,
+        caches: &[&mut KvCache],
+        tokens: &[&[u32]],
+        sc: &mut Scratch,
+    ) -> Result<(), ModelError> {
         let cfg = &self.cfg;
         if caches.len() != tokens.len() {
             return Err(ModelError::BatchMismatch {
@@ -283,30 +295,6 @@ impl Model {
                 sc.ids.push(token as usize);
             }
         }
-        let n = sc.slots.len();
-        // n <= sequences * MAX_CONTEXT and vocab <= MAX_VOCAB: no overflow.
-        if logits.len() != n * cfg.vocab {
-            return Err(ModelError::LogitsLength {
-                expected: n * cfg.vocab,
-                found: logits.len(),
-            });
-        }
-        if n == 0 {
-            return Ok(());
-        }
-        for (c, t) in caches.iter_mut().zip(tokens) {
-            c.reserve(c.len() + t.len());
-        }
-        if self.threads == 1 {
-            self.run(sc, caches, logits);
-        } else {
-            // One entry into the pool per call: the steps below fork and join
-            // on hot worker threads.
-            self.pool.install(|| self.run(sc, caches, logits));
-        }
-        for (c, t) in caches.iter_mut().zip(tokens) {
-            c.advance(t.len());
-        }
         Ok(())
     }
 
@@ -323,707 +311,6 @@ impl Model {
             *s = Scratch::default();
         }
     }
-
-    /// The forward pass over the validated batch in `sc.slots` / `sc.ids`
-    /// (caches reserved, not yet advanced).
-    fn run(&self, sc: &mut Scratch, caches: &mut [&mut KvCache], logits: &mut [f32]) {
-        let cfg = &self.cfg;
-        let (e, f, kvd, hd) = (cfg.n_embd, cfg.n_ff, cfg.kv_dim(), cfg.head_dim);
-        let n = sc.slots.len();
-        let Scratch {
-            slots,
-            ids,
-            x,
-            h,
-            q,
-            kb,
-            vb,
-            att,
-            att_jobs,
-            gate,
-            up,
-            qx,
-            qg,
-        } = sc;
-        let slots: &[Slot] = slots;
-        let x = grown(x, n * e); // residual stream [n, E]
-        let h = grown(h, n * e); // normed input / matmul output [n, E]
-        let q = grown(q, n * e); // queries [n, E]
-        let kb = grown(kb, n * kvd); // new keys [n, KV]
-        let vb = grown(vb, n * kvd); // new values [n, KV]
-        let att = grown(att, n * e); // attention output [n, E]
-        let att_jobs = grown(att_jobs, n * e); // the same, in job order
-        let gate = grown(gate, n * f); // FFN hidden [n, F]
-        let up = grown(up, n * f); // [n, F]
-                                   // Decoding (no sequence has more than one new token), with enough
-                                   // (token, KV head) pairs to keep every thread busy: one job per pair
-                                   // does all of that head's attention block.
-        let fused = slots.windows(2).all(|w| w[0].seq != w[1].seq)
-            && n * cfg.n_kv_head >= 2 * self.threads
-            && (e / cfg.n_kv_head) % QK == 0;
-        let jobs = if fused {
-            Vec::new()
-        } else {
-            self.attention_jobs(slots)
-        };
-
-        self.rows(x, e, |t, row| self.weights.token_embd.lookup(ids[t], row));
-        // `h` holds a matmul result to add to `x` before the next norm.
-        let mut pending = false;
-        for (l, lw) in self.weights.layers.iter().enumerate() {
-            // Attention block: h = rmsnorm(x), q k v = W h, rope, cache, attend.
-            self.add_norm_quantize(x, h, pending, &lw.attn_norm, qx);
-            self.matmuls(
-                qx,
-                &mut [(&lw.wq, &mut *q), (&lw.wk, &mut *kb), (&lw.wv, &mut *vb)],
-            );
-            if fused {
-                self.decode_attention(l, slots, q, kb, vb, caches, att, qx);
-            } else {
-                self.rows2(q, e, kb, kvd, |t, qr, kr| {
-                    let (cos, sin) = self.rope.at(slots[t].pos);
-                    for head in qr.chunks_exact_mut(hd).chain(kr.chunks_exact_mut(hd)) {
-                        scalar::rope(head, cos, sin);
-                    }
-                });
-                self.store_kv(l, slots, kb, vb, caches);
-                // views[seq * n_kv_head + g]
-                let views: Vec<KvView<'_>> = caches
-                    .iter()
-                    .flat_map(|c| (0..cfg.n_kv_head).map(move |g| c.view(l, g)))
-                    .collect();
-                self.attention(q, slots, &jobs, &views, att_jobs, att);
-                self.quantize(qx, att, e);
-            }
-            self.matmuls(qx, &mut [(&lw.wo, &mut *h)]);
-
-            // Feed-forward block: x += Wo a; h = rmsnorm(x); x += Wdown(silu(Wgate h) * Wup h).
-            self.add_norm_quantize(x, h, true, &lw.ffn_norm, qx);
-            self.gate_up(qx, &lw.w_gate, &lw.w_up, gate, up, qg);
-            self.matmuls(qg, &mut [(&lw.w_down, &mut *h)]);
-            pending = true;
-        }
-        self.add_norm_quantize(x, h, pending, &self.weights.output_norm, qx);
-        self.matmuls(qx, &mut [(&self.weights.output, logits)]);
-    }
-
-    /// The attention block of a decoding step (at most one new token per
-    /// sequence) from the projections to the attention output: per token
-    /// `t` and KV head `g`, one job applies RoPE to the token's query heads
-    /// of that group (`q[t, g * group * hd..]`) and to its key, stores the
-    /// key and value in the cache, and attends, writing `att[t, g * group *
-    /// hd..]`. The same operations as the general path (RoPE per head, the
-    /// cache row rule, the attention kernel), without its separate passes
-    /// and copies. Each thread takes a contiguous run of jobs of about
-    /// equal keys and, during each job, prefetches the cache the next job
-    /// reads (K, V and their scales), so that memory streams while the
-    /// current job computes.
-    #[allow(clippy::too_many_arguments)]
-    fn decode_attention(
-        &self,
-        l: usize,
-        slots: &[Slot],
-        q: &mut [f32],
-        kb: &mut [f32],
-        vb: &[f32],
-        caches: &mut [&mut KvCache],
-        att: &mut [f32],
-        qx: &mut QuantizedRows,
-    ) {
-        let (hd, nkv) = (self.cfg.head_dim, self.cfg.n_kv_head);
-        let gw = self.cfg.n_head / nkv * hd;
-        // qparts[t * nkv + g]: the quantized output's blocks of job (t, g).
-        qx.reshape(slots.len(), self.cfg.n_embd);
-        let ranges: Vec<Range<usize>> = (0..nkv).map(|g| g * gw..(g + 1) * gw).collect();
-        let mut by_head: Vec<_> = qx
-            .parts_mut(&ranges)
-            .into_iter()
-            .map(|p| p.into_iter())
-            .collect();
-        let mut qparts = Vec::with_capacity(slots.len() * nkv);
-        for _ in slots {
-            qparts.extend(
-                by_head
-                    .iter_mut()
-                    .map(|it| it.next().expect("a part per token")),
-            );
-        }
-        // heads[t * nkv + g]: slots are in sequence order, one per sequence.
-        let mut heads = Vec::with_capacity(slots.len() * nkv);
-        let mut cs = caches.iter_mut().enumerate();
-        for slot in slots {
-            let (_, c) = cs
-                .find(|(s, _)| *s == slot.seq)
-                .expect("one slot per sequence, in order");
-            heads.extend(c.layer_heads(l));
-        }
-        let mut jobs: Vec<DecodeJob<'_, '_>> = q
-            .chunks_exact_mut(gw)
-            .zip(kb.chunks_exact_mut(hd))
-            .zip(vb.chunks_exact(hd))
-            .zip(att.chunks_exact_mut(gw))
-            .zip(heads)
-            .zip(qparts)
-            .enumerate()
-            .map(|(i, (((((q, k), v), out), head), qout))| DecodeJob {
-                pos: slots[i / nkv].pos,
-                q,
-                k,
-                v,
-                out,
-                head,
-                qout,
-            })
-            .collect();
-        let keys: Vec<usize> = jobs.iter().map(|j| j.pos + 1).collect();
-        let mut runs: Vec<&mut [DecodeJob<'_, '_>]> = Vec::new();
-        let mut rest = &mut jobs[..];
-        for len in balanced_runs(&keys, self.threads) {
-            let (a, b) = rest.split_at_mut(len);
-            runs.push(a);
-            rest = b;
-        }
-        let seq = |run: &mut &mut [DecodeJob<'_, '_>]| {
-            for i in 0..run.len() {
-                let (cur, next) = run.split_at_mut(i + 1);
-                let pf = next
-                    .first()
-                    .map_or([&[][..]; 4], |j| j.head.view().read_regions(j.pos + 1));
-                self.decode_job(&mut cur[i], &pf);
-            }
-        };
-        if self.threads == 1 {
-            runs.iter_mut().for_each(seq);
-        } else {
-            runs.par_iter_mut().with_max_len(1).for_each(seq);
-        }
-    }
-
-    /// One job of [`Model::decode_attention`].
-    fn decode_job(&self, j: &mut DecodeJob<'_, '_>, prefetch: &[&[u8]]) {
-        let hd = self.cfg.head_dim;
-        let k = &self.kernels;
-        let (cos, sin) = self.rope.at(j.pos);
-        for head in j.q.chunks_exact_mut(hd) {
-            scalar::rope(head, cos, sin);
-        }
-        scalar::rope(j.k, cos, sin);
-        j.head.write(k, j.pos, j.k, j.v);
-        let view = j.head.view();
-        let qs: Vec<&[f32]> = j.q.chunks_exact(hd).collect();
-        let n_keys = vec![j.pos + 1; qs.len()];
-        let mut o: Vec<&mut [f32]> = j.out.chunks_exact_mut(hd).collect();
-        ATT_SCRATCH.with(|s| {
-            let s = &mut s.borrow_mut();
-            if k.variant() == Variant::Scalar {
-                // The reference path: the specification's kernel per query.
-                for (q, o) in qs.iter().zip(o.iter_mut()) {
-                    k.attention(q, &view, 0, j.pos + 1, s, o);
-                }
-            } else {
-                batch::attention_batch_prefetch(k, &view, 0, &qs, &n_keys, s, &mut o, prefetch);
-            }
-        });
-        j.qout.quantize(k, j.out);
-    }
-
-    /// Writes every new token's keys and values (`kb`, `vb`: `[n, KV]`) of
-    /// layer `l` into its sequence's cache; sequences in parallel (the K
-    /// tiles are written transposed, one cache line per value, which for a
-    /// decoding batch is mostly cache misses: worth spreading).
-    fn store_kv(
-        &self,
-        l: usize,
-        slots: &[Slot],
-        kb: &[f32],
-        vb: &[f32],
-        caches: &mut [&mut KvCache],
-    ) {
-        let kvd = self.cfg.kv_dim();
-        // Tokens of sequence s are slots[first[s]..first[s + 1]] (slots are in
-        // sequence order).
-        let mut first = vec![slots.len(); caches.len() + 1];
-        for (t, s) in slots.iter().enumerate().rev() {
-            first[s.seq] = t;
-        }
-        for s in (0..caches.len()).rev() {
-            first[s] = first[s].min(first[s + 1]);
-        }
-        let write = |(s, c): (usize, &mut &mut KvCache)| {
-            for (t, slot) in slots.iter().enumerate().take(first[s + 1]).skip(first[s]) {
-                let range = t * kvd..(t + 1) * kvd;
-                c.write(&self.kernels, l, slot.pos, &kb[range.clone()], &vb[range]);
-            }
-        };
-        if self.threads > 1 && caches.len() > 1 {
-            caches.par_iter_mut().enumerate().for_each(write);
-        } else {
-            caches.iter_mut().enumerate().for_each(write);
-        }
-    }
-
-    /// Whether `n` rows of a cheap per-row step are worth spreading over the
-    /// threads (below this, the fork/join costs more than the work).
-    fn par_rows(&self, n: usize) -> bool {
-        self.threads > 1 && n >= PAR_MIN_ROWS
-    }
-
-    /// Runs `f(t, row)` for every row `t` of `buf` (rows of `width`).
-    fn rows<F>(&self, buf: &mut [f32], width: usize, f: F)
-    where
-        F: Fn(usize, &mut [f32]) + Sync,
-    {
-        if self.par_rows(buf.len() / width) {
-            buf.par_chunks_exact_mut(width)
-                .enumerate()
-                .for_each(|(t, r)| f(t, r));
-        } else {
-            buf.chunks_exact_mut(width)
-                .enumerate()
-                .for_each(|(t, r)| f(t, r));
-        }
-    }
-
-    /// Runs `f(t, a_row, b_row)` for every row `t` of two buffers with the
-    /// same number of rows (of widths `wa` and `wb`).
-    fn rows2<F>(&self, a: &mut [f32], wa: usize, b: &mut [f32], wb: usize, f: F)
-    where
-        F: Fn(usize, &mut [f32], &mut [f32]) + Sync,
-    {
-        debug_assert_eq!(a.len() / wa, b.len() / wb);
-        if self.par_rows(a.len() / wa) {
-            a.par_chunks_exact_mut(wa)
-                .zip(b.par_chunks_exact_mut(wb))
-                .enumerate()
-                .for_each(|(t, (ra, rb))| f(t, ra, rb));
-        } else {
-            a.chunks_exact_mut(wa)
-                .zip(b.chunks_exact_mut(wb))
-                .enumerate()
-                .for_each(|(t, (ra, rb))| f(t, ra, rb));
-        }
-    }
-
-    /// Per token: `x += h` if `add` (the residual add of the previous
-    /// block), then `h = rmsnorm(x, w)`, then the activation quantization
-    /// of `h` into `qx` (one pass over the rows).
-    fn add_norm_quantize(
-        &self,
-        x: &mut [f32],
-        h: &mut [f32],
-        add: bool,
-        w: &[f32],
-        qx: &mut QuantizedRows,
-    ) {
-        let e = self.cfg.n_embd;
-        let k = &self.kernels;
-        let par = self.par_rows(x.len() / e);
-        batch::prep_quantize_rows(k, x, e, h, e, qx, par, |_, xr, hr| {
-            if add {
-                residual_add(xr, hr);
-            }
-            k.rmsnorm(xr, w, self.cfg.rms_eps, hr)
-        });
-    }
-
-    /// Activation quantization of `x` (`[n, k]`).
-    fn quantize(&self, qx: &mut QuantizedRows, x: &[f32], k: usize) {
-        batch::quantize_rows(&self.kernels, x, k, qx, self.par_rows(x.len() / k));
-    }
-
-    /// Row ranges (aligned to the kernel's row granularity) of about
-    /// `chunk` rows covering `0..rows`.
-    fn row_ranges(&self, rows: usize, chunk: usize) -> Vec<Range<usize>> {
-        let gran = self.kernels.row_granularity().max(1);
-        let chunk = chunk.max(1).div_ceil(gran) * gran;
-        (0..rows)
-            .step_by(chunk)
-            .map(|s| s..(s + chunk).min(rows))
-            .collect()
-    }
-
-    /// Rows per matmul job for `total_rows` rows of `x.k()` columns times
-    /// `x.n()` activation rows: up to [`JOBS_PER_THREAD`] jobs per thread,
-    /// fewer when jobs would drop below [`MIN_JOB_MACS`] (a single decoding
-    /// sequence: a job per thread, not dozens of microsecond-sized ones),
-    /// never fewer than one per thread.
-    fn job_rows(&self, total_rows: usize, x: &QuantizedRows) -> usize {
-        if self.threads == 1 {
-            return usize::MAX / 2;
-        }
-        let macs = total_rows * x.k() * x.n();
-        let jobs = (macs / MIN_JOB_MACS).clamp(self.threads, self.threads * JOBS_PER_THREAD);
-        total_rows.div_ceil(jobs)
-    }
-
-    /// `out = W x` (`out` is `[n, W.rows]`) for several matrices sharing the
-    /// activations, as one set of row-range jobs over the threads.
-    fn matmuls(&self, x: &QuantizedRows, mats: &mut [(&PackedMatrix, &mut [f32])]) {
-        let total: usize = mats.iter().map(|(w, _)| w.rows()).sum();
-        let chunk = self.job_rows(total, x);
-        let mut jobs: Vec<MatmulJob<'_, '_>> = Vec::new();
-        for (w, out) in mats.iter_mut() {
-            let ranges = self.row_ranges(w.rows(), chunk);
-            let parts = split_parts(out, w.rows(), &ranges, x.n());
-            jobs.extend(ranges.into_iter().zip(parts).map(|(r, p)| (*w, r, p)));
-        }
-        let run = |(w, r, p): &mut MatmulJob<'_, '_>| self.kernels.matmul(w, x, r.clone(), p);
-        if jobs.len() == 1 {
-            jobs.iter_mut().for_each(run);
-        } else {
-            jobs.par_iter_mut().with_max_len(1).for_each(run);
-        }
-    }
-
-    /// `gate = silu(Wgate x) * Wup x`, `up = Wup x` (both `[n, F]`), and
-    /// `gate` quantized into `qg`: each job computes one row range (whole
-    /// quantization blocks) of both, applies SwiGLU to it and quantizes it
-    /// right away (element-wise and block-wise, so the range split cannot
-    /// change a value).
-    fn gate_up(
-        &self,
-        x: &QuantizedRows,
-        wg: &PackedMatrix,
-        wu: &PackedMatrix,
-        gate: &mut [f32],
-        up: &mut [f32],
-        qg: &mut QuantizedRows,
-    ) {
-        let rows = wg.rows();
-        debug_assert_eq!(rows, wu.rows());
-        let chunk = (self.job_rows(2 * rows, x) / 2).div_ceil(QK) * QK;
-        let ranges = self.row_ranges(rows, chunk);
-        debug_assert!(ranges.iter().all(|r| r.start % QK == 0));
-        let gp = split_parts(gate, rows, &ranges, x.n());
-        let upp = split_parts(up, rows, &ranges, x.n());
-        qg.reshape(x.n(), rows);
-        let qp = qg.parts_mut(&ranges);
-        let mut jobs: Vec<GateUpJob<'_, '_>> = ranges
-            .into_iter()
-            .zip(gp)
-            .zip(upp)
-            .zip(qp)
-            .map(|(((r, g), u), q)| (r, g, u, q))
-            .collect();
-        let run = |(r, g, u, q): &mut GateUpJob<'_, '_>| {
-            self.kernels.matmul(wg, x, r.clone(), g);
-            self.kernels.matmul(wu, x, r.clone(), u);
-            SILU_SCRATCH.with(|tmp| {
-                let tmp = &mut tmp.borrow_mut();
-                for ((g, u), q) in g.iter_mut().zip(u.iter()).zip(q.iter_mut()) {
-                    batch::silu_mul(&self.kernels, g, u, tmp);
-                    q.quantize(&self.kernels, g);
-                }
-            });
-        };
-        if jobs.len() == 1 {
-            jobs.iter_mut().for_each(run);
-        } else {
-            jobs.par_iter_mut().with_max_len(1).for_each(run);
-        }
-    }
-
-    /// Splits the attention of every new token into jobs: per sequence and
-    /// KV head, blocks of up to [`ATT_TOKENS`] consecutive tokens with all
-    /// the query heads of that KV head (they read the same keys, so the
-    /// batched kernel loads each K/V row once for all of them). With fewer
-    /// jobs than threads (a single sequence decoding), one job per query
-    /// head instead so every thread has work.
-    fn attention_jobs(&self, slots: &[Slot]) -> Vec<AttnJob> {
-        let (nh, nkv) = (self.cfg.n_head, self.cfg.n_kv_head);
-        let group = nh / nkv;
-        let mut spans = Vec::new(); // (first token, tokens) per sequence
-        let mut t = 0;
-        while t < slots.len() {
-            let seq = slots[t].seq;
-            let len = slots[t..].iter().take_while(|s| s.seq == seq).count();
-            spans.push((t, len));
-            t += len;
-        }
-        let blocks: usize = spans.iter().map(|&(_, len)| len.div_ceil(ATT_TOKENS)).sum();
-        let split_heads = group > 1 && blocks * nkv < 2 * self.threads;
-        let (heads_per_job, jobs_per_group) = if split_heads { (1, group) } else { (group, 1) };
-        let mut jobs = Vec::with_capacity(blocks * nkv * jobs_per_group);
-        let mut off = 0;
-        for &(t0, len) in &spans {
-            for g in 0..nkv {
-                for b in (0..len).step_by(ATT_TOKENS) {
-                    let nt = ATT_TOKENS.min(len - b);
-                    for j in 0..jobs_per_group {
-                        jobs.push(AttnJob {
-                            t0: t0 + b,
-                            nt,
-                            g,
-                            h0: g * group + j * heads_per_job,
-                            nh: heads_per_job,
-                            off,
-                        });
-                        off += nt * heads_per_job * self.cfg.head_dim;
-                    }
-                }
-            }
-        }
-        jobs
-    }
-
-    /// Attention for every new token and query head: `att[t, h*hd..]`.
-    /// `views[seq * n_kv_head + g]` is KV head `g` of sequence `seq`.
-    /// Jobs write into `tmp` in job order, then the results are moved into
-    /// place (a copy of `n x n_embd` floats, tiny next to the work).
-    fn attention(
-        &self,
-        q: &[f32],
-        slots: &[Slot],
-        jobs: &[AttnJob],
-        views: &[KvView<'_>],
-        tmp: &mut [f32],
-        att: &mut [f32],
-    ) {
-        let (e, hd) = (self.cfg.n_embd, self.cfg.head_dim);
-        let k = &self.kernels;
-        let mut outs: Vec<&mut [f32]> = Vec::with_capacity(jobs.len());
-        let mut rest = &mut *tmp;
-        for j in jobs {
-            let (a, b) = rest.split_at_mut(j.nt * j.nh * hd);
-            outs.push(a);
-            rest = b;
-        }
-        // The cache memory job `j` reads.
-        let reads = |j: &AttnJob| -> [&[u8]; 4] {
-            let view = &views[slots[j.t0].seq * self.cfg.n_kv_head + j.g];
-            view.read_regions(slots[j.t0 + j.nt - 1].pos + 1)
-        };
-
-        let run = |(j, out): (&AttnJob, &mut &mut [f32]), prefetch: &[&[u8]]| {
-            let view = &views[slots[j.t0].seq * self.cfg.n_kv_head + j.g];
-            let mut qs = Vec::with_capacity(j.nt * j.nh);
-            let mut n_keys = Vec::with_capacity(j.nt * j.nh);
-            for t in j.t0..j.t0 + j.nt {
-                for h in j.h0..j.h0 + j.nh {
-                    qs.push(&q[t * e + h * hd..][..hd]);
-                    n_keys.push(slots[t].pos + 1);
-                }
-            }
-            let mut o: Vec<&mut [f32]> = out.chunks_exact_mut(hd).collect();
-            ATT_SCRATCH.with(|s| {
-                let s = &mut s.borrow_mut();
-                if k.variant() == Variant::Scalar {
-                    // The reference path: the specification's kernel per query.
-                    for ((q, &nk), o) in qs.iter().zip(&n_keys).zip(o.iter_mut()) {
-                        k.attention(q, view, 0, nk, s, o);
-                    }
-                } else {
-                    batch::attention_batch_prefetch(k, view, 0, &qs, &n_keys, s, &mut o, prefetch);
-                }
-            });
-        };
-        if jobs.iter().all(|j| j.nt == 1) && jobs.len() > 1 {
-            // Decoding: every job is one token's query heads over its whole
-            // cache, and its score pass waits on K coming from memory while
-            // its output pass is compute-bound. So each thread takes a
-            // contiguous run of jobs (about equal keys: the jobs are alike)
-            // and, during a job, prefetches the cache the next job reads.
-            let keys: Vec<usize> = jobs.iter().map(|j| slots[j.t0].pos + 1).collect();
-            let mut runs: Vec<(&[AttnJob], &mut [&mut [f32]])> = Vec::new();
-            let (mut js, mut os) = (jobs, &mut outs[..]);
-            for len in balanced_runs(&keys, self.threads) {
-                let (a, b) = js.split_at(len);
-                let (oa, ob) = os.split_at_mut(len);
-                runs.push((a, oa));
-                (js, os) = (b, ob);
-            }
-            let seq = |(js, os): &mut (&[AttnJob], &mut [&mut [f32]])| {
-                for (i, (j, o)) in js.iter().zip(os.iter_mut()).enumerate() {
-                    let next = js.get(i + 1).map(reads).unwrap_or_default();
-                    run((j, o), &next);
-                }
-            };
-            if self.threads == 1 {
-                runs.iter_mut().for_each(seq);
-            } else {
-                runs.par_iter_mut().with_max_len(1).for_each(seq);
-            }
-        } else if self.threads == 1 || jobs.len() == 1 {
-            jobs.iter().zip(outs.iter_mut()).for_each(|jo| run(jo, &[]));
-        } else {
-            jobs.par_iter()
-                .zip(outs.par_iter_mut())
-                .with_max_len(1)
-                .for_each(|jo| run(jo, &[]));
-        }
-        for j in jobs {
-            let src = &tmp[j.off..j.off + j.nt * j.nh * hd];
-            for (i, o) in src.chunks_exact(hd).enumerate() {
-                let (t, h) = (j.t0 + i / j.nh, j.h0 + i % j.nh);
-                att[t * e + h * hd..][..hd].copy_from_slice(o);
-            }
-        }
-    }
-}
-
-/// A matmul job: matrix, output row range, per token the output slice.
-type MatmulJob<'w, 'o> = (&'w PackedMatrix, Range<usize>, Vec<&'o mut [f32]>);
-
-/// A gate/up job: row range, per token the gate and up output slices and
-/// the quantized gate's part.
-type GateUpJob<'o, 'q> = (
-    Range<usize>,
-    Vec<&'o mut [f32]>,
-    Vec<&'o mut [f32]>,
-    Vec<QuantPart<'q>>,
-);
-
-/// Below this many rows, cheap per-row steps (norms, RoPE, quantization)
-/// run on one thread.
-const PAR_MIN_ROWS: usize = 16;
-
-/// Matmul row-range jobs per thread: several, so that work stealing evens out
-/// threads that progress unevenly (e.g. one shares its core with another
-/// process).
-const JOBS_PER_THREAD: usize = 8;
-
-/// Smallest matmul job worth its fork/join (about 10 us of work).
-const MIN_JOB_MACS: usize = 1 << 20;
-
-/// Consecutive tokens of one sequence per attention job: with the 3 query
-/// heads of a SmolLM2 KV head, 12 queries share each K/V load.
-const ATT_TOKENS: usize = 4;
-
-thread_local! {
-    /// Per worker thread: scores and weights of the attention kernels.
-    static ATT_SCRATCH: std::cell::RefCell<AttnScratch> = const { std::cell::RefCell::new(AttnScratch::new()) };
-    /// Per worker thread: SwiGLU temporaries (two rows of a job's range).
-    static SILU_SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// One job of [`Model::decode_attention`]: a token at `pos`, one KV head.
-struct DecodeJob<'a, 'c> {
-    pos: usize,
-    /// The token's query heads of this KV group `[group][head_dim]`.
-    q: &'a mut [f32],
-    /// Its key and value rows for this head `[head_dim]` (before RoPE).
-    k: &'a mut [f32],
-    v: &'a [f32],
-    /// Its attention output for these query heads `[group][head_dim]`.
-    out: &'a mut [f32],
-    head: HeadMut<'c>,
-    /// `out`'s blocks of the quantized attention output.
-    qout: QuantPart<'a>,
-}
-
-/// One attention job: tokens `t0..t0 + nt` (indices into the batch), query
-/// heads `h0..h0 + nh`, all of KV head `g`; output at `off` in job order
-/// (`[nt][nh][head_dim]`).
-#[derive(Debug, Clone, Copy)]
-struct AttnJob {
-    t0: usize,
-    nt: usize,
-    g: usize,
-    h0: usize,
-    nh: usize,
-    off: usize,
-}
-
-/// Buffers of a forward call, kept by the model between calls so that big
-/// activations are neither allocated nor zeroed per call. They grow to the
-/// largest batch seen.
-#[derive(Debug, Default)]
-struct Scratch {
-    slots: Vec<Slot>,
-    ids: Vec<usize>,
-    x: Vec<f32>,
-    h: Vec<f32>,
-    q: Vec<f32>,
-    kb: Vec<f32>,
-    vb: Vec<f32>,
-    att: Vec<f32>,
-    att_jobs: Vec<f32>,
-    gate: Vec<f32>,
-    up: Vec<f32>,
-    /// Quantized matmul inputs: the normed residual or the attention
-    /// output, and the FFN hidden state.
-    qx: QuantizedRows,
-    qg: QuantizedRows,
-}
-
-impl Scratch {
-    fn heap_bytes(&self) -> usize {
-        let f = [
-            &self.x,
-            &self.h,
-            &self.q,
-            &self.kb,
-            &self.vb,
-            &self.att,
-            &self.att_jobs,
-            &self.gate,
-            &self.up,
-        ];
-        f.iter().map(|v| v.capacity() * 4).sum::<usize>()
-            + self.slots.capacity() * std::mem::size_of::<Slot>()
-            + self.ids.capacity() * 8
-            // The quantized rows of the last call: q (1 byte) + d, s (4 bytes
-            // per 32) per value; earlier, wider calls may have left more.
-            + (self.qx.n() * self.qx.k() + self.qg.n() * self.qg.k()) * 5 / 4
-    }
-}
-
-/// The first `n` values of `v`, growing it (zero-filled once) if needed.
-fn grown(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
-    if v.len() < n {
-        v.resize(n, 0.0);
-    }
-    &mut v[..n]
-}
-
-/// Cuts `out` (`[n][rows]`) into, per range, the `n` slices of that range's
-/// columns: `parts[c][t] = out[t * rows + ranges[c]]`.
-fn split_parts<'a>(
-    out: &'a mut [f32],
-    rows: usize,
-    ranges: &[Range<usize>],
-    n: usize,
-) -> Vec<Vec<&'a mut [f32]>> {
-    debug_assert_eq!(out.len(), n * rows);
-    let mut parts: Vec<Vec<&mut [f32]>> = ranges.iter().map(|_| Vec::with_capacity(n)).collect();
-    for orow in out.chunks_exact_mut(rows) {
-        let mut rest = orow;
-        for (p, r) in parts.iter_mut().zip(ranges) {
-            let (a, b) = rest.split_at_mut(r.len());
-            p.push(a);
-            rest = b;
-        }
-    }
-    parts
-}
-
-/// Cuts the items of weights `w` into `parts` contiguous runs of about
-/// equal total weight; returns the runs' lengths (they sum to `w.len()`; a
-/// run may be empty when the weights are very uneven).
-fn balanced_runs(w: &[usize], parts: usize) -> Vec<usize> {
-    let total: usize = w.iter().sum();
-    let parts = parts.clamp(1, w.len().max(1));
-    let mut lens = Vec::with_capacity(parts);
-    let (mut start, mut acc) = (0, 0);
-    for p in 1..parts {
-        let goal = total * p / parts;
-        let mut n = start;
-        while n < w.len() - 1 && (n == start || acc < goal) {
-            acc += w[n];
-            n += 1;
-        }
-        lens.push(n - start);
-        start = n;
-    }
-    lens.push(w.len() - start);
-    lens
-}
-
-/// `x += y` element-wise (the residual adds).
-fn residual_add(x: &mut [f32], y: &[f32]) {
-    for (a, &b) in x.iter_mut().zip(y) {
-        *a += b;
-    }
 }
 
 fn select_kernels(opts: &ModelOptions) -> Result<Kernels, ModelError> {
@@ -1031,65 +318,6 @@ fn select_kernels(opts: &ModelOptions) -> Result<Kernels, ModelError> {
         Some(v) => Kernels::new(v)?,
         None => Kernels::detect()?,
     })
-}
-
-/// SplitMix64, for synthetic weights.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [-1, 1).
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-}
-
-fn synthetic_weights(cfg: &Config, seed: u64, k: &Kernels) -> Result<Weights, ModelError> {
-    let mut rng = SplitMix(seed);
-    // Scales ~ 1/(8 sqrt(cols)) keep activations O(1) like a trained model.
-    let mut q4 = |rows: usize, cols: usize| -> Result<PackedMatrix, ModelError> {
-        let nb = rows * cols / QK;
-        let d = 0.25 / (cols as f32).sqrt();
-        let scales: Vec<f32> = (0..nb).map(|_| d * (1.0 + 0.5 * rng.unit())).collect();
-        let mins: Vec<f32> = scales.iter().map(|&s| -7.5 * s).collect();
-        let quants = (0..rows * cols).map(|_| (rng.next() % 16) as i8).collect();
-        let m = BlockMatrix::new(BlockKind::Q4, rows, cols, scales, mins, quants)?;
-        Ok(k.pack_matrix(m))
-    };
-    let (e, f, kvd) = (cfg.n_embd, cfg.n_ff, cfg.kv_dim());
-    let mut layers = Vec::with_capacity(cfg.n_layer);
-    for _ in 0..cfg.n_layer {
-        layers.push(LayerWeights {
-            attn_norm: vec![1.0; e],
-            wq: q4(e, e)?,
-            wk: q4(kvd, e)?,
-            wv: q4(kvd, e)?,
-            wo: q4(e, e)?,
-            ffn_norm: vec![1.0; e],
-            w_gate: q4(f, e)?,
-            w_up: q4(f, e)?,
-            w_down: q4(e, f)?,
-        });
-    }
-    let emb: Vec<f32> = (0..cfg.vocab * e).map(|_| rng.unit()).collect();
-    let emb = BlockMatrix::quantize_f32(cfg.vocab, e, &emb)?;
-    let output = k.pack_matrix(emb.clone());
-    let output_norm = (0..e).map(|_| 1.0 + 0.25 * rng.unit()).collect();
-    let mut w = Weights {
-        token_embd: Embedding::Blocks(emb),
-        output_norm,
-        output,
-        tied: true,
-        layers,
-    };
-    w.share_matrices();
-    Ok(w)
 }
 
 #[cfg(test)]

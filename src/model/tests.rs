@@ -1,5 +1,6 @@
 //! Fast tests on tiny synthetic models: batch invariance, errors, caches.
 
+use super::synthetic::SplitMix;
 use super::*;
 use crate::kernels::Kernels;
 

@@ -1,0 +1,79 @@
+//! Synthetic test weights: a model of any shape with random weights, for
+//! fast tests of code that needs a model but not a good one. Compiled only
+//! for tests.
+
+use super::{
+    select_kernels, Config, Embedding, LayerWeights, Model, ModelError, ModelOptions, Weights,
+};
+use crate::kernels::{BlockKind, BlockMatrix, Kernels, PackedMatrix, QK};
+
+impl Model {
+    /// A model with random weights of the given shape (Q4 layer matrices, Q8
+    /// tied embedding), for fast tests of code that needs a model but not a
+    /// good one. Deterministic in `seed`.
+    pub fn synthetic(cfg: Config, seed: u64, opts: &ModelOptions) -> Result<Model, ModelError> {
+        cfg.validate()?;
+        let kernels = select_kernels(opts)?;
+        let weights = synthetic_weights(&cfg, seed, &kernels)?;
+        Model::assemble(cfg, weights, kernels, opts)
+    }
+}
+
+/// SplitMix64, for synthetic weights.
+pub(super) struct SplitMix(pub(super) u64);
+
+impl SplitMix {
+    pub(super) fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [-1, 1).
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+}
+
+fn synthetic_weights(cfg: &Config, seed: u64, k: &Kernels) -> Result<Weights, ModelError> {
+    let mut rng = SplitMix(seed);
+    // Scales ~ 1/(8 sqrt(cols)) keep activations O(1) like a trained model.
+    let mut q4 = |rows: usize, cols: usize| -> Result<PackedMatrix, ModelError> {
+        let nb = rows * cols / QK;
+        let d = 0.25 / (cols as f32).sqrt();
+        let scales: Vec<f32> = (0..nb).map(|_| d * (1.0 + 0.5 * rng.unit())).collect();
+        let mins: Vec<f32> = scales.iter().map(|&s| -7.5 * s).collect();
+        let quants = (0..rows * cols).map(|_| (rng.next() % 16) as i8).collect();
+        let m = BlockMatrix::new(BlockKind::Q4, rows, cols, scales, mins, quants)?;
+        Ok(k.pack_matrix(m))
+    };
+    let (e, f, kvd) = (cfg.n_embd, cfg.n_ff, cfg.kv_dim());
+    let mut layers = Vec::with_capacity(cfg.n_layer);
+    for _ in 0..cfg.n_layer {
+        layers.push(LayerWeights {
+            attn_norm: vec![1.0; e],
+            wq: q4(e, e)?,
+            wk: q4(kvd, e)?,
+            wv: q4(kvd, e)?,
+            wo: q4(e, e)?,
+            ffn_norm: vec![1.0; e],
+            w_gate: q4(f, e)?,
+            w_up: q4(f, e)?,
+            w_down: q4(e, f)?,
+        });
+    }
+    let emb: Vec<f32> = (0..cfg.vocab * e).map(|_| rng.unit()).collect();
+    let emb = BlockMatrix::quantize_f32(cfg.vocab, e, &emb)?;
+    let output = k.pack_matrix(emb.clone());
+    let output_norm = (0..e).map(|_| 1.0 + 0.25 * rng.unit()).collect();
+    let mut w = Weights {
+        token_embd: Embedding::Blocks(emb),
+        output_norm,
+        output,
+        tied: true,
+        layers,
+    };
+    w.share_matrices();
+    Ok(w)
+}

@@ -32,10 +32,11 @@ use std::ops::ControlFlow;
 use crate::coder::{CoderKind, FreqTable, DEFAULT_TOTAL_BITS};
 use crate::container::MAX_CHUNK_TOKENS;
 
-mod adapters;
 mod decode;
 mod encode;
 mod error;
+#[cfg(test)]
+mod real_tests;
 mod score;
 mod segment;
 pub mod synthetic;

@@ -15,6 +15,7 @@ mod cache;
 mod config;
 mod exec;
 mod llama;
+mod lm;
 #[cfg(test)]
 mod synthetic;
 mod weights;

@@ -5,10 +5,9 @@
 //! token (hundreds of megabytes per step), and the weights once per step.
 //! With 4 KB pages that stream misses the TLB every 4 KB, and the hardware
 //! prefetchers stop at each page boundary; on Linux the buffers here are
-//! anonymous mappings advised as transparent huge pages (2 MB). On a 2-core
-//! Zen 4 server, decoding 21 sequences got about 3% faster with the caches
-//! in huge pages and another 5-9% with the weights (`model::Weights` puts
-//! all matrices in shared buffers). Where the system gives no huge pages
+//! anonymous mappings advised as transparent huge pages (2 MB); the gain is
+//! measured in docs/NUMERICS.md section 8 (`model::Weights` puts all
+//! matrices in shared buffers). Where the system gives no huge pages
 //! the mapping is an ordinary one: only the speed differs, never a value.
 
 use std::ops::{Deref, DerefMut};

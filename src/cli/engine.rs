@@ -135,15 +135,7 @@ pub fn compress(
     tick: &mut Tick,
 ) -> Result<()> {
     let total = Some(input.len() as u64);
-    // Called after every forward pass: a Ctrl-C stops the codec there
-    // (`CodecError::Interrupted`), even in the middle of a chunk.
-    let mut progress = |p: lc::Progress| {
-        flow(tick(Progress {
-            bytes: p.bytes_in,
-            total,
-            tokens: p.tokens,
-        }))
-    };
+    let mut progress = reporter(tick, total, |p| p.bytes_in);
     engine.compress(input, out, &opts.compress_options(), &mut progress)?;
     Ok(())
 }
@@ -159,13 +151,7 @@ pub fn decompress(
     // The end records give the total for the progress bar; a file whose
     // headers do not parse fails in the codec below with the precise error.
     let total = inspect(input).ok().map(|l| l.uncompressed);
-    let mut progress = |p: lc::Progress| {
-        flow(tick(Progress {
-            bytes: p.bytes_out,
-            total,
-            tokens: p.tokens,
-        }))
-    };
+    let mut progress = reporter(tick, total, |p| p.bytes_out);
     Ok(engine.decompress(input, out, &lc::DecompressOptions::default(), &mut progress)?)
 }
 
@@ -184,19 +170,23 @@ pub fn score(
         chunk_tokens,
     };
     let total = Some(input.len() as u64);
-    let mut progress = |p: lc::Progress| {
-        flow(tick(Progress {
-            bytes: p.bytes_in,
-            total,
-            tokens: p.tokens,
-        }))
-    };
+    let mut progress = reporter(tick, total, |p| p.bytes_in);
     Ok(engine.score(input, &opts.compress_options(), &mut progress)?)
 }
 
-/// The codec's view of a tick: stop on `Interrupted` (Ctrl-C).
-fn flow(r: Result<(), Interrupted>) -> ControlFlow<()> {
-    match r {
+/// The codec's progress callback over a tick: the bar shows `bytes(p)` of
+/// `total`. Called after every forward pass, so a Ctrl-C (`Interrupted`)
+/// stops the codec there (`CodecError::Interrupted`), even mid-chunk.
+fn reporter<'a, 'b>(
+    tick: &'a mut Tick<'b>,
+    total: Option<u64>,
+    bytes: fn(&lc::Progress) -> u64,
+) -> impl FnMut(lc::Progress) -> ControlFlow<()> + Send + use<'a, 'b> {
+    move |p| match tick(Progress {
+        bytes: bytes(&p),
+        total,
+        tokens: p.tokens,
+    }) {
         Ok(()) => ControlFlow::Continue(()),
         Err(Interrupted) => ControlFlow::Break(()),
     }

@@ -36,7 +36,7 @@ pub fn compress<M: LanguageModel, T: TextTokenizer>(
     Ok(out)
 }
 
-/// Checks compression options against the model; returns the frequency table.
+/// Checks compression options against the model.
 pub(super) fn check_compress_options<M: LanguageModel>(
     model: &M,
     tokenizer_vocab: usize,

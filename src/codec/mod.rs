@@ -117,10 +117,8 @@ pub struct DecompressOptions {
 impl Default for DecompressOptions {
     /// 32 chunks, within 1 GiB of states: all 32 for SmolLM2-135M at the
     /// default 2048-token chunks (25 MB each). More chunks per forward pass
-    /// spread each pass's weight traffic over more tokens; alice29.txt (21
-    /// chunks) decoded at 598 tokens/s with 32 in flight against 521 with
-    /// 16 (2 threads, AVX-512, before the decoding pipeline of
-    /// docs/NUMERICS.md; now about 690).
+    /// spread each pass's weight traffic over more tokens (figures in
+    /// docs/FORMAT.md, "Chunk length").
     fn default() -> Self {
         DecompressOptions {
             max_batch: 32,

@@ -253,15 +253,7 @@ impl<B: AsRef<[u8]>> RangeDecoder<B> {
 mod tests {
     use super::*;
 
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-    }
+    use crate::testing::Rng;
 
     /// Symbols with explicit (cum, freq, total), including extreme ones.
     fn round_trip(symbols: &[(u64, u64, u64)]) -> usize {
@@ -290,18 +282,18 @@ mod tests {
     fn random_symbols_round_trip() {
         let mut rng = Rng(0x9E3779B97F4A7C15);
         for case in 0..200 {
-            let n = (rng.next() % 3000) as usize;
+            let n = (rng.next_u64() % 3000) as usize;
             let bits = [1u32, 8, 16, 24, 28, 30, 32][case % 7];
             let total = 1u64 << bits;
             let syms: Vec<_> = (0..n)
                 .map(|_| {
-                    let f = match rng.next() % 4 {
+                    let f = match rng.next_u64() % 4 {
                         0 => 1,
                         1 => total,
-                        2 => total - (rng.next() % total).min(total - 1),
-                        _ => 1 + rng.next() % total,
+                        2 => total - (rng.next_u64() % total).min(total - 1),
+                        _ => 1 + rng.next_u64() % total,
                     };
-                    let c = rng.next() % (total - f + 1);
+                    let c = rng.next_u64() % (total - f + 1);
                     (c, f, total)
                 })
                 .collect();
@@ -336,11 +328,11 @@ mod tests {
         let mut rng = Rng(7);
         let vals: Vec<(u32, u32)> = (0..1000)
             .map(|_| {
-                let n = (rng.next() % 33) as u32;
+                let n = (rng.next_u64() % 33) as u32;
                 let v = if n == 0 {
                     0
                 } else {
-                    (rng.next() as u32) >> (32 - n)
+                    (rng.next_u64() as u32) >> (32 - n)
                 };
                 (v, n)
             })
@@ -395,10 +387,12 @@ mod tests {
     fn garbage_never_panics() {
         let mut rng = Rng(99);
         for _ in 0..200 {
-            let bytes: Vec<u8> = (0..(rng.next() % 64)).map(|_| rng.next() as u8).collect();
+            let bytes: Vec<u8> = (0..(rng.next_u64() % 64))
+                .map(|_| rng.next_u64() as u8)
+                .collect();
             let mut dec = RangeDecoder::new(&bytes[..]);
             for _ in 0..200 {
-                let total = 1 + rng.next() % MAX_TOTAL;
+                let total = 1 + rng.next_u64() % MAX_TOTAL;
                 match dec.target(total) {
                     Ok(t) => dec.consume(t, 1),
                     Err(RangeCorrupt) => break,

@@ -1,6 +1,7 @@
 //! Unit tests on synthetic GGUF images built by a small independent writer.
 
 use super::*;
+use crate::testing::Rng;
 
 /// Encodes a value's payload (without its type id) the way GGUF does.
 fn put_value(out: &mut Vec<u8>, v: &Value) {
@@ -745,20 +746,6 @@ fn fingerprint_sensitivity() {
     );
 }
 
-/// xorshift64*: a tiny seeded generator so failures reproduce.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 /// Touches everything a user of a successfully parsed file could touch.
 fn exercise(g: &Gguf) {
     for (k, _) in g.metadata() {
@@ -781,15 +768,15 @@ fn random_mutations_never_panic() {
     let mut accepted = 0;
     for _ in 0..20_000 {
         let mut b = base.clone();
-        for _ in 0..1 + rng.below(4) {
-            let at = rng.below(b.len());
-            match rng.below(4) {
-                0 => b[at] = rng.next() as u8,
-                1 => b[at] ^= 1 << rng.below(8),
+        for _ in 0..1 + rng.index(4) {
+            let at = rng.index(b.len());
+            match rng.index(4) {
+                0 => b[at] = rng.next_u64() as u8,
+                1 => b[at] ^= 1 << rng.index(8),
                 // Interesting integers into a (possibly) length field.
                 2 => {
                     let v: u64 =
-                        [0, 1, 2, 0xff, 0xffff_ffff, u64::MAX, 1 << 24, 1 << 32][rng.below(8)];
+                        [0, 1, 2, 0xff, 0xffff_ffff, u64::MAX, 1 << 24, 1 << 32][rng.index(8)];
                     let end = (at + 8).min(b.len());
                     b[at..end].copy_from_slice(&v.to_le_bytes()[..end - at]);
                 }

@@ -6,6 +6,7 @@ use super::{
     select_kernels, Config, Embedding, LayerWeights, Model, ModelError, ModelOptions, Weights,
 };
 use crate::kernels::{BlockKind, BlockMatrix, Kernels, PackedMatrix, QK};
+use crate::testing::Rng;
 
 impl Model {
     /// A model with random weights of the given shape (Q4 layer matrices, Q8
@@ -19,32 +20,15 @@ impl Model {
     }
 }
 
-/// SplitMix64, for synthetic weights.
-pub(super) struct SplitMix(pub(super) u64);
-
-impl SplitMix {
-    pub(super) fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [-1, 1).
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-}
-
 fn synthetic_weights(cfg: &Config, seed: u64, k: &Kernels) -> Result<Weights, ModelError> {
-    let mut rng = SplitMix(seed);
+    let mut rng = Rng(seed);
     // Scales ~ 1/(8 sqrt(cols)) keep activations O(1) like a trained model.
     let mut q4 = |rows: usize, cols: usize| -> Result<PackedMatrix, ModelError> {
         let nb = rows * cols / QK;
         let d = 0.25 / (cols as f32).sqrt();
-        let scales: Vec<f32> = (0..nb).map(|_| d * (1.0 + 0.5 * rng.unit())).collect();
+        let scales: Vec<f32> = (0..nb).map(|_| d * (1.0 + 0.5 * rng.signed())).collect();
         let mins: Vec<f32> = scales.iter().map(|&s| -7.5 * s).collect();
-        let quants = (0..rows * cols).map(|_| (rng.next() % 16) as i8).collect();
+        let quants = (0..rows * cols).map(|_| (rng.below(16)) as i8).collect();
         let m = BlockMatrix::new(BlockKind::Q4, rows, cols, scales, mins, quants)?;
         Ok(k.pack_matrix(m))
     };
@@ -63,10 +47,10 @@ fn synthetic_weights(cfg: &Config, seed: u64, k: &Kernels) -> Result<Weights, Mo
             w_down: q4(e, f)?,
         });
     }
-    let emb: Vec<f32> = (0..cfg.vocab * e).map(|_| rng.unit()).collect();
+    let emb: Vec<f32> = (0..cfg.vocab * e).map(|_| rng.signed()).collect();
     let emb = BlockMatrix::quantize_f32(cfg.vocab, e, &emb)?;
     let output = k.pack_matrix(emb.clone());
-    let output_norm = (0..e).map(|_| 1.0 + 0.25 * rng.unit()).collect();
+    let output_norm = (0..e).map(|_| 1.0 + 0.25 * rng.signed()).collect();
     let mut w = Weights {
         token_embd: Embedding::Blocks(emb),
         output_norm,

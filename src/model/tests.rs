@@ -1,8 +1,8 @@
 //! Fast tests on tiny synthetic models: batch invariance, errors, caches.
 
-use super::synthetic::SplitMix;
 use super::*;
 use crate::kernels::Kernels;
+use crate::testing::Rng;
 
 fn tiny_config() -> Config {
     Config {
@@ -29,8 +29,8 @@ fn tiny_model(threads: usize) -> Model {
 }
 
 fn tokens(seed: u64, n: usize) -> Vec<u32> {
-    let mut r = SplitMix(seed);
-    (0..n).map(|_| (r.next() % 50) as u32).collect()
+    let mut r = Rng(seed);
+    (0..n).map(|_| r.below(50) as u32).collect()
 }
 
 fn bits(v: &[f32]) -> Vec<u32> {

@@ -4,20 +4,7 @@
 use super::*;
 use crate::coder::CoderKind;
 
-/// xorshift64*: deterministic test randomness without a dependency.
-pub(crate) struct Rng(pub u64);
-impl Rng {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545F4914F6CDD1D)
-    }
-    /// Uniform in (0, 1).
-    pub fn unit(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-}
+use crate::testing::Rng;
 
 /// LM-like rows: Gumbel noise times a per-position sharpness, with the true
 /// token drawn from the row's own softmax (a calibrated model). Returns

@@ -9,6 +9,7 @@ use super::bpe::{self, Scratch};
 use super::pretokenize::PreTokens;
 use super::*;
 use crate::gguf::{Gguf, Value};
+use crate::testing::Rng;
 
 // ---------------------------------------------------------------- fixtures
 
@@ -59,22 +60,6 @@ fn assert_err<T: std::fmt::Debug>(got: Result<T, TokenizerError>, expected: Toke
     assert_eq!(format!("{e:?}"), format!("{expected:?}"));
 }
 
-/// splitmix64: a tiny seeded generator, so failures reproduce.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 /// Characters that exercise every branch of the pattern.
 const INTERESTING: &[char] = &[
     ' ', ' ', ' ', '\t', '\n', '\n', '\r', '\u{0b}', '\u{0c}', '\u{85}', '\u{a0}', '\u{1680}',
@@ -85,36 +70,36 @@ const INTERESTING: &[char] = &[
 ];
 
 fn random_string(rng: &mut Rng, max_chars: usize) -> String {
-    let n = rng.below(max_chars + 1);
+    let n = rng.index(max_chars + 1);
     let mut s = String::new();
     for _ in 0..n {
-        let c = match rng.below(10) {
-            0..=6 => INTERESTING[rng.below(INTERESTING.len())],
-            7 => char::from_u32(rng.below(128) as u32).unwrap(),
-            8 => char::from_u32(rng.below(0x800) as u32).unwrap(),
+        let c = match rng.index(10) {
+            0..=6 => INTERESTING[rng.index(INTERESTING.len())],
+            7 => char::from_u32(rng.index(128) as u32).unwrap(),
+            8 => char::from_u32(rng.index(0x800) as u32).unwrap(),
             _ => loop {
-                if let Some(c) = char::from_u32(rng.below(0x11_0000) as u32) {
+                if let Some(c) = char::from_u32(rng.index(0x11_0000) as u32) {
                     break c;
                 }
             },
         };
         s.push(c);
     }
-    if rng.below(8) == 0 {
+    if rng.index(8) == 0 {
         s.push_str("\r\n");
     }
     s
 }
 
 fn random_bytes(rng: &mut Rng, max_len: usize) -> Vec<u8> {
-    let n = rng.below(max_len + 1);
+    let n = rng.index(max_len + 1);
     (0..n)
-        .map(|_| match rng.below(4) {
+        .map(|_| match rng.index(4) {
             // Bias towards bytes that build (or break) UTF-8 sequences.
-            0 => 0x80 + rng.below(0x40) as u8,
-            1 => 0xC0 + rng.below(0x40) as u8,
-            2 => b"ab 1'\n"[rng.below(6)],
-            _ => rng.next() as u8,
+            0 => 0x80 + rng.index(0x40) as u8,
+            1 => 0xC0 + rng.index(0x40) as u8,
+            2 => b"ab 1'\n"[rng.index(6)],
+            _ => rng.next_u64() as u8,
         })
         .collect()
 }
@@ -283,9 +268,9 @@ fn bpe_variants_equal_gpt2_reference() {
     // Real words and random slices of real text (any bytes: BPE does not
     // care about pre-token boundaries).
     for _ in 0..3000 {
-        let max = if rng.below(10) == 0 { 150 } else { 16 };
-        let len = 2 + rng.below(max);
-        let start = rng.below(text.len() - len);
+        let max = if rng.index(10) == 0 { 150 } else { 16 };
+        let len = 2 + rng.index(max);
+        let start = rng.index(text.len() - len);
         pieces.push(text[start..start + len].to_vec());
     }
     for _ in 0..500 {

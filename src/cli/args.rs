@@ -140,6 +140,15 @@ pub enum CoderArg {
     Rank,
 }
 
+impl From<CoderArg> for llmc::coder::CoderKind {
+    fn from(c: CoderArg) -> Self {
+        match c {
+            CoderArg::Arith => llmc::coder::CoderKind::Arithmetic,
+            CoderArg::Rank => llmc::coder::CoderKind::Rank,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Compress files (same as bare `llmc FILE...`)

@@ -24,14 +24,6 @@ use super::progress::{Interrupted, Progress};
 /// Progress callback: called by the codec now and then; an `Err` aborts.
 pub type Tick<'a> = dyn FnMut(Progress) -> Result<(), Interrupted> + Send + 'a;
 
-/// The name of a coder in messages and `-l` (as `--coder` spells it).
-pub fn coder_name(c: CoderKind) -> &'static str {
-    match c {
-        CoderKind::Arithmetic => "arith",
-        CoderKind::Rank => "rank",
-    }
-}
-
 /// Options that change the compressed bytes.
 #[derive(Debug, Clone, Copy)]
 pub struct CodecOptions {
@@ -201,7 +193,13 @@ pub fn inspect(input: &[u8]) -> Result<Listing> {
         ..Listing::default()
     };
     let mut models: Vec<String> = Vec::new();
-    // arith, rank, stored, zstd
+    // Record kinds seen, in the order `-l` names them.
+    let names = [
+        CoderKind::Arithmetic.name(),
+        CoderKind::Rank.name(),
+        "stored",
+        "zstd",
+    ];
     let mut kinds = [false; 4];
     while let Some(h) = r.read_header()? {
         l.frames += 1;
@@ -233,7 +231,6 @@ pub fn inspect(input: &[u8]) -> Result<Listing> {
         bail!("not an llmc file (empty)");
     }
     l.model = models.join(",");
-    let names = ["arith", "rank", "stored", "zstd"];
     let used: Vec<&str> = names
         .iter()
         .zip(kinds)

@@ -12,7 +12,7 @@ mod tools;
 
 use clap::Parser;
 
-use args::{Cli, CoderArg, Command, ModelCommand};
+use args::{Cli, Command, ModelCommand};
 use engine::{CodecOptions, EngineOptions};
 use llmc::coder::CoderKind;
 use ops::{Ctx, Job, Mode};
@@ -49,10 +49,7 @@ pub fn main() -> i32 {
     );
 
     let codec_opts = |c: &args::CodecArgs| CodecOptions {
-        coder: match c.coder.unwrap_or(CoderArg::Arith) {
-            CoderArg::Arith => CoderKind::Arithmetic,
-            CoderArg::Rank => CoderKind::Rank,
-        },
+        coder: c.coder.map_or(CoderKind::default(), CoderKind::from),
         chunk_tokens: c.chunk_tokens,
     };
     if let Err(msg) = check_top_level(&cli) {

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
 
-use super::engine::{self, coder_name, CodecOptions};
+use super::engine::{self, CodecOptions};
 use super::io::Source;
 use super::ops::{is_interrupt, Ctx};
 use super::progress::{Bar, EXIT_INTERRUPTED};
@@ -130,13 +130,13 @@ fn bench_one(ctx: &mut Ctx, p: &std::path::Path, chunk_tokens: Option<u32>) -> R
             coder,
             chunk_tokens,
         };
-        let label = format!("{} llmc {}", src.name(), coder_name(coder));
+        let label = format!("{} llmc {}", src.name(), coder.name());
         let t0 = Instant::now();
         let mut packed = Vec::new();
         {
             let bar = Bar::new(show, &label, Some(n));
             engine::compress(engine, &input, &mut packed, &opts, &mut |p| bar.tick(p))
-                .with_context(|| format!("{}: llmc {}", src.name(), coder_name(coder)))?;
+                .with_context(|| format!("{}: llmc {}", src.name(), coder.name()))?;
         }
         let tc = t0.elapsed().as_secs_f64();
         let t1 = Instant::now();
@@ -144,17 +144,17 @@ fn bench_one(ctx: &mut Ctx, p: &std::path::Path, chunk_tokens: Option<u32>) -> R
         {
             let bar = Bar::new(show, &label, Some(n));
             engine::decompress(engine, &packed, &mut back, &mut |p| bar.tick(p))
-                .with_context(|| format!("{}: llmc {}", src.name(), coder_name(coder)))?;
+                .with_context(|| format!("{}: llmc {}", src.name(), coder.name()))?;
         }
         let td = t1.elapsed().as_secs_f64();
         ensure!(
             back == input,
             "{}: llmc {}: round trip differs",
             src.name(),
-            coder_name(coder)
+            coder.name()
         );
         t.row(bench_row(
-            &format!("llmc {}", coder_name(coder)),
+            &format!("llmc {}", coder.name()),
             n,
             packed.len() as u64,
             tc,

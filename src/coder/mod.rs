@@ -23,6 +23,16 @@ pub enum CoderKind {
     Rank,
 }
 
+impl CoderKind {
+    /// The name `--coder` and `llmc -l` use: `arith` or `rank`.
+    pub fn name(self) -> &'static str {
+        match self {
+            CoderKind::Arithmetic => "arith",
+            CoderKind::Rank => "rank",
+        }
+    }
+}
+
 /// A token's interval in a frequency table: `(cum, freq, total)`.
 pub type Interval = (u64, u64, u64);
 

@@ -1283,10 +1283,9 @@ trait QuantLanes: Copy {
 
 #[cfg(target_arch = "x86_64")]
 mod quant_lanes {
+    use super::super::consts::MAGIC;
     use super::QuantLanes;
     use std::arch::x86_64::*;
-
-    const MAGIC: f32 = 12_582_912.0;
 
     /// 16 lanes (AVX-512F/BW).
     #[derive(Clone, Copy)]

@@ -12,6 +12,7 @@
 //! quantization, RoPE, SiLU) are plain functions in [`scalar`] used by all.
 
 pub mod batch;
+mod consts;
 pub mod math;
 pub mod scalar;
 
@@ -123,27 +124,6 @@ impl FromStr for Variant {
             _ => Err(KernelError::UnknownVariant(s.to_string())),
         }
     }
-}
-
-/// The constants of [`math::exp`] (NUMERICS.md section 5), shared by the SIMD
-/// variants, which evaluate the same operation sequence lane-wise.
-#[allow(dead_code, clippy::excessive_precision)] // unused without SIMD variants
-mod exp_consts {
-    /// `x >= HI` gives +inf (bits 0x42b17218).
-    pub const HI: f32 = 88.722_839_355_468_75;
-    /// `x <= LO` gives 0 (bits 0xc2aeac50).
-    pub const LO: f32 = -87.336_547_851_562_5;
-    pub const LOG2E: f32 = 1.442_695_021_629_333_496_093_75;
-    pub const LN2_HI: f32 = 0.693_145_751_953_125;
-    pub const LN2_LO: f32 = 1.428_606_765_330_187_045e-6;
-    pub const C7: f32 = 1.984_126_98e-4;
-    pub const C6: f32 = 1.388_888_89e-3;
-    pub const C5: f32 = 8.333_333_33e-3;
-    pub const C4: f32 = 4.166_666_67e-2;
-    pub const C3: f32 = 1.666_666_67e-1;
-    /// `1.5 * 2^23`: `(v + MAGIC) - MAGIC` rounds `|v| < 2^22` to an integer,
-    /// ties to even ([`super::math::round_small`]).
-    pub const MAGIC: f32 = 12_582_912.0;
 }
 
 /// Weight block format (NUMERICS.md section 3).

@@ -3,6 +3,7 @@
 //! only has to become `is_available()` to be held to these.
 
 use super::*;
+use std::ops::Range;
 
 /// SplitMix64.
 struct Rng(u64);

@@ -1,7 +1,7 @@
 //! Quantized activations (NUMERICS.md section 2): [`QuantizedRows`] and its
 //! writable parts ([`QuantPart`]).
 
-use super::{batch, scalar, Kernels, QK};
+use super::{quant, scalar, Kernels, QK};
 use std::ops::Range;
 
 /// `n` activation rows of `k` values quantized per NUMERICS.md section 2:
@@ -129,6 +129,6 @@ impl QuantPart<'_> {
     /// independent).
     pub fn quantize(&mut self, k: &Kernels, x: &[f32]) {
         assert_eq!(x.len(), self.q.len());
-        batch::quantize_row(k.variant(), x, self.q, self.d, self.s);
+        quant::quantize_row(k.variant(), x, self.q, self.d, self.s);
     }
 }

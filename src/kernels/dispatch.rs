@@ -6,7 +6,7 @@ use super::matrix::{pack_interleaved, Store};
 #[cfg(target_arch = "x86_64")]
 use super::x86_64;
 use super::{
-    batch, scalar, AttnScratch, BlockMatrix, KernelError, KvView, PackedMatrix, QuantizedRows,
+    attention, scalar, AttnScratch, BlockMatrix, KernelError, KvView, PackedMatrix, QuantizedRows,
     Variant, KERNEL_ENV,
 };
 use crate::mem::LargeBuf;
@@ -138,9 +138,9 @@ impl Kernels {
         match self.variant {
             // SAFETY (both arms): features checked when `self` was made.
             #[cfg(target_arch = "x86_64")]
-            Variant::Avx512 => unsafe { batch::quant_head_avx512(x, q) },
+            Variant::Avx512 => unsafe { x86_64::quant::quant_head_avx512(x, q) },
             #[cfg(target_arch = "x86_64")]
-            Variant::Avx2 => unsafe { batch::quant_head_avx2(x, q) },
+            Variant::Avx2 => unsafe { x86_64::quant::quant_head_avx2(x, q) },
             _ => scalar::quant_head(x, q),
         }
     }
@@ -165,7 +165,7 @@ impl Kernels {
     /// `scratch` is reused between calls to avoid allocation.
     ///
     /// Scalar runs the specification; every other variant runs the batched
-    /// kernel ([`batch::attention_batch`]) with this one query, so there is
+    /// kernel ([`attention::attention_batch`]) with this one query, so there is
     /// one fast attention implementation, written once over a lane type.
     pub fn attention(
         &self,
@@ -178,7 +178,9 @@ impl Kernels {
     ) {
         match self.variant {
             Variant::Scalar => scalar::attention(q, kv, kv_head, n_keys, scratch, out),
-            _ => batch::attention_batch(self, kv, kv_head, &[q], &[n_keys], scratch, &mut [out]),
+            _ => {
+                attention::attention_batch(self, kv, kv_head, &[q], &[n_keys], scratch, &mut [out])
+            }
         }
     }
 

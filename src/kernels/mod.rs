@@ -12,12 +12,14 @@
 //! quantization, RoPE, SiLU) are plain functions in [`scalar`] used by all.
 
 mod activ;
-pub mod batch;
+mod attention;
 mod consts;
 mod dispatch;
+mod ffn;
 mod kv;
 pub mod math;
 mod matrix;
+mod quant;
 pub mod scalar;
 mod variant;
 
@@ -28,11 +30,17 @@ mod x86_64;
 
 pub use activ::{QuantPart, QuantizedRows};
 pub use dispatch::Kernels;
-#[cfg(test)]
-pub(crate) use kv::KvBuf;
 pub use kv::{AttnScratch, KvView};
 pub use matrix::{share_matrices, BlockKind, BlockMatrix, PackedMatrix};
 pub use variant::{KernelError, Variant};
+
+/// The batched kernels (several rows or queries per call), under the path
+/// they always had.
+pub mod batch {
+    pub use super::attention::{attention_batch, attention_batch_prefetch};
+    pub use super::ffn::silu_mul;
+    pub use super::quant::{prep_quantize_rows, quantize_rows};
+}
 
 /// Weights and activations are quantized in blocks of this many values.
 pub const QK: usize = 32;

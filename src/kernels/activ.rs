@@ -1,7 +1,7 @@
 //! Quantized activations (NUMERICS.md section 2): [`QuantizedRows`] and its
 //! writable parts ([`QuantPart`]).
 
-use super::{quant, scalar, Kernels, QK};
+use super::QK;
 use std::ops::Range;
 
 /// `n` activation rows of `k` values quantized per NUMERICS.md section 2:
@@ -19,35 +19,6 @@ pub struct QuantizedRows {
 impl QuantizedRows {
     pub fn new() -> QuantizedRows {
         QuantizedRows::default()
-    }
-
-    /// Quantizes `x` (`n x k`, row-major, `k % 32 == 0`), reusing buffers.
-    pub fn quantize(&mut self, x: &[f32], k: usize) {
-        assert!(k > 0 && k % QK == 0 && x.len() % k == 0);
-        self.n = x.len() / k;
-        self.k = k;
-        self.q.resize(x.len(), 0);
-        self.d.resize(x.len() / QK, 0.0);
-        self.s.resize(x.len() / QK, 0.0);
-        scalar::quantize_row(x, &mut self.q, &mut self.d, &mut self.s);
-    }
-
-    /// [`QuantizedRows::quantize`] with the rows spread over the current
-    /// rayon pool (same result: rows are independent).
-    pub fn quantize_par(&mut self, x: &[f32], k: usize) {
-        use rayon::prelude::*;
-        assert!(k > 0 && k % QK == 0 && x.len() % k == 0);
-        self.n = x.len() / k;
-        self.k = k;
-        self.q.resize(x.len(), 0);
-        self.d.resize(x.len() / QK, 0.0);
-        self.s.resize(x.len() / QK, 0.0);
-        let nb = k / QK;
-        x.par_chunks_exact(k)
-            .zip(self.q.par_chunks_exact_mut(k))
-            .zip(self.d.par_chunks_exact_mut(nb))
-            .zip(self.s.par_chunks_exact_mut(nb))
-            .for_each(|(((x, q), d), s)| scalar::quantize_row(x, q, d, s));
     }
 
     /// Number of rows.
@@ -121,14 +92,4 @@ pub struct QuantPart<'a> {
     pub(super) q: &'a mut [i8],
     pub(super) d: &'a mut [f32],
     pub(super) s: &'a mut [f32],
-}
-
-impl QuantPart<'_> {
-    /// Quantizes `x` (the part's columns of the row) into the part, with
-    /// the bits of [`crate::kernels::batch::quantize_rows`] (the blocks are
-    /// independent).
-    pub fn quantize(&mut self, k: &Kernels, x: &[f32]) {
-        assert_eq!(x.len(), self.q.len());
-        quant::quantize_row(k.variant(), x, self.q, self.d, self.s);
-    }
 }

@@ -1,37 +1,120 @@
-//! [`Kernels`]: the run-time chosen implementation the model calls.
+//! [`Kernels`]: the run-time chosen implementation the model calls, and the
+//! table of function pointers ([`Ops`]) it calls through.
+//!
+//! Each variant has one `static` table, built in its own folder
+//! (`portable.rs` for scalar, `x86_64/mod.rs`, `aarch64/mod.rs`).
+//! [`super::ops_for`] picks the table once, when a `Kernels` is made
+//! ([`Kernels::new`], [`Kernels::detect`], [`Kernels::best`]), and every
+//! method calls through it: there is no other dispatch on the variant. The
+//! loops of the kernels themselves never go through a pointer.
+//!
+//! # Safety of the calls through the table
+//!
+//! The entries are `unsafe fn` because the SIMD variants' functions are
+//! compiled with `#[target_feature]`: calling one on a CPU without those
+//! features is undefined behaviour. A table is reachable only through
+//! `ops_for`, which returns it only after checking the CPU features of its
+//! variant, and `Kernels` (whose field is private) has no other
+//! constructor. So every entry of a `Kernels`' table runs on a CPU that has
+//! its features. The other preconditions of an entry (shapes, a matrix
+//! packed by the same variant) are those of the scalar kernel, checked by
+//! the `Kernels` method (or kernels function) that calls it, before the
+//! call. Each call site says `SAFETY: see the dispatch module`.
 
-#[cfg(target_arch = "aarch64")]
-use super::aarch64;
 use super::matrix::{pack_interleaved, Store};
-#[cfg(target_arch = "x86_64")]
-use super::x86_64;
 use super::{
-    attention, scalar, AttnScratch, BlockMatrix, KernelError, KvView, PackedMatrix, QuantizedRows,
-    Variant, KERNEL_ENV,
+    AttnScratch, BlockMatrix, KernelError, KvView, PackedMatrix, QuantizedRows, Variant, KERNEL_ENV,
 };
 use crate::mem::LargeBuf;
+use std::fmt;
 use std::ops::Range;
 
-/// The run-time chosen kernel implementation. Cheap to copy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Matrix product (section 3): see [`Kernels::matmul`].
+pub(crate) type MatmulFn =
+    unsafe fn(&PackedMatrix, &QuantizedRows, Range<usize>, &mut [&mut [f32]]);
+
+/// Activation quantization of one row (`x`, `q`, `d`, `s`; section 2).
+pub(crate) type QuantizeRowFn = unsafe fn(&[f32], &mut [i8], &mut [f32], &mut [f32]);
+
+/// Attention of one query: see [`Kernels::attention`].
+pub(crate) type AttentionFn =
+    unsafe fn(&Kernels, &[f32], &KvView<'_>, usize, usize, &mut AttnScratch, &mut [f32]);
+
+/// Batched attention with a prefetch stream, after the shape checks of
+/// `kernels::batch::attention_batch_prefetch` (head size a multiple of 16).
+pub(crate) type AttentionBatchFn = unsafe fn(
+    &Kernels,
+    &KvView<'_>,
+    usize,
+    &[&[f32]],
+    &[usize],
+    &mut AttnScratch,
+    &mut [&mut [f32]],
+    &[&[u8]],
+);
+
+/// How a variant lays out its weights ([`Kernels::pack_matrix`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Packing {
+    /// The [`BlockMatrix`] vectors unchanged.
+    Canonical,
+    /// `pack_interleaved` with `group` rows per group and Q8 quants offset
+    /// by `q8_offset`.
+    #[allow(dead_code)] // unused on targets without SIMD variants
+    Interleaved { group: usize, q8_offset: u8 },
+}
+
+/// The functions of one variant (see the module docs for the safety
+/// argument). All entries give the bits of the scalar specification.
+pub(crate) struct Ops {
+    pub(crate) variant: Variant,
+    pub(crate) row_granularity: usize,
+    pub(crate) packing: Packing,
+    pub(crate) matmul: MatmulFn,
+    pub(crate) quant_head: unsafe fn(&[f32], &mut [i8]) -> f32,
+    pub(crate) quantize_row: QuantizeRowFn,
+    pub(crate) rmsnorm: unsafe fn(&[f32], &[f32], f32, &mut [f32]),
+    pub(crate) attention: AttentionFn,
+    pub(crate) attention_batch: AttentionBatchFn,
+    pub(crate) exp_sub: unsafe fn(&[f32], f32, &mut [f32]),
+    pub(crate) sum16: unsafe fn(&[f32]) -> f32,
+    /// SwiGLU (section 8): `kernels::batch::silu_mul`.
+    pub(crate) silu_mul: unsafe fn(&Kernels, &mut [f32], &[f32], &mut Vec<f32>),
+}
+
+/// The run-time chosen kernel implementation. Cheap to copy (one pointer).
+#[derive(Clone, Copy)]
 pub struct Kernels {
-    variant: Variant,
+    ops: &'static Ops,
+}
+
+impl PartialEq for Kernels {
+    fn eq(&self, other: &Kernels) -> bool {
+        self.variant() == other.variant()
+    }
+}
+
+impl Eq for Kernels {}
+
+impl fmt::Debug for Kernels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Kernels")
+            .field("variant", &self.variant())
+            .finish()
+    }
 }
 
 impl Kernels {
     /// The reference implementation.
     pub fn scalar() -> Kernels {
-        Kernels {
-            variant: Variant::Scalar,
-        }
+        Kernels::new(Variant::Scalar).expect("the scalar variant is always available")
     }
 
     /// A specific variant, if this build and CPU have it.
     pub fn new(variant: Variant) -> Result<Kernels, KernelError> {
-        if variant.is_available() {
-            Ok(Kernels { variant })
-        } else {
-            Err(KernelError::Unavailable(variant))
+        match super::ops_for(variant) {
+            Some(ops) => Ok(Kernels { ops }),
+            None => Err(KernelError::Unavailable(variant)),
         }
     }
 
@@ -46,11 +129,10 @@ impl Kernels {
 
     /// The fastest variant this machine runs.
     pub fn best() -> Kernels {
-        let variant = Variant::ALL
+        Variant::ALL
             .into_iter()
-            .find(|v| v.is_available())
-            .unwrap_or(Variant::Scalar);
-        Kernels { variant }
+            .find_map(|v| Kernels::new(v).ok())
+            .unwrap_or_else(Kernels::scalar)
     }
 
     /// Every variant this machine runs (for tests holding them against scalar).
@@ -62,25 +144,27 @@ impl Kernels {
     }
 
     pub fn variant(&self) -> Variant {
-        self.variant
+        self.ops.variant
+    }
+
+    /// The chosen table (for the kernels functions outside this module).
+    #[inline(always)]
+    pub(crate) fn ops(&self) -> &'static Ops {
+        self.ops
     }
 
     /// Row ranges given to [`Kernels::matmul`] should start at multiples of
     /// this (a variant may interleave rows in groups); any range is correct,
     /// aligned ones are faster.
     pub fn row_granularity(&self) -> usize {
-        match self.variant {
-            Variant::Scalar | Variant::Avx512 => 16,
-            Variant::Avx2 => 8,
-            Variant::Neon | Variant::NeonDot => 4,
-        }
+        self.ops.row_granularity
     }
 
     /// Converts a canonical matrix into this variant's layout (once, at load).
     pub fn pack_matrix(&self, m: BlockMatrix) -> PackedMatrix {
-        match self.variant {
-            Variant::Scalar => PackedMatrix {
-                variant: self.variant,
+        match self.ops.packing {
+            Packing::Canonical => PackedMatrix {
+                variant: self.variant(),
                 kind: m.kind,
                 rows: m.rows,
                 cols: m.cols,
@@ -88,11 +172,9 @@ impl Kernels {
                 mins: Store::Own(LargeBuf::from_slice(&m.mins)),
                 quants: Store::Own(LargeBuf::from_slice(&m.quants)),
             },
-            // vpdpbusd multiplies u8 weights by i8 activations: Q8 weights
-            // are stored offset by 128 (corrected exactly in the kernel).
-            Variant::Avx512 => pack_interleaved(m, self.variant, 16, 128),
-            Variant::Avx2 => pack_interleaved(m, self.variant, 8, 0),
-            Variant::Neon | Variant::NeonDot => pack_interleaved(m, self.variant, 4, 0),
+            Packing::Interleaved { group, q8_offset } => {
+                pack_interleaved(m, self.variant(), group, q8_offset)
+            }
         }
     }
 
@@ -109,55 +191,42 @@ impl Kernels {
         rows: Range<usize>,
         out: &mut [&mut [f32]],
     ) {
-        assert_eq!(w.variant, self.variant, "matrix packed for another variant");
+        assert_eq!(
+            w.variant,
+            self.variant(),
+            "matrix packed for another variant"
+        );
         assert!(x.k() == w.cols && out.len() == x.n() && rows.end <= w.rows);
         assert!(out.iter().all(|o| o.len() == rows.len()));
         if rows.is_empty() || x.n() == 0 {
             return;
         }
-        match self.variant {
-            // SAFETY (all arms): a `Kernels` of a SIMD variant exists only if
-            // `is_available()` confirmed the CPU features; `w` was packed by
-            // this variant (asserted above) and the shapes are checked.
-            #[cfg(target_arch = "x86_64")]
-            Variant::Avx512 => unsafe { x86_64::avx512::matmul(w, x, rows, out) },
-            #[cfg(target_arch = "x86_64")]
-            Variant::Avx2 => unsafe { x86_64::avx2::matmul(w, x, rows, out) },
-            #[cfg(target_arch = "aarch64")]
-            Variant::Neon => unsafe { aarch64::neon::matmul(w, x, rows, out) },
-            #[cfg(target_arch = "aarch64")]
-            Variant::NeonDot => unsafe { aarch64::neon::matmul_dot(w, x, rows, out) },
-            _ => scalar::matmul(w, x, rows, out),
-        }
+        // SAFETY: see the module docs; `w` was packed by this variant and
+        // the shapes are checked above.
+        unsafe { (self.ops.matmul)(w, x, rows, out) }
     }
 
-    /// Section 7's row quantization ([`scalar::quant_head`], the same
+    /// Section 7's row quantization ([`super::scalar::quant_head`], the same
     /// bits): `q` gets the int8 row, the scale is returned.
     pub fn quant_head(&self, x: &[f32], q: &mut [i8]) -> f32 {
         assert_eq!(x.len(), q.len());
-        match self.variant {
-            // SAFETY (both arms): features checked when `self` was made.
-            #[cfg(target_arch = "x86_64")]
-            Variant::Avx512 => unsafe { x86_64::quant::quant_head_avx512(x, q) },
-            #[cfg(target_arch = "x86_64")]
-            Variant::Avx2 => unsafe { x86_64::quant::quant_head_avx2(x, q) },
-            _ => scalar::quant_head(x, q),
-        }
+        // SAFETY: see the module docs; lengths checked.
+        unsafe { (self.ops.quant_head)(x, q) }
+    }
+
+    /// Activation quantization (section 2) of one row of consecutive
+    /// blocks, as [`super::scalar::quantize_row`] (the same bits).
+    #[inline]
+    pub(crate) fn quantize_row(&self, x: &[f32], q: &mut [i8], d: &mut [f32], s: &mut [f32]) {
+        // SAFETY: see the module docs; every entry asserts its shapes.
+        unsafe { (self.ops.quantize_row)(x, q, d, s) }
     }
 
     /// RMSNorm of one row (NUMERICS.md section 4): `out = x / rms(x) * w`.
     pub fn rmsnorm(&self, x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
         assert!(x.len() == w.len() && x.len() == out.len() && !x.is_empty());
-        match self.variant {
-            // SAFETY (all arms): features checked when `self` was made.
-            #[cfg(target_arch = "x86_64")]
-            Variant::Avx512 => unsafe { x86_64::avx512::rmsnorm(x, w, eps, out) },
-            #[cfg(target_arch = "x86_64")]
-            Variant::Avx2 => unsafe { x86_64::avx2::rmsnorm(x, w, eps, out) },
-            #[cfg(target_arch = "aarch64")]
-            Variant::Neon | Variant::NeonDot => unsafe { aarch64::neon::rmsnorm(x, w, eps, out) },
-            _ => scalar::rmsnorm(x, w, eps, out),
-        }
+        // SAFETY: see the module docs; lengths checked.
+        unsafe { (self.ops.rmsnorm)(x, w, eps, out) }
     }
 
     /// Attention of one query head over keys `0..n_keys` of KV head
@@ -165,8 +234,9 @@ impl Kernels {
     /// `scratch` is reused between calls to avoid allocation.
     ///
     /// Scalar runs the specification; every other variant runs the batched
-    /// kernel ([`attention::attention_batch`]) with this one query, so there is
-    /// one fast attention implementation, written once over a lane type.
+    /// kernel (`kernels::batch::attention_batch`) with this one query, so
+    /// there is one fast attention implementation, written once over a lane
+    /// type.
     pub fn attention(
         &self,
         q: &[f32],
@@ -176,40 +246,20 @@ impl Kernels {
         scratch: &mut AttnScratch,
         out: &mut [f32],
     ) {
-        match self.variant {
-            Variant::Scalar => scalar::attention(q, kv, kv_head, n_keys, scratch, out),
-            _ => {
-                attention::attention_batch(self, kv, kv_head, &[q], &[n_keys], scratch, &mut [out])
-            }
-        }
+        // SAFETY: see the module docs; every entry checks the shapes.
+        unsafe { (self.ops.attention)(self, q, kv, kv_head, n_keys, scratch, out) }
     }
 
     /// `out[i] = exp(x[i] - m)` with the spec `exp` (section 5).
     pub fn exp_sub(&self, x: &[f32], m: f32, out: &mut [f32]) {
         assert_eq!(x.len(), out.len());
-        match self.variant {
-            // SAFETY (all arms): features checked when `self` was made.
-            #[cfg(target_arch = "x86_64")]
-            Variant::Avx512 => unsafe { x86_64::avx512::exp_sub(x, m, out) },
-            #[cfg(target_arch = "x86_64")]
-            Variant::Avx2 => unsafe { x86_64::avx2::exp_sub(x, m, out) },
-            #[cfg(target_arch = "aarch64")]
-            Variant::Neon | Variant::NeonDot => unsafe { aarch64::neon::exp_sub(x, m, out) },
-            _ => scalar::exp_sub(x, m, out),
-        }
+        // SAFETY: see the module docs; lengths checked.
+        unsafe { (self.ops.exp_sub)(x, m, out) }
     }
 
     /// `sum16` of NUMERICS.md section 1.
     pub fn sum16(&self, x: &[f32]) -> f32 {
-        match self.variant {
-            // SAFETY (all arms): features checked when `self` was made.
-            #[cfg(target_arch = "x86_64")]
-            Variant::Avx512 => unsafe { x86_64::avx512::sum16(x) },
-            #[cfg(target_arch = "x86_64")]
-            Variant::Avx2 => unsafe { x86_64::avx2::sum16(x) },
-            #[cfg(target_arch = "aarch64")]
-            Variant::Neon | Variant::NeonDot => unsafe { aarch64::neon::sum16(x) },
-            _ => scalar::sum16(x),
-        }
+        // SAFETY: see the module docs.
+        unsafe { (self.ops.sum16)(x) }
     }
 }

@@ -2,7 +2,7 @@
 //! per-variant packed form ([`PackedMatrix`], [`pack_interleaved`]) and the
 //! shared weight buffers of a model ([`share_matrices`]).
 
-use super::{scalar, KernelError, Variant, QK};
+use super::{KernelError, Variant, QK};
 use crate::mem::{LargeBuf, Plain};
 use std::ops::Range;
 use std::sync::Arc;
@@ -69,27 +69,6 @@ impl BlockMatrix {
             mins,
             quants,
         })
-    }
-
-    /// Converts float weights (`rows x cols`, row-major) to Q8 by the
-    /// activation rule of NUMERICS.md section 2 applied to each row.
-    pub fn quantize_f32(
-        rows: usize,
-        cols: usize,
-        data: &[f32],
-    ) -> Result<BlockMatrix, KernelError> {
-        let err = |reason| KernelError::Shape { rows, cols, reason };
-        if cols == 0 || cols % QK != 0 {
-            return Err(err("column count is not a non-zero multiple of 32"));
-        }
-        if Some(data.len()) != rows.checked_mul(cols) {
-            return Err(err("data length does not match the shape"));
-        }
-        let mut quants = vec![0i8; data.len()];
-        let mut scales = vec![0f32; data.len() / QK];
-        let mut sums = vec![0f32; data.len() / QK];
-        scalar::quantize_row(data, &mut quants, &mut scales, &mut sums);
-        BlockMatrix::new(BlockKind::Q8, rows, cols, scales, Vec::new(), quants)
     }
 
     pub fn kind(&self) -> BlockKind {

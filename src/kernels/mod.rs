@@ -19,6 +19,7 @@ mod ffn;
 mod kv;
 pub mod math;
 mod matrix;
+mod portable;
 mod quant;
 pub mod scalar;
 mod variant;
@@ -51,6 +52,28 @@ pub const KV_TILE: usize = 16;
 /// Environment variable that forces a kernel variant (`scalar`, `avx2`,
 /// `avx512`, `neon`, `neon-dot`).
 pub const KERNEL_ENV: &str = "LLMC_KERNEL";
+
+/// The function table of `v` if this build has the variant and this CPU
+/// runs it: the one place where CPU features are checked, which is what
+/// makes every call through a [`Kernels`]' table sound (see the `dispatch`
+/// module).
+fn ops_for(v: Variant) -> Option<&'static dispatch::Ops> {
+    match v {
+        #[cfg(target_arch = "x86_64")]
+        Variant::Scalar if x86_64::fma_available() => Some(&x86_64::SCALAR_FMA),
+        Variant::Scalar => Some(&portable::SCALAR),
+        #[cfg(target_arch = "x86_64")]
+        Variant::Avx2 => x86_64::avx2::available().then_some(&x86_64::AVX2),
+        #[cfg(target_arch = "x86_64")]
+        Variant::Avx512 => x86_64::avx512::available().then_some(&x86_64::AVX512),
+        #[cfg(target_arch = "aarch64")]
+        Variant::Neon => aarch64::neon::available().then_some(&aarch64::NEON),
+        #[cfg(target_arch = "aarch64")]
+        Variant::NeonDot => aarch64::neon::dot_available().then_some(&aarch64::NEON_DOT),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
+}
 
 #[cfg(test)]
 mod tests;

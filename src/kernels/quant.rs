@@ -3,7 +3,7 @@
 //! generic lane body ([`QuantLanes`]) the x86 variants instantiate.
 
 use super::math::round_small;
-use super::{Kernels, QuantizedRows, Variant, QK};
+use super::{scalar, BlockKind, BlockMatrix, KernelError, Kernels, QuantPart, QuantizedRows, QK};
 
 /// Activation quantization (NUMERICS.md section 2) of `x` (`[n, k]`) into
 /// `qx`, rows spread over the current rayon pool when `parallel`. The same
@@ -19,9 +19,8 @@ pub fn quantize_rows(k: &Kernels, x: &[f32], cols: usize, qx: &mut QuantizedRows
     qx.q.resize(x.len(), 0);
     qx.d.resize(x.len() / QK, 0.0);
     qx.s.resize(x.len() / QK, 0.0);
-    let variant = k.variant();
     type Row<'a> = ((&'a [f32], &'a mut [i8]), (&'a mut [f32], &'a mut [f32]));
-    let row = |((x, q), (d, s)): Row<'_>| quantize_row(variant, x, q, d, s);
+    let row = |((x, q), (d, s)): Row<'_>| k.quantize_row(x, q, d, s);
     let nb = cols / QK;
     if parallel {
         x.par_chunks_exact(cols)
@@ -66,7 +65,6 @@ pub fn prep_quantize_rows<F>(
     qx.q.resize(b.len(), 0);
     qx.d.resize(b.len() / QK, 0.0);
     qx.s.resize(b.len() / QK, 0.0);
-    let variant = k.variant();
     let nb = cols / QK;
     type Row<'a> = (
         usize,
@@ -77,7 +75,7 @@ pub fn prep_quantize_rows<F>(
     );
     let row = |(t, (((a, b), q), (d, s))): Row<'_>| {
         prep(t, a, b);
-        quantize_row(variant, b, q, d, s)
+        k.quantize_row(b, q, d, s)
     };
     if parallel {
         a.par_chunks_exact_mut(wa)
@@ -99,26 +97,6 @@ pub fn prep_quantize_rows<F>(
     }
 }
 
-pub(crate) fn quantize_row(
-    variant: Variant,
-    x: &[f32],
-    q: &mut [i8],
-    d: &mut [f32],
-    s: &mut [f32],
-) {
-    match variant {
-        // SAFETY: a `Kernels` of these variants exists only after
-        // `is_available()` confirmed the CPU features.
-        #[cfg(target_arch = "x86_64")]
-        Variant::Avx512 => unsafe { super::x86_64::quant::quantize_row_avx512(x, q, d, s) },
-        #[cfg(target_arch = "x86_64")]
-        Variant::Avx2 => unsafe { super::x86_64::quant::quantize_row_avx2(x, q, d, s) },
-        Variant::Scalar => super::scalar::quantize_row(x, q, d, s),
-        #[allow(unreachable_patterns)]
-        _ => quantize_body(x, q, d, s),
-    }
-}
-
 /// The lane operations of the int8 row rules (sections 2 and 7), per
 /// instruction set, so that one generic body ([`quant_row_simd`],
 /// [`quant_blocks_simd`]) serves every variant that has them. Each is the
@@ -129,7 +107,7 @@ pub(crate) fn quantize_row(
 /// - `quant(inv, out)`: `round_small(x * inv)` as three IEEE operations
 ///   ([`super::math::round_small`]), NaN to 0, else clamped to +-127, to
 ///   i8 (exact) into `out[0..N]`; returns the lanes' integer sum.
-#[cfg(target_arch = "x86_64")]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) trait QuantLanes: Copy {
     const N: usize;
     unsafe fn load(p: *const f32) -> Self;
@@ -141,7 +119,7 @@ pub(crate) trait QuantLanes: Copy {
 
 /// `max |x_i|` (NaN ignored): whole vectors, then the scalar rule on the
 /// tail.
-#[cfg(target_arch = "x86_64")]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[inline(always)]
 pub(crate) unsafe fn amax_simd<V: QuantLanes>(x: &[f32]) -> f32 {
     let full = x.len() / V::N * V::N;
@@ -154,7 +132,7 @@ pub(crate) unsafe fn amax_simd<V: QuantLanes>(x: &[f32]) -> f32 {
 
 /// `q_i = clamp(round(x_i * inv), -127, 127)` (NaN: 0) and their sum:
 /// whole vectors, then the scalar rule on the tail.
-#[cfg(target_arch = "x86_64")]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[inline(always)]
 pub(crate) unsafe fn quant_simd<V: QuantLanes>(x: &[f32], inv: f32, q: &mut [i8]) -> i32 {
     let full = x.len() / V::N * V::N;
@@ -172,7 +150,7 @@ pub(crate) unsafe fn quant_simd<V: QuantLanes>(x: &[f32], inv: f32, q: &mut [i8]
 /// The int8 rule of sections 2 and 7 on one run of values (a block, or a
 /// whole head row) with `V`'s lanes: `None` (and `q` zeroed) if every
 /// value is 0 or NaN, else the scale `amax / 127` and `sum(q)`.
-#[cfg(target_arch = "x86_64")]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[inline(always)]
 pub(crate) unsafe fn quant_run_simd<V: QuantLanes>(x: &[f32], q: &mut [i8]) -> Option<(f32, i32)> {
     let amax = amax_simd::<V>(x);
@@ -185,7 +163,7 @@ pub(crate) unsafe fn quant_run_simd<V: QuantLanes>(x: &[f32], q: &mut [i8]) -> O
 }
 
 /// [`quant_head`] with `V`'s lanes (the same bits).
-#[cfg(target_arch = "x86_64")]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[inline(always)]
 pub(crate) unsafe fn quant_row_simd<V: QuantLanes>(x: &[f32], q: &mut [i8]) -> f32 {
     assert_eq!(x.len(), q.len());
@@ -193,7 +171,7 @@ pub(crate) unsafe fn quant_row_simd<V: QuantLanes>(x: &[f32], q: &mut [i8]) -> f
 }
 
 /// [`quantize_body`] (section 2, blocks of 32) with `V`'s lanes.
-#[cfg(target_arch = "x86_64")]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[inline(always)]
 pub(crate) unsafe fn quant_blocks_simd<V: QuantLanes>(
     x: &[f32],
@@ -211,8 +189,11 @@ pub(crate) unsafe fn quant_blocks_simd<V: QuantLanes>(
     }
 }
 
+/// Activation quantization of one row in loops the compiler vectorizes
+/// well, with the expressions of [`scalar::quantize_row`] (the same bits).
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
 #[inline(always)]
-fn quantize_body(x: &[f32], q: &mut [i8], d: &mut [f32], s: &mut [f32]) {
+pub(crate) fn quantize_body(x: &[f32], q: &mut [i8], d: &mut [f32], s: &mut [f32]) {
     assert!(x.len() % QK == 0 && q.len() == x.len());
     assert!(d.len() == x.len() / QK && s.len() == d.len());
     for (b, (xb, qb)) in x.chunks_exact(QK).zip(q.chunks_exact_mut(QK)).enumerate() {
@@ -263,5 +244,69 @@ fn quantize_body(x: &[f32], q: &mut [i8], d: &mut [f32], s: &mut [f32]) {
         let isum: i32 = qi.iter().sum();
         d[b] = db;
         s[b] = db * isum as f32;
+    }
+}
+
+impl QuantizedRows {
+    /// Quantizes `x` (`n x k`, row-major, `k % 32 == 0`), reusing buffers.
+    pub fn quantize(&mut self, x: &[f32], k: usize) {
+        assert!(k > 0 && k % QK == 0 && x.len() % k == 0);
+        self.n = x.len() / k;
+        self.k = k;
+        self.q.resize(x.len(), 0);
+        self.d.resize(x.len() / QK, 0.0);
+        self.s.resize(x.len() / QK, 0.0);
+        scalar::quantize_row(x, &mut self.q, &mut self.d, &mut self.s);
+    }
+
+    /// [`QuantizedRows::quantize`] with the rows spread over the current
+    /// rayon pool (same result: rows are independent).
+    pub fn quantize_par(&mut self, x: &[f32], k: usize) {
+        use rayon::prelude::*;
+        assert!(k > 0 && k % QK == 0 && x.len() % k == 0);
+        self.n = x.len() / k;
+        self.k = k;
+        self.q.resize(x.len(), 0);
+        self.d.resize(x.len() / QK, 0.0);
+        self.s.resize(x.len() / QK, 0.0);
+        let nb = k / QK;
+        x.par_chunks_exact(k)
+            .zip(self.q.par_chunks_exact_mut(k))
+            .zip(self.d.par_chunks_exact_mut(nb))
+            .zip(self.s.par_chunks_exact_mut(nb))
+            .for_each(|(((x, q), d), s)| scalar::quantize_row(x, q, d, s));
+    }
+}
+
+impl QuantPart<'_> {
+    /// Quantizes `x` (the part's columns of the row) into the part, with
+    /// the bits of [`crate::kernels::batch::quantize_rows`] (the blocks are
+    /// independent).
+    pub fn quantize(&mut self, k: &Kernels, x: &[f32]) {
+        assert_eq!(x.len(), self.q.len());
+        k.quantize_row(x, self.q, self.d, self.s);
+    }
+}
+
+impl BlockMatrix {
+    /// Converts float weights (`rows x cols`, row-major) to Q8 by the
+    /// activation rule of NUMERICS.md section 2 applied to each row.
+    pub fn quantize_f32(
+        rows: usize,
+        cols: usize,
+        data: &[f32],
+    ) -> Result<BlockMatrix, KernelError> {
+        let err = |reason| KernelError::Shape { rows, cols, reason };
+        if cols == 0 || cols % QK != 0 {
+            return Err(err("column count is not a non-zero multiple of 32"));
+        }
+        if Some(data.len()) != rows.checked_mul(cols) {
+            return Err(err("data length does not match the shape"));
+        }
+        let mut quants = vec![0i8; data.len()];
+        let mut scales = vec![0f32; data.len() / QK];
+        let mut sums = vec![0f32; data.len() / QK];
+        scalar::quantize_row(data, &mut quants, &mut scales, &mut sums);
+        BlockMatrix::new(BlockKind::Q8, rows, cols, scales, Vec::new(), quants)
     }
 }

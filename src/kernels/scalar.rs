@@ -3,6 +3,13 @@
 //!
 //! Notation in comments follows NUMERICS.md: `fma(a, b, c)` is
 //! `a.mul_add(b, c)` (one rounding); `a * b + c` is never fused by Rust.
+//!
+//! The kernels with fma chains are `#[inline(always)]`: the scalar variant's
+//! table on x86_64 CPUs with FMA (`x86_64::SCALAR_FMA`) compiles them a
+//! second time with the FMA instructions enabled. `mul_add` is the correctly
+//! rounded fused multiply-add either way (a library routine without
+//! hardware FMA), and Rust never contracts `a * b + c` on its own, so both
+//! copies give the same bits: the second just avoids a call per fma.
 
 use super::math::{exp, round_small};
 use super::{AttnScratch, BlockKind, KvView, PackedMatrix, QuantizedRows, KV_TILE, QK};
@@ -89,78 +96,48 @@ fn dot_block(w: &[i8], a: &[i8]) -> i32 {
     w.iter().zip(a).map(|(&w, &a)| w as i32 * a as i32).sum()
 }
 
-/// Defines `pub fn name(..)` whose body is compiled twice on x86_64: for the
-/// baseline target and with the FMA instruction set enabled, chosen at run
-/// time. `mul_add` is the correctly rounded fused multiply-add either way (a
-/// library routine without hardware FMA), and Rust never contracts `a * b + c`
-/// on its own, so both copies give the same bits: the second just avoids a
-/// function call per fma.
-macro_rules! fma_dispatch {
-    ($(#[$m:meta])* pub fn $name:ident($($a:ident: $t:ty),* $(,)?) $(-> $r:ty)? $body:block) => {
-        $(#[$m])*
-        pub fn $name($($a: $t),*) $(-> $r)? {
-            #[inline(always)]
-            fn body($($a: $t),*) $(-> $r)? $body
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "fma")]
-                unsafe fn with_fma($($a: $t),*) $(-> $r)? {
-                    body($($a),*)
-                }
-                if std::arch::is_x86_feature_detected!("fma") {
-                    // SAFETY: the CPU supports the FMA instructions.
-                    return unsafe { with_fma($($a),*) };
-                }
-            }
-            body($($a),*)
-        }
-    };
-}
-
-fma_dispatch! {
-    /// Matrix product (section 3) for output rows `rows`, every activation row.
-    /// `out[t][i]` receives row `rows.start + i` for activation row `t`.
-    /// Shapes are checked by [`super::Kernels::matmul`].
-    pub fn matmul(w: &PackedMatrix, x: &QuantizedRows, rows: Range<usize>, out: &mut [&mut [f32]]) {
-        let k = w.cols;
-        let nb = k / QK;
-        for (i, r) in rows.enumerate() {
-            let wq = &w.quants[r * k..(r + 1) * k];
-            let wd = &w.scales[r * nb..(r + 1) * nb];
-            for (t, o) in out.iter_mut().enumerate() {
-                let (aq, ad, asum) = x.row(t);
-                let mut acc = 0.0f32;
-                match w.kind {
-                    BlockKind::Q8 => {
-                        for b in 0..nb {
-                            let isum = dot_block(&wq[b * QK..(b + 1) * QK], &aq[b * QK..(b + 1) * QK]);
-                            acc = (wd[b] * ad[b]).mul_add(isum as f32, acc);
-                        }
-                    }
-                    BlockKind::Q4 => {
-                        let wm = &w.mins[r * nb..(r + 1) * nb];
-                        for b in 0..nb {
-                            let isum = dot_block(&wq[b * QK..(b + 1) * QK], &aq[b * QK..(b + 1) * QK]);
-                            acc = (wd[b] * ad[b]).mul_add(isum as f32, acc);
-                            acc = wm[b].mul_add(asum[b], acc);
-                        }
+/// Matrix product (section 3) for output rows `rows`, every activation row.
+/// `out[t][i]` receives row `rows.start + i` for activation row `t`.
+/// Shapes are checked by [`super::Kernels::matmul`].
+#[inline(always)]
+pub fn matmul(w: &PackedMatrix, x: &QuantizedRows, rows: Range<usize>, out: &mut [&mut [f32]]) {
+    let k = w.cols;
+    let nb = k / QK;
+    for (i, r) in rows.enumerate() {
+        let wq = &w.quants[r * k..(r + 1) * k];
+        let wd = &w.scales[r * nb..(r + 1) * nb];
+        for (t, o) in out.iter_mut().enumerate() {
+            let (aq, ad, asum) = x.row(t);
+            let mut acc = 0.0f32;
+            match w.kind {
+                BlockKind::Q8 => {
+                    for b in 0..nb {
+                        let isum = dot_block(&wq[b * QK..(b + 1) * QK], &aq[b * QK..(b + 1) * QK]);
+                        acc = (wd[b] * ad[b]).mul_add(isum as f32, acc);
                     }
                 }
-                o[i] = acc;
+                BlockKind::Q4 => {
+                    let wm = &w.mins[r * nb..(r + 1) * nb];
+                    for b in 0..nb {
+                        let isum = dot_block(&wq[b * QK..(b + 1) * QK], &aq[b * QK..(b + 1) * QK]);
+                        acc = (wd[b] * ad[b]).mul_add(isum as f32, acc);
+                        acc = wm[b].mul_add(asum[b], acc);
+                    }
+                }
             }
+            o[i] = acc;
         }
     }
 }
 
-fma_dispatch! {
-    /// RMSNorm (section 4): `y_i = (x_i * r) * w_i`, `r = 1 / sqrt(sumsq16(x)/n + eps)`.
-    pub fn rmsnorm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
-        assert!(x.len() == w.len() && x.len() == out.len() && !x.is_empty());
-        let mean = sumsq16(x) / x.len() as f32;
-        let r = 1.0 / (mean + eps).sqrt();
-        for ((o, &xi), &wi) in out.iter_mut().zip(x).zip(w) {
-            *o = (xi * r) * wi;
-        }
+/// RMSNorm (section 4): `y_i = (x_i * r) * w_i`, `r = 1 / sqrt(sumsq16(x)/n + eps)`.
+#[inline(always)]
+pub fn rmsnorm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    assert!(x.len() == w.len() && x.len() == out.len() && !x.is_empty());
+    let mean = sumsq16(x) / x.len() as f32;
+    let r = 1.0 / (mean + eps).sqrt();
+    for ((o, &xi), &wi) in out.iter_mut().zip(x).zip(w) {
+        *o = (xi * r) * wi;
     }
 }
 
@@ -175,82 +152,79 @@ pub fn rope(v: &mut [f32], cos: &[f32], sin: &[f32]) {
     }
 }
 
-fma_dispatch! {
-    /// Attention of one query (section 7) over keys `0..n_keys` of KV head `g`.
-    /// `scratch` holds the scores and the quantized query; `out` (len
-    /// head_dim) receives the result.
-    pub fn attention(
-        q: &[f32],
-        kv: &KvView<'_>,
-        g: usize,
-        n_keys: usize,
-        scratch: &mut AttnScratch,
-        out: &mut [f32],
-    ) {
-        let hd = kv.head_dim;
-        assert!(q.len() == hd && out.len() == hd && g < kv.n_kv_head && n_keys > 0);
-        // |isum| <= hd * 127 * 127 must stay below 2^24 (exact as f32).
-        assert!(hd <= 1024);
-        kv.check(n_keys);
-        let tiles = n_keys.div_ceil(KV_TILE);
-        let scale = 1.0 / (hd as f32).sqrt();
-        let AttnScratch { f, q: qi, .. } = scratch;
-        f.clear();
-        f.resize(tiles * KV_TILE + hd, 0.0);
-        let (scores, qs) = f.split_at_mut(tiles * KV_TILE);
-        for (qs, &x) in qs.iter_mut().zip(q) {
-            *qs = x * scale;
+/// Attention of one query (section 7) over keys `0..n_keys` of KV head `g`.
+/// `scratch` holds the scores and the quantized query; `out` (len
+/// head_dim) receives the result.
+#[inline(always)]
+pub fn attention(
+    q: &[f32],
+    kv: &KvView<'_>,
+    g: usize,
+    n_keys: usize,
+    scratch: &mut AttnScratch,
+    out: &mut [f32],
+) {
+    let hd = kv.head_dim;
+    assert!(q.len() == hd && out.len() == hd && g < kv.n_kv_head && n_keys > 0);
+    // |isum| <= hd * 127 * 127 must stay below 2^24 (exact as f32).
+    assert!(hd <= 1024);
+    kv.check(n_keys);
+    let tiles = n_keys.div_ceil(KV_TILE);
+    let scale = 1.0 / (hd as f32).sqrt();
+    let AttnScratch { f, q: qi, .. } = scratch;
+    f.clear();
+    f.resize(tiles * KV_TILE + hd, 0.0);
+    let (scores, qs) = f.split_at_mut(tiles * KV_TILE);
+    for (qs, &x) in qs.iter_mut().zip(q) {
+        *qs = x * scale;
+    }
+    qi.clear();
+    qi.resize(hd, 0);
+    let dq = quant_head(qs, qi);
+    // s_t = isum_t * (dq * dk_t), isum_t the exact integer dot product.
+    // Keys past n_keys in the last tile are computed from whatever the
+    // cache holds there and then ignored.
+    for (t, s) in scores.iter_mut().enumerate() {
+        let isum: i32 = (0..hd)
+            .map(|d| qi[d] as i32 * kv.k[kv.k_index(t, g, d)] as i32)
+            .sum();
+        *s = isum as f32 * (dq * kv.dk[kv.dk_index(t, g)]);
+    }
+    let scores = &mut scores[..n_keys];
+    let m = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+    for s in scores.iter_mut() {
+        *s = exp(*s - m);
+    }
+    let z = sum16(scores);
+    // o[d] = fma chain over t of w_t * v_t[d], w_t = e_t * dv_t; t outer
+    // keeps each o[d]'s chain in order while reading V contiguously.
+    out.fill(0.0);
+    for (t, &e) in scores.iter().enumerate() {
+        let w = e * kv.dv[kv.dv_index(t, g)];
+        let vt = &kv.v[kv.v_index(t, g, 0)..][..hd];
+        for (o, &v) in out.iter_mut().zip(vt) {
+            *o = w.mul_add(v as f32, *o);
         }
-        qi.clear();
-        qi.resize(hd, 0);
-        let dq = quant_head(qs, qi);
-        // s_t = isum_t * (dq * dk_t), isum_t the exact integer dot product.
-        // Keys past n_keys in the last tile are computed from whatever the
-        // cache holds there and then ignored.
-        for (t, s) in scores.iter_mut().enumerate() {
-            let isum: i32 = (0..hd)
-                .map(|d| qi[d] as i32 * kv.k[kv.k_index(t, g, d)] as i32)
-                .sum();
-            *s = isum as f32 * (dq * kv.dk[kv.dk_index(t, g)]);
-        }
-        let scores = &mut scores[..n_keys];
-        let m = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
-        for s in scores.iter_mut() {
-            *s = exp(*s - m);
-        }
-        let z = sum16(scores);
-        // o[d] = fma chain over t of w_t * v_t[d], w_t = e_t * dv_t; t outer
-        // keeps each o[d]'s chain in order while reading V contiguously.
-        out.fill(0.0);
-        for (t, &e) in scores.iter().enumerate() {
-            let w = e * kv.dv[kv.dv_index(t, g)];
-            let vt = &kv.v[kv.v_index(t, g, 0)..][..hd];
-            for (o, &v) in out.iter_mut().zip(vt) {
-                *o = w.mul_add(v as f32, *o);
-            }
-        }
-        for o in out.iter_mut() {
-            *o /= z;
-        }
+    }
+    for o in out.iter_mut() {
+        *o /= z;
     }
 }
 
-fma_dispatch! {
-    /// `out[i] = exp(x[i] - m)`.
-    pub fn exp_sub(x: &[f32], m: f32, out: &mut [f32]) {
-        assert_eq!(x.len(), out.len());
-        for (o, &v) in out.iter_mut().zip(x) {
-            *o = exp(v - m);
-        }
+/// `out[i] = exp(x[i] - m)`.
+#[inline(always)]
+pub fn exp_sub(x: &[f32], m: f32, out: &mut [f32]) {
+    assert_eq!(x.len(), out.len());
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = exp(v - m);
     }
 }
 
-fma_dispatch! {
-    /// SwiGLU gate (section 8): `g[i] = (g[i] / (1 + exp(-g[i]))) * u[i]`, in place.
-    pub fn silu_mul(g: &mut [f32], u: &[f32]) {
-        assert_eq!(g.len(), u.len());
-        for (gi, &ui) in g.iter_mut().zip(u) {
-            *gi = (*gi / (1.0 + exp(-*gi))) * ui;
-        }
+/// SwiGLU gate (section 8): `g[i] = (g[i] / (1 + exp(-g[i]))) * u[i]`, in place.
+#[inline(always)]
+pub fn silu_mul(g: &mut [f32], u: &[f32]) {
+    assert_eq!(g.len(), u.len());
+    for (gi, &ui) in g.iter_mut().zip(u) {
+        *gi = (*gi / (1.0 + exp(-*gi))) * ui;
     }
 }

@@ -57,19 +57,7 @@ impl Variant {
 
     /// Whether this build has the variant and this CPU can run it.
     pub fn is_available(self) -> bool {
-        match self {
-            Variant::Scalar => true,
-            #[cfg(target_arch = "x86_64")]
-            Variant::Avx2 => super::x86_64::avx2::available(),
-            #[cfg(target_arch = "x86_64")]
-            Variant::Avx512 => super::x86_64::avx512::available(),
-            #[cfg(target_arch = "aarch64")]
-            Variant::Neon => super::aarch64::neon::available(),
-            #[cfg(target_arch = "aarch64")]
-            Variant::NeonDot => super::aarch64::neon::dot_available(),
-            #[allow(unreachable_patterns)]
-            _ => false,
-        }
+        super::ops_for(self).is_some()
     }
 }
 

@@ -110,6 +110,15 @@ impl Q4 {
     }
 }
 
+/// `prfm pldl2keep` of the line holding `p[0]`.
+#[inline(always)]
+fn prfm_l2(p: &[u8]) {
+    // SAFETY: `prfm` is a hint: it never faults and writes nothing.
+    unsafe {
+        std::arch::asm!("prfm pldl2keep, [{0}]", in(reg) p.as_ptr(), options(nostack, preserves_flags, readonly))
+    };
+}
+
 impl Lanes for Q4 {
     /// Keys 4r..4r+4 in register r.
     type K = [int8x16_t; 4];
@@ -118,6 +127,10 @@ impl Lanes for Q4 {
     type I = [int32x4_t; 8];
     const Q_BIAS: i32 = 0;
 
+    #[inline(always)]
+    fn prefetch_l2(p: &[u8]) {
+        prfm_l2(p)
+    }
     #[inline(always)]
     fn zero() -> Self {
         Q4::zero_()
@@ -188,6 +201,10 @@ impl Lanes for Q4Dot {
     type I = [int32x4_t; 4];
     const Q_BIAS: i32 = 0;
 
+    #[inline(always)]
+    fn prefetch_l2(p: &[u8]) {
+        prfm_l2(p)
+    }
     #[inline(always)]
     fn zero() -> Self {
         Q4Dot(Q4::zero_())

@@ -31,7 +31,7 @@
 pub(in crate::kernels) mod prefetch;
 
 use super::scalar::quant_head;
-use super::{AttnScratch, Kernels, KvView, Variant, KV_TILE};
+use super::{AttnScratch, Kernels, KvView, KV_TILE};
 use prefetch::{Prefetch, PF_EXP_CHUNK, PF_EXP_LINES, PF_KEYS, PF_TILE_LINES};
 
 /// Lanes of one score vector: the keys of one K tile.
@@ -96,27 +96,8 @@ pub fn attention_batch_prefetch(
         }
         return;
     }
-    match k.variant() {
-        // SAFETY: a `Kernels` of these variants exists only after
-        // `is_available()` confirmed the CPU features.
-        #[cfg(target_arch = "x86_64")]
-        Variant::Avx512 => unsafe {
-            super::x86_64::attention::avx512(k, kv, g, qs, n_keys, scratch, out, prefetch)
-        },
-        #[cfg(target_arch = "x86_64")]
-        Variant::Avx2 => unsafe {
-            super::x86_64::attention::avx2(k, kv, g, qs, n_keys, scratch, out, prefetch)
-        },
-        #[cfg(target_arch = "aarch64")]
-        Variant::Neon => unsafe {
-            super::aarch64::attention::neon(k, kv, g, qs, n_keys, scratch, out, prefetch)
-        },
-        #[cfg(target_arch = "aarch64")]
-        Variant::NeonDot => unsafe {
-            super::aarch64::attention::neon_dot(k, kv, g, qs, n_keys, scratch, out, prefetch)
-        },
-        _ => body::<Arr, 6, 3>(k, kv, g, qs, n_keys, scratch, out, prefetch),
-    }
+    // SAFETY: see the dispatch module; the shapes are checked above.
+    unsafe { (k.ops().attention_batch)(k, kv, g, qs, n_keys, scratch, out, prefetch) }
 }
 
 /// Defines `unsafe fn $name`: [`body`] with lane type `$lanes`, `$qs` queries
@@ -144,6 +125,36 @@ macro_rules! variant_entry {
     };
 }
 pub(crate) use variant_entry;
+
+/// The batched body with the portable lane type (the scalar variant's
+/// table).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn portable(
+    k: &Kernels,
+    kv: &KvView<'_>,
+    g: usize,
+    qs: &[&[f32]],
+    n_keys: &[usize],
+    scratch: &mut AttnScratch,
+    out: &mut [&mut [f32]],
+    prefetch: &[&[u8]],
+) {
+    body::<Arr, 6, 3>(k, kv, g, qs, n_keys, scratch, out, prefetch)
+}
+
+/// [`Kernels::attention`] of the SIMD variants: the batched kernel with one
+/// query.
+pub(crate) fn one_query(
+    k: &Kernels,
+    q: &[f32],
+    kv: &KvView<'_>,
+    g: usize,
+    n_keys: usize,
+    scratch: &mut AttnScratch,
+    out: &mut [f32],
+) {
+    attention_batch(k, kv, g, &[q], &[n_keys], scratch, &mut [out]);
+}
 
 /// The batched computation with at most `QS` queries per score pass and `QP`
 /// per output pass (register budget of the instruction set).
@@ -249,7 +260,7 @@ pub(crate) fn body<V: Lanes, const QS: usize, const QP: usize>(
         let e = &mut es[qn * stride..qn * stride + n];
         // (Element-wise: the pieces give the same bits as one call.)
         for (sc, ec) in s.chunks(PF_EXP_CHUNK).zip(e.chunks_mut(PF_EXP_CHUNK)) {
-            pf.issue(PF_EXP_LINES);
+            pf.issue::<V>(PF_EXP_LINES);
             k.exp_sub(sc, m, ec);
         }
         *zq = k.sum16(e);
@@ -354,6 +365,14 @@ pub(crate) trait Lanes: Copy {
     /// (the conversion is exact: |sum| < 2^24; `dk * dq` is `dq * dk`).
     fn scores(acc: Self::I, bias: i32, dk: Self, dq: f32) -> Self;
 
+    /// Asks the memory system to bring the line holding `p[0]` into L2 (a
+    /// hint: no effect on any value, no fault). None where the lane type
+    /// has no prefetch instruction.
+    #[inline(always)]
+    fn prefetch_l2(p: &[u8]) {
+        let _ = p;
+    }
+
     /// [`quant_head`] (the same bits), in this instruction set where it has
     /// a version.
     #[inline(always)]
@@ -364,7 +383,7 @@ pub(crate) trait Lanes: Copy {
 
 /// The portable lane type: 16 `f32::mul_add`, 16 i32 sums.
 #[derive(Clone, Copy)]
-struct Arr([f32; L]);
+pub(crate) struct Arr([f32; L]);
 
 impl Lanes for Arr {
     type K = [i8; KG];
@@ -450,12 +469,12 @@ fn scores_block<V: Lanes, const B: usize, const T: usize>(
     let tiles = keys.div_ceil(L);
     let mut tile = 0;
     while tile + T <= tiles {
-        pf.issue(T * PF_TILE_LINES);
+        pf.issue::<V>(T * PF_TILE_LINES);
         scores_tiles::<V, B, T>(kv, g, qw, dq, bias, tile, stride, sc);
         tile += T;
     }
     while tile < tiles {
-        pf.issue(PF_TILE_LINES);
+        pf.issue::<V>(PF_TILE_LINES);
         scores_tiles::<V, B, 1>(kv, g, qw, dq, bias, tile, stride, sc);
         tile += 1;
     }
@@ -546,7 +565,7 @@ fn pv_dims<V: Lanes, const B: usize, const C: usize>(
     // lines every PF_KEYS keys).
     for t in 0..common {
         if t % PF_KEYS == 0 && pf.left() > 0 {
-            pf.issue((pf.left() * PF_KEYS).div_ceil(common - t));
+            pf.issue::<V>((pf.left() * PF_KEYS).div_ceil(common - t));
         }
         let vt = &kv.v[kv.v_index(t, g, d0)..][..C * L];
         // (A plain loop: `array::from_fn`'s closure is not always inlined,

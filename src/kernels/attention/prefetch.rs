@@ -1,6 +1,9 @@
 //! The prefetch stream of batched attention: the memory of the caller's
 //! next job, pulled into L2 a few lines at a time (timing only: no value
-//! depends on it).
+//! depends on it). The hint instruction is the lane type's
+//! ([`Lanes::prefetch_l2`]).
+
+use super::Lanes;
 
 // Pacing of the prefetch (lines of 64 bytes of the caller's next job): a
 // few lines per K tile of the score pass and per piece of the softmax,
@@ -57,31 +60,12 @@ impl<'a> Prefetch<'a> {
 
     /// Prefetches the next `lines` lines (fewer if the regions end).
     #[inline(always)]
-    pub(in crate::kernels) fn issue(&mut self, lines: usize) {
+    pub(in crate::kernels) fn issue<V: Lanes>(&mut self, lines: usize) {
         for _ in 0..lines.min(self.left) {
-            prefetch_l2(&self.regions[self.r][self.off..]);
+            V::prefetch_l2(&self.regions[self.r][self.off..]);
             self.off += 64;
             self.left -= 1;
             self.skip_empty();
         }
     }
-}
-
-/// Asks the memory system to bring the line holding `p[0]` into L2 (a hint:
-/// no effect on any value, no fault).
-#[inline(always)]
-fn prefetch_l2(p: &[u8]) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch never faults and writes nothing; SSE is baseline
-    // on x86_64.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(p.as_ptr().cast())
-    };
-    #[cfg(target_arch = "aarch64")]
-    // SAFETY: `prfm` is a hint: it never faults and writes nothing.
-    unsafe {
-        std::arch::asm!("prfm pldl2keep, [{0}]", in(reg) p.as_ptr(), options(nostack, preserves_flags, readonly))
-    };
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    let _ = p;
 }

@@ -3,6 +3,7 @@
 
 use super::KvBuf;
 use crate::kernels::attention::prefetch::Prefetch;
+use crate::kernels::attention::Arr;
 use crate::kernels::batch::*;
 use crate::kernels::{scalar, AttnScratch, Kernels, QuantizedRows, KV_TILE};
 
@@ -303,14 +304,14 @@ fn prefetch_walks_every_region_line_once() {
     ];
     let mut pf = Prefetch::new(&regions);
     assert_eq!(pf.left(), 1 + 1 + 2 + 3);
-    pf.issue(2);
+    pf.issue::<Arr>(2);
     assert_eq!(pf.left(), 5);
     assert_eq!((pf.r, pf.off), (4, 0), "at the third non-empty region");
-    pf.issue(4);
+    pf.issue::<Arr>(4);
     assert_eq!((pf.left(), pf.r, pf.off), (1, 5, 128));
-    pf.issue(1000);
+    pf.issue::<Arr>(1000);
     assert_eq!((pf.left(), pf.r), (0, regions.len()));
-    pf.issue(1);
+    pf.issue::<Arr>(1);
     assert_eq!(pf.left(), 0);
     assert_eq!(Prefetch::new(&[]).left(), 0);
 

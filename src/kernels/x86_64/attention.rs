@@ -17,6 +17,13 @@ impl Lanes for Zmm {
     const Q_BIAS: i32 = 128;
 
     #[inline(always)]
+    fn prefetch_l2(p: &[u8]) {
+        // SAFETY: a prefetch never faults and writes nothing; SSE is
+        // baseline on x86_64.
+        unsafe { _mm_prefetch::<_MM_HINT_T1>(p.as_ptr().cast()) }
+    }
+
+    #[inline(always)]
     fn quant_head(x: &[f32], q: &mut [i8]) -> f32 {
         // SAFETY: this lane type is only used under `avx512` (features
         // checked when the `Kernels` was made).
@@ -98,6 +105,13 @@ impl Lanes for Ymm2 {
     type K = [__m256i; 4];
     type I = (__m256i, __m256i);
     const Q_BIAS: i32 = 0;
+
+    #[inline(always)]
+    fn prefetch_l2(p: &[u8]) {
+        // SAFETY: a prefetch never faults and writes nothing; SSE is
+        // baseline on x86_64.
+        unsafe { _mm_prefetch::<_MM_HINT_T1>(p.as_ptr().cast()) }
+    }
 
     #[inline(always)]
     fn quant_head(x: &[f32], q: &mut [i8]) -> f32 {

@@ -26,7 +26,7 @@
 //!
 //! (The lane type is explicit because leaving the vectorization to the
 //! compiler was fragile: for some block sizes it vectorized across queries
-//! with gathers and ran ten times slower than the per-query kernel.)
+//! with gathers and ran far slower than the per-query kernel.)
 
 pub(in crate::kernels) mod prefetch;
 
@@ -203,7 +203,39 @@ pub(crate) fn body<V: Lanes, const QS: usize, const QP: usize>(
         *dq = V::quant_head(qp, qi);
     }
 
-    // Scores: blocks of queries, each reading every K tile once.
+    scores_pass::<V, QS>(kv, g, qi, dq, w, n_keys, stride, scores, &mut pf);
+
+    // Z of each query.
+    let mut z = [0f32; 64];
+    let mut zs = Vec::new();
+    let zbuf: &mut [f32] = if nq <= z.len() {
+        &mut z[..nq]
+    } else {
+        zs.resize(nq, 0.0);
+        &mut zs
+    };
+    softmax::<V>(k, kv, g, n_keys, stride, scores, es, zbuf, &mut pf);
+    output_pass::<V, QP>(kv, g, n_keys, stride, es, zbuf, out, &mut pf);
+}
+
+/// The score pass of [`body`]: `scores[j * stride + t]` for every query `j`
+/// (quantized rows `qi`, scales `dq`) and key `t < n_keys[j]` (rounded up to
+/// whole tiles), in blocks of at most `QS` queries, each reading every K
+/// tile once. `w` holds one block's queries as 4-byte groups.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn scores_pass<V: Lanes, const QS: usize>(
+    kv: &KvView<'_>,
+    g: usize,
+    qi: &[i8],
+    dq: &[f32],
+    w: &mut [u32],
+    n_keys: &[usize],
+    stride: usize,
+    scores: &mut [f32],
+    pf: &mut Prefetch<'_>,
+) {
+    let (hd, d4, nq) = (kv.head_dim, kv.head_dim / 4, n_keys.len());
     let mut i = 0;
     while i < nq {
         let left = nq - i;
@@ -231,28 +263,32 @@ pub(crate) fn body<V: Lanes, const QS: usize, const QP: usize>(
         // Few queries: several K tiles per pass, so that enough independent
         // dot chains are in flight to hide the latency.
         match b {
-            _ if b == QS => {
-                scores_block::<V, QS, 1>(kv, g, qw, dqb, &bias, keys, stride, sc, &mut pf)
-            }
-            1 => scores_block::<V, 1, 4>(kv, g, qw, dqb, &bias, keys, stride, sc, &mut pf),
-            2 => scores_block::<V, 2, 2>(kv, g, qw, dqb, &bias, keys, stride, sc, &mut pf),
-            3 => scores_block::<V, 3, 2>(kv, g, qw, dqb, &bias, keys, stride, sc, &mut pf),
-            4 => scores_block::<V, 4, 1>(kv, g, qw, dqb, &bias, keys, stride, sc, &mut pf),
-            _ => scores_block::<V, 6, 1>(kv, g, qw, dqb, &bias, keys, stride, sc, &mut pf),
+            _ if b == QS => scores_block::<V, QS, 1>(kv, g, qw, dqb, &bias, keys, stride, sc, pf),
+            1 => scores_block::<V, 1, 4>(kv, g, qw, dqb, &bias, keys, stride, sc, pf),
+            2 => scores_block::<V, 2, 2>(kv, g, qw, dqb, &bias, keys, stride, sc, pf),
+            3 => scores_block::<V, 3, 2>(kv, g, qw, dqb, &bias, keys, stride, sc, pf),
+            4 => scores_block::<V, 4, 1>(kv, g, qw, dqb, &bias, keys, stride, sc, pf),
+            _ => scores_block::<V, 6, 1>(kv, g, qw, dqb, &bias, keys, stride, sc, pf),
         }
         i += b;
     }
+}
 
-    // Softmax weights per query: max, exp(s - m), Z = sum16(e), then
-    // w_t = e_t * dv_t in place.
-    let mut z = [0f32; 64];
-    let mut zs = Vec::new();
-    let zbuf: &mut [f32] = if nq <= z.len() {
-        &mut z[..nq]
-    } else {
-        zs.resize(nq, 0.0);
-        &mut zs
-    };
+/// The softmax of [`body`], per query `j`: max, `e = exp(s - m)` (in `es`),
+/// `zbuf[j] = sum16(e)`, then `w_t = e_t * dv_t` in place.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn softmax<V: Lanes>(
+    k: &Kernels,
+    kv: &KvView<'_>,
+    g: usize,
+    n_keys: &[usize],
+    stride: usize,
+    scores: &[f32],
+    es: &mut [f32],
+    zbuf: &mut [f32],
+    pf: &mut Prefetch<'_>,
+) {
     for (qn, zq) in zbuf.iter_mut().enumerate() {
         let n = n_keys[qn];
         let s = &scores[qn * stride..qn * stride + n];
@@ -280,7 +316,23 @@ pub(crate) fn body<V: Lanes, const QS: usize, const QP: usize>(
             }
         }
     }
+}
 
+/// The output pass of [`body`]: `out[j] = sum_t w_t v_t / zbuf[j]`, in
+/// blocks of at most `QP` queries, each reading every V row once.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn output_pass<V: Lanes, const QP: usize>(
+    kv: &KvView<'_>,
+    g: usize,
+    n_keys: &[usize],
+    stride: usize,
+    es: &[f32],
+    zbuf: &[f32],
+    out: &mut [&mut [f32]],
+    pf: &mut Prefetch<'_>,
+) {
+    let nq = n_keys.len();
     // Outputs: blocks of queries, each reading every V row once; the keys
     // all queries of the block see first, then each query's own tail.
     let mut i = 0;
@@ -290,7 +342,7 @@ pub(crate) fn body<V: Lanes, const QS: usize, const QP: usize>(
         let e = &es[i * stride..(i + b) * stride];
         let o = &mut out[i..i + b];
         // The rest of the prefetch rides on the first output pass.
-        let pf = &mut pf;
+        let pf = &mut *pf;
         match b {
             _ if b == QP => pv_block::<V, QP>(kv, g, e, stride, common, o, pf),
             1 => pv_block::<V, 1>(kv, g, e, stride, common, o, pf),

@@ -7,10 +7,10 @@ use super::Lanes;
 
 // Pacing of the prefetch (lines of 64 bytes of the caller's next job): a
 // few lines per K tile of the score pass and per piece of the softmax,
-// and the rest spread evenly over the first output pass. Tuned on a 2-core
-// Zen 4 (decoding 21 sequences, 2 threads, in-process A/B): prefetching
-// only the next K, during the output pass, left memory idle during the
-// score pass and softmax and made the output pass wait on V.
+// and the rest spread evenly over the first output pass. Prefetching only
+// the next K, during the output pass, left memory idle during the score
+// pass and softmax and made the output pass wait on V (measurements:
+// docs/NUMERICS.md, "Implementation notes").
 
 /// Lines per K tile (16 keys) of the score pass.
 pub(super) const PF_TILE_LINES: usize = 8;

@@ -243,7 +243,9 @@ impl Lanes for Q4Dot {
         // SAFETY: NEON.
         let q = unsafe { vreinterpretq_s8_u32(vdupq_n_u32(q)) };
         for (a, &kr) in acc.iter_mut().zip(&k) {
-            *a = sdot(*a, kr, q);
+            // SAFETY: register-only; reached only from `dotprod` code
+            // (module docs).
+            *a = unsafe { super::neon::sdot(*a, kr, q) };
         }
         acc
     }

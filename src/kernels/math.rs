@@ -8,6 +8,8 @@
 //! where the spec says so. The std versions are used only in tests, as the
 //! accuracy yardstick.
 
+use super::consts::{C3, C4, C5, C6, C7, HI, LN2_HI, LN2_LO, LO, LOG2E, MAGIC};
+
 /// Rounds to the nearest integer, ties to even, for `|x| < 2^22`.
 ///
 /// Adding `1.5 * 2^23` moves `x` into the binade `[2^23, 2^24)` whose spacing
@@ -19,7 +21,6 @@
 /// `exp`: |x| < 128).
 #[inline(always)]
 pub fn round_small(x: f32) -> f32 {
-    const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23
     (x + MAGIC) - MAGIC
 }
 
@@ -29,21 +30,9 @@ pub fn round_small(x: f32) -> f32 {
 /// Edge cases: `x >= 88.72283935546875` (including +inf) gives +inf;
 /// `x <= -87.3365478515625` (including -inf) gives +0.0, so results never
 /// become subnormal; NaN gives NaN.
-// The constants are written as the spec writes them (decimal literals whose
-// f32 rounding is the value used), hence more digits than f32 holds.
-#[allow(clippy::excessive_precision)]
+// The constants are in [`super::consts`], shared with the SIMD variants.
 #[inline]
 pub fn exp(x: f32) -> f32 {
-    const HI: f32 = 88.722_839_355_468_75; // bits 0x42b17218
-    const LO: f32 = -87.336_547_851_562_5; // bits 0xc2aeac50
-    const LOG2E: f32 = 1.442_695_021_629_333_496_093_75;
-    const LN2_HI: f32 = 0.693_145_751_953_125;
-    const LN2_LO: f32 = 1.428_606_765_330_187_045e-6;
-    const C7: f32 = 1.984_126_98e-4;
-    const C6: f32 = 1.388_888_89e-3;
-    const C5: f32 = 8.333_333_33e-3;
-    const C4: f32 = 4.166_666_67e-2;
-    const C3: f32 = 1.666_666_67e-1;
     if x.is_nan() {
         return x;
     }

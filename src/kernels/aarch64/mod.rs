@@ -1,4 +1,38 @@
 //! aarch64 kernel variants (NEON baseline, NEON + dot product), chosen at
 //! run time with `is_aarch64_feature_detected!`.
+//!
+//! This module builds their function tables ([`NEON`], [`NEON_DOT`]);
+//! `kernels::ops_for` picks one after checking its features.
 
+pub mod attention;
 pub mod neon;
+
+use super::dispatch::{Ops, Packing};
+use super::{ffn, quant, scalar, Variant};
+use crate::kernels::attention::one_query;
+
+pub(crate) static NEON: Ops = Ops {
+    variant: Variant::Neon,
+    row_granularity: neon::GROUP,
+    packing: Packing::Interleaved {
+        group: neon::GROUP,
+        q8_offset: 0,
+    },
+    matmul: neon::matmul,
+    quant_head: scalar::quant_head,
+    quantize_row: quant::quantize_body,
+    rmsnorm: neon::rmsnorm,
+    attention: one_query,
+    attention_batch: attention::neon,
+    exp_sub: neon::exp_sub,
+    sum16: neon::sum16,
+    silu_mul: ffn::silu_mul_exp,
+};
+
+/// [`NEON`] with the `sdot` matrix product and attention.
+pub(crate) static NEON_DOT: Ops = Ops {
+    variant: Variant::NeonDot,
+    matmul: neon::matmul_dot,
+    attention_batch: attention::neon_dot,
+    ..NEON
+};

@@ -20,7 +20,7 @@
 //! `sdot` is emitted with inline assembly: its intrinsic
 //! (`vdotq_s32`) is not stable in Rust yet.
 
-use super::super::exp_consts as c;
+use super::super::consts as c;
 use super::super::{BlockKind, PackedMatrix, QuantizedRows, QK};
 use std::arch::aarch64::*;
 use std::ops::Range;

@@ -14,7 +14,7 @@
 //! - sum16: lanes 0..8 and 8..16 are two ymm; tails go through a lane array
 //!   with the spec's scalar adds.
 
-use super::super::exp_consts as c;
+use super::super::consts as c;
 use super::super::{BlockKind, PackedMatrix, QuantizedRows, QK};
 use std::arch::x86_64::*;
 use std::ops::Range;

@@ -19,7 +19,7 @@
 //! - attention (section 7) is not here: `kernels::batch` runs it for every
 //!   SIMD variant over a lane type (a zmm here).
 
-use super::super::exp_consts as c;
+use super::super::consts as c;
 use super::super::{BlockKind, PackedMatrix, QuantizedRows, QK};
 use std::arch::x86_64::*;
 use std::ops::Range;

@@ -3,6 +3,10 @@
 //! only has to become `is_available()` to be held to these.
 
 use super::*;
+use std::ops::Range;
+
+mod batched;
+mod spec;
 
 /// SplitMix64.
 struct Rng(u64);
@@ -666,6 +670,77 @@ fn quantized_parts_match_whole_rows() {
             assert_eq!(wq, gq, "{} row {t}", k.variant());
             assert_eq!(bits(wd), bits(gd), "{} row {t}", k.variant());
             assert_eq!(bits(ws), bits(gs), "{} row {t}", k.variant());
+        }
+    }
+}
+
+/// An owned KV cache in the [`KvView`] layout, for tests: every position
+/// starts as garbage (random K/V bytes including -128, NaN K scales,
+/// infinite V scales), which attention must never let into a result for
+/// positions it does not see.
+pub(crate) struct KvBuf {
+    pub k: Vec<i8>,
+    pub dk: Vec<f32>,
+    pub v: Vec<i8>,
+    pub dv: Vec<f32>,
+    pub n_kv: usize,
+    pub hd: usize,
+}
+
+impl KvBuf {
+    pub fn new(n_kv: usize, hd: usize, cap: usize) -> KvBuf {
+        let tiles = cap.div_ceil(KV_TILE);
+        let layout = KvView::layout(n_kv, hd);
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut byte = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as i8
+        };
+        KvBuf {
+            k: (0..tiles * n_kv * layout.k_tile_bytes())
+                .map(|_| byte())
+                .collect(),
+            dk: vec![f32::NAN; tiles * n_kv * KV_TILE],
+            v: (0..cap * n_kv * hd).map(|_| byte()).collect(),
+            dv: vec![f32::INFINITY; cap * n_kv],
+            n_kv,
+            hd,
+        }
+    }
+
+    /// Caches position `t` of head `g` as the model does: each row
+    /// quantized by [`scalar::quant_head`].
+    pub fn set(&mut self, t: usize, g: usize, k: &[f32], v: &[f32]) {
+        let l = KvView::layout(self.n_kv, self.hd);
+        let mut q = vec![0i8; self.hd];
+        self.dk[l.dk_index(t, g)] = scalar::quant_head(k, &mut q);
+        for (d, &x) in q.iter().enumerate() {
+            self.k[l.k_index(t, g, d)] = x;
+        }
+        self.dv[l.dv_index(t, g)] = scalar::quant_head(v, &mut q);
+        let i = l.v_index(t, g, 0);
+        self.v[i..i + self.hd].copy_from_slice(&q);
+    }
+
+    /// Dequantized K and V values of position `t`, head `g`, dim `d`.
+    pub fn kv_f32(&self, t: usize, g: usize, d: usize) -> (f32, f32) {
+        let l = KvView::layout(self.n_kv, self.hd);
+        (
+            self.dk[l.dk_index(t, g)] * self.k[l.k_index(t, g, d)] as f32,
+            self.dv[l.dv_index(t, g)] * self.v[l.v_index(t, g, d)] as f32,
+        )
+    }
+
+    pub fn view(&self) -> KvView<'_> {
+        KvView {
+            k: &self.k,
+            dk: &self.dk,
+            v: &self.v,
+            dv: &self.dv,
+            n_kv_head: self.n_kv,
+            head_dim: self.hd,
         }
     }
 }

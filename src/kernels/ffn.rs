@@ -1,0 +1,33 @@
+//! SwiGLU (NUMERICS.md section 8) of the fast variants.
+
+use super::Kernels;
+
+/// SwiGLU (NUMERICS.md section 8) on rows of `g` in place with `u`:
+/// `g_i = (g_i / (1 + exp(-g_i))) * u_i`, the exp from
+/// [`Kernels::exp_sub`] (`exp((-g) - 0) = exp(-g)`: subtracting zero is
+/// exact). Same bits as [`super::scalar::silu_mul`]. `tmp` is scratch.
+pub fn silu_mul(k: &Kernels, g: &mut [f32], u: &[f32], tmp: &mut Vec<f32>) {
+    assert_eq!(g.len(), u.len());
+    // SAFETY: see the dispatch module; lengths checked.
+    unsafe { (k.ops().silu_mul)(k, g, u, tmp) }
+}
+
+/// [`silu_mul`] of the SIMD variants: the exp of their
+/// [`Kernels::exp_sub`], the rest element-wise.
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(dead_code)
+)]
+pub(crate) fn silu_mul_exp(k: &Kernels, g: &mut [f32], u: &[f32], tmp: &mut Vec<f32>) {
+    tmp.clear();
+    tmp.extend(g.iter().map(|&v| -v));
+    let (neg, e) = {
+        let n = g.len();
+        tmp.resize(2 * n, 0.0);
+        tmp.split_at_mut(n)
+    };
+    k.exp_sub(neg, 0.0, e);
+    for ((gi, &ui), &ei) in g.iter_mut().zip(u).zip(e.iter()) {
+        *gi = (*gi / (1.0 + ei)) * ui;
+    }
+}

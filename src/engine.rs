@@ -143,7 +143,8 @@ impl Engine {
     }
 
     /// Compresses everything `input` yields into one frame on `output`
-    /// ([`codec::compress_stream`]); returns the bytes written.
+    /// ([`codec::compress_stream`]; the predictor on the model's kernels
+    /// unless `opts` names others); returns the bytes written.
     pub fn compress<R: Read + Send, W: Write + Send>(
         &self,
         input: R,
@@ -151,6 +152,10 @@ impl Engine {
         opts: &CompressOptions,
         progress: &mut (dyn FnMut(codec::Progress) -> std::ops::ControlFlow<()> + Send),
     ) -> Result<u64, CodecError> {
+        let opts = &CompressOptions {
+            kernels: opts.kernels.or(Some(self.model.kernels())),
+            ..opts.clone()
+        };
         self.model.install(|| {
             codec::compress_stream(
                 input,
@@ -173,6 +178,10 @@ impl Engine {
         opts: &DecompressOptions,
         progress: &mut (dyn FnMut(codec::Progress) -> std::ops::ControlFlow<()> + Send),
     ) -> Result<u64, CodecError> {
+        let opts = &DecompressOptions {
+            kernels: opts.kernels.or(Some(self.model.kernels())),
+            ..opts.clone()
+        };
         self.model.install(|| {
             codec::decompress_stream(
                 input,

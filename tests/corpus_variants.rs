@@ -50,10 +50,12 @@ fn corpus_compresses_to_identical_bytes_with_every_variant() {
         name: llmc::registry::DEFAULT_MODEL.name.into(),
         fingerprint: g.fingerprint(),
     };
-    let opts = |coder| CompressOptions {
+    // The predictor runs on the model's kernels, the codec on its threads.
+    let opts = |coder, m: &Model| CompressOptions {
         coder,
         chunk_tokens: 96,
         piece_tokens: 40,
+        kernels: Some(m.kernels()),
         ..CompressOptions::default()
     };
     let variants = Kernels::available();
@@ -72,7 +74,9 @@ fn corpus_compresses_to_identical_bytes_with_every_variant() {
         let mut out = Vec::new();
         for (name, data) in texts(limit) {
             for coder in [CoderKind::Arithmetic, CoderKind::Rank] {
-                let packed = compress(&data, &m, &tok, &id, &opts(coder)).expect("compress");
+                let packed = m
+                    .install(|| compress(&data, &m, &tok, &id, &opts(coder, &m)))
+                    .expect("compress");
                 let back = decompress(
                     &packed,
                     &m,
@@ -80,6 +84,7 @@ fn corpus_compresses_to_identical_bytes_with_every_variant() {
                     &id,
                     &DecompressOptions {
                         max_batch: 4,
+                        kernels: Some(m.kernels()),
                         ..Default::default()
                     },
                 )
@@ -118,7 +123,9 @@ fn corpus_compresses_to_identical_bytes_with_every_variant() {
                 for coder in [CoderKind::Arithmetic, CoderKind::Rank] {
                     let (en, ec, eb) = &expected[i];
                     assert!(en == name && *ec == coder);
-                    let packed = compress(data, &m, &tok, &id, &opts(coder)).expect("compress");
+                    let packed = m
+                        .install(|| compress(data, &m, &tok, &id, &opts(coder, &m)))
+                        .expect("compress");
                     assert!(
                         packed == *eb,
                         "{name} {coder:?}: {variant} at {t} threads gives other bytes than {best}"

@@ -8,11 +8,12 @@ use rayon::prelude::*;
 use xxhash_rust::xxh64::Xxh64;
 
 use super::{
-    check_parameters, no_progress, report, short_hex, CodecError, CountingWriter,
+    check_parameters, kernels, no_progress, report, short_hex, CodecError, CountingWriter,
     DecompressOptions, LanguageModel, ModelIdentity, Progress, ProgressFn, TextTokenizer,
 };
 use crate::coder::{CoderKind, RangeCorrupt};
 use crate::container::{FrameHeader, FrameReader, Record};
+use crate::kernels::Kernels;
 use crate::lm::parallel_rows;
 use crate::predict::ChunkDecoder;
 
@@ -63,6 +64,7 @@ pub fn decompress_stream<R: Read, W: Write, M: LanguageModel, T: TextTokenizer>(
         inner: writer,
         count: 0,
     };
+    let kernels = kernels(opts.kernels)?;
     let mut frame = 0u64;
     let mut tokens = 0u64;
     while let Some(h) = r.read_header()? {
@@ -82,6 +84,7 @@ pub fn decompress_stream<R: Read, W: Write, M: LanguageModel, T: TextTokenizer>(
             header: &h,
             frame,
             max_batch: batch_for(opts, model.state_bytes_per_token(), h.chunk_tokens),
+            kernels,
             hasher: Xxh64::new(0),
             written: 0,
             tokens: &mut tokens,
@@ -149,6 +152,8 @@ struct FrameDecoder<'a, M: LanguageModel, T: TextTokenizer> {
     header: &'a FrameHeader,
     frame: u64,
     max_batch: usize,
+    /// Kernels of the predictors.
+    kernels: Kernels,
     hasher: Xxh64,
     written: u64,
     tokens: &'a mut u64,
@@ -259,7 +264,8 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoder<'_, M, T> {
         payload: Vec<u8>,
     ) -> Result<Option<Vec<u8>>, CodecError> {
         let vocab = self.model.vocab_size();
-        let mut dec = ChunkDecoder::new(coder, vocab, self.header.total_bits, payload)?;
+        let mut dec =
+            ChunkDecoder::new(coder, self.kernels, vocab, self.header.total_bits, payload)?;
         let first = dec
             .decode_first(vocab)
             .map_err(|_| self.left_interval(entry))?;

@@ -7,11 +7,12 @@ use xxhash_rust::xxh64::Xxh64;
 
 use super::segment::{looks_binary, plan_chunks, Segmenter};
 use super::{
-    check_parameters, no_progress, report, CodecError, CompressOptions, CountingWriter,
+    check_parameters, kernels, no_progress, report, CodecError, CompressOptions, CountingWriter,
     LanguageModel, ModelIdentity, Progress, ProgressFn, TextTokenizer,
 };
 use crate::coder::Interval;
 use crate::container::{self, FrameHeader, MAX_RAW_CHUNK};
+use crate::kernels::Kernels;
 use crate::lm::parallel_rows;
 use crate::predict::{ChunkEncoder, Softmax};
 
@@ -89,6 +90,7 @@ pub fn compress_stream<R: Read, W: Write, M: LanguageModel, T: TextTokenizer>(
         model,
         tokenizer,
         opts,
+        kernels: kernels(opts.kernels)?,
         logits: Vec::new(),
         state: None,
         tokens_done: 0,
@@ -176,6 +178,8 @@ struct SegmentCoder<'a, M: LanguageModel, T: TextTokenizer> {
     model: &'a M,
     tokenizer: &'a T,
     opts: &'a CompressOptions,
+    /// Kernels of the predictor.
+    kernels: Kernels,
     /// `piece_tokens * vocab` logits, allocated on first use.
     logits: Vec<f32>,
     /// The model state, reused from chunk to chunk.
@@ -268,8 +272,9 @@ impl<M: LanguageModel, T: TextTokenizer> SegmentCoder<'_, M, T> {
     ) -> Result<Vec<u8>, CodecError> {
         let vocab = self.model.vocab_size();
         let mut state = self.model.fresh_state(self.state.take());
-        let mut enc = ChunkEncoder::new(self.opts.coder, vocab, self.opts.total_bits)?;
-        let softmax = Softmax::new(vocab, self.opts.total_bits)?;
+        let mut enc =
+            ChunkEncoder::new(self.opts.coder, self.kernels, vocab, self.opts.total_bits)?;
+        let softmax = Softmax::new(self.kernels, vocab, self.opts.total_bits)?;
         enc.encode_first(vocab, chunk[0]);
         run_chunk(
             self.model,

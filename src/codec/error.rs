@@ -5,6 +5,7 @@ use std::io;
 use super::BoxError;
 use crate::coder::FreqError;
 use crate::container::ContainerError;
+use crate::kernels::KernelError;
 
 /// Why compression or decompression failed.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +36,9 @@ pub enum CodecError {
     /// Options or frame parameters the model cannot serve.
     #[error("invalid parameters: {0}")]
     Parameters(String),
+    /// `LLMC_KERNEL` names an unknown or unavailable kernel variant.
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
     /// Frequency table parameters rejected.
     #[error("invalid coder parameters: {0}")]
     Freq(#[from] FreqError),

@@ -31,6 +31,7 @@ use std::ops::ControlFlow;
 
 use crate::coder::{CoderKind, FreqTable, DEFAULT_TOTAL_BITS};
 use crate::container::MAX_CHUNK_TOKENS;
+use crate::kernels::Kernels;
 
 mod decode;
 mod encode;
@@ -85,6 +86,9 @@ pub struct CompressOptions {
     /// Send chunks that [`looks_binary`] straight to zstd/stored without
     /// running the model on them.
     pub skip_binary: bool,
+    /// Kernels of the predictor's arithmetic (the same bits with any);
+    /// `None`: [`Kernels::detect`] (`LLMC_KERNEL`, else the best).
+    pub kernels: Option<Kernels>,
 }
 
 impl Default for CompressOptions {
@@ -97,6 +101,7 @@ impl Default for CompressOptions {
             piece_tokens: 256,
             zstd_level: 19,
             skip_binary: true,
+            kernels: None,
         }
     }
 }
@@ -112,6 +117,8 @@ pub struct DecompressOptions {
     /// length: fewer than `max_batch` chunks are decoded together when
     /// they would exceed it (never fewer than one).
     pub state_budget: usize,
+    /// As [`CompressOptions::kernels`].
+    pub kernels: Option<Kernels>,
 }
 
 impl Default for DecompressOptions {
@@ -123,6 +130,7 @@ impl Default for DecompressOptions {
         DecompressOptions {
             max_batch: 32,
             state_budget: 1 << 30,
+            kernels: None,
         }
     }
 }
@@ -175,6 +183,14 @@ impl<W: Write> Write for CountingWriter<W> {
     }
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
+    }
+}
+
+/// The kernels of `choice`, else those `LLMC_KERNEL` names (or the best).
+fn kernels(choice: Option<Kernels>) -> Result<Kernels, CodecError> {
+    match choice {
+        Some(k) => Ok(k),
+        None => Ok(Kernels::detect()?),
     }
 }
 

@@ -784,7 +784,7 @@ fn one_token_chunks_never_touch_the_model() {
     let mut len = 0;
     for (i, &t) in toks.iter().enumerate() {
         let coder = [CoderKind::Arithmetic, CoderKind::Rank][i % 2];
-        let mut enc = ChunkEncoder::new(coder, vocab, 24).unwrap();
+        let mut enc = ChunkEncoder::new(coder, crate::kernels::Kernels::best(), vocab, 24).unwrap();
         enc.encode_first(vocab, t);
         container::write_model_chunk(&mut file, coder, 1, &enc.finish()).unwrap();
         let b = tok.decode(&[t]).unwrap();
@@ -797,7 +797,13 @@ fn one_token_chunks_never_touch_the_model() {
     assert!(decompress(&file, &failing, &tok, &id("f", 1), &d).unwrap() == b"the cat");
     // A non-canonical payload (a zero byte appended) is still rejected.
     let mut bad = container::encode_header(&h);
-    let mut enc = ChunkEncoder::new(CoderKind::Arithmetic, vocab, 24).unwrap();
+    let mut enc = ChunkEncoder::new(
+        CoderKind::Arithmetic,
+        crate::kernels::Kernels::best(),
+        vocab,
+        24,
+    )
+    .unwrap();
     enc.encode_first(vocab, toks[0]);
     let mut p = enc.finish();
     p.push(0);
@@ -1037,6 +1043,7 @@ fn chunks_in_flight_follow_the_state_budget() {
     let o = DecompressOptions {
         max_batch: 32,
         state_budget: 1000,
+        ..Default::default()
     };
     // 10 bytes per token, 24-token chunks: 240 bytes each, 4 fit.
     assert_eq!(batch_for(&o, 10, 24), 4);

@@ -76,10 +76,14 @@ pub(crate) struct Ops {
     pub(crate) rmsnorm: unsafe fn(&[f32], &[f32], f32, &mut [f32]),
     pub(crate) attention: AttentionFn,
     pub(crate) attention_batch: AttentionBatchFn,
+    /// What the model runs for a batch of queries: [`Kernels::attention_queries`].
+    pub(crate) attention_queries: AttentionBatchFn,
     pub(crate) exp_sub: unsafe fn(&[f32], f32, &mut [f32]),
     pub(crate) sum16: unsafe fn(&[f32]) -> f32,
     /// SwiGLU (section 8): `kernels::batch::silu_mul`.
     pub(crate) silu_mul: unsafe fn(&Kernels, &mut [f32], &[f32], &mut Vec<f32>),
+    /// The coder's frequencies from logits (section 9): `kernels::freq`.
+    pub(crate) freq_table: unsafe fn(&[f32], &mut [u32], &mut [u32], u32),
 }
 
 /// The run-time chosen kernel implementation. Cheap to copy (one pointer).
@@ -257,9 +261,46 @@ impl Kernels {
         unsafe { (self.ops.exp_sub)(x, m, out) }
     }
 
+    /// Attention of each query `qs[i]` over keys `0..n_keys[i]` of KV head
+    /// `g` into `out[i]`, pulling the regions in `prefetch` into cache
+    /// meanwhile: the batched kernel, except for the scalar variant, which
+    /// runs the specification per query (so that a model on scalar kernels
+    /// is the specification end to end) and prefetches nothing.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_queries(
+        &self,
+        kv: &KvView<'_>,
+        g: usize,
+        qs: &[&[f32]],
+        n_keys: &[usize],
+        scratch: &mut AttnScratch,
+        out: &mut [&mut [f32]],
+        prefetch: &[&[u8]],
+    ) {
+        // SAFETY: see the module docs; both kinds of entry check the shapes.
+        unsafe { (self.ops.attention_queries)(self, kv, g, qs, n_keys, scratch, out, prefetch) }
+    }
+
     /// `sum16` of NUMERICS.md section 1.
     pub fn sum16(&self, x: &[f32]) -> f32 {
         // SAFETY: see the module docs.
         unsafe { (self.ops.sum16)(x) }
+    }
+
+    /// The coder's integer frequencies for one row of logits (NUMERICS.md
+    /// section 9): every `freq[i] >= 1`, summing to `2^total_bits`. `q` is
+    /// scratch. Panics unless `logits`, `q` and `freq` have one length `n`
+    /// with `1 <= n <= 2^(total_bits - 1)` and `total_bits` is in 24..=30
+    /// (what `coder::FreqTable` guarantees).
+    pub fn freq_table(&self, logits: &[f32], q: &mut [u32], freq: &mut [u32], total_bits: u32) {
+        let n = freq.len();
+        assert!(logits.len() == n && q.len() == n, "row lengths");
+        assert!((24..=30).contains(&total_bits), "total_bits {total_bits}");
+        assert!(
+            n >= 1 && n as u64 <= 1u64 << (total_bits - 1),
+            "{n} symbols"
+        );
+        // SAFETY: see the module docs.
+        unsafe { (self.ops.freq_table)(logits, q, freq, total_bits) }
     }
 }

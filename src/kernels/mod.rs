@@ -16,6 +16,7 @@ mod attention;
 mod consts;
 mod dispatch;
 mod ffn;
+mod freq;
 mod kv;
 pub mod math;
 mod matrix;
@@ -31,6 +32,7 @@ mod x86_64;
 
 pub use activ::{QuantPart, QuantizedRows};
 pub use dispatch::Kernels;
+pub use freq::FIX_BITS;
 pub use kv::{AttnScratch, KvView};
 pub use matrix::{share_matrices, BlockKind, BlockMatrix, PackedMatrix};
 pub use variant::{KernelError, Variant};

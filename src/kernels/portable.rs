@@ -4,7 +4,7 @@
 //! `x86_64::SCALAR_FMA` instead: the same functions compiled with FMA.)
 
 use super::dispatch::{Ops, Packing};
-use super::{attention, scalar, AttnScratch, Kernels, KvView, Variant};
+use super::{attention, freq, scalar, AttnScratch, Kernels, KvView, Variant};
 
 pub(crate) static SCALAR: Ops = Ops {
     variant: Variant::Scalar,
@@ -16,9 +16,11 @@ pub(crate) static SCALAR: Ops = Ops {
     rmsnorm: scalar::rmsnorm,
     attention: attention_spec,
     attention_batch: attention::portable,
+    attention_queries: attention::per_query,
     exp_sub: scalar::exp_sub,
     sum16: scalar::sum16,
     silu_mul: silu_mul_spec,
+    freq_table: freq::fill_spec,
 };
 
 /// [`scalar::attention`] with the table's signature.

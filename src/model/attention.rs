@@ -9,9 +9,7 @@
 use super::cache::HeadMut;
 use super::exec::{balanced_runs, Buffers};
 use super::{KvCache, Model, Slot};
-use crate::kernels::{
-    batch, scalar, AttnScratch, Kernels, KvView, QuantPart, QuantizedRows, Variant, QK,
-};
+use crate::kernels::{scalar, AttnScratch, Kernels, KvView, QuantPart, QuantizedRows, QK};
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -353,10 +351,7 @@ impl Model {
 
 /// Attention of each query `qs[i]` over keys `0..n_keys[i]` of `view` (KV
 /// head 0 of a one-head view) into `out[i]`, pulling the regions in
-/// `prefetch` into cache meanwhile. The one place the model chooses between
-/// the scalar reference (the specification's kernel per query) and the
-/// batched kernel; a later step moves this choice into the kernels'
-/// dispatch.
+/// `prefetch` into cache meanwhile ([`Kernels::attention_queries`]).
 fn attend(
     k: &Kernels,
     view: &KvView<'_>,
@@ -365,16 +360,8 @@ fn attend(
     out: &mut [&mut [f32]],
     prefetch: &[&[u8]],
 ) {
-    ATT_SCRATCH.with(|s| {
-        let s = &mut s.borrow_mut();
-        if k.variant() == Variant::Scalar {
-            for ((q, &nk), o) in qs.iter().zip(n_keys).zip(out.iter_mut()) {
-                k.attention(q, view, 0, nk, s, o);
-            }
-        } else {
-            batch::attention_batch_prefetch(k, view, 0, qs, n_keys, s, out, prefetch);
-        }
-    });
+    ATT_SCRATCH
+        .with(|s| k.attention_queries(view, 0, qs, n_keys, &mut s.borrow_mut(), out, prefetch));
 }
 
 /// Consecutive tokens of one sequence per attention job: with the 3 query

@@ -6,6 +6,7 @@ use super::rank::RankModel;
 use super::softmax::Softmax;
 use super::Predictor;
 use crate::coder::{CoderKind, FreqError, Interval, RangeCorrupt, RangeDecoder, RangeEncoder};
+use crate::kernels::Kernels;
 
 /// Per-chunk predictor of either coder kind.
 #[derive(Debug, Clone)]
@@ -15,9 +16,14 @@ enum State {
 }
 
 impl State {
-    fn new(kind: CoderKind, vocab: usize, total_bits: u32) -> Result<Self, FreqError> {
+    fn new(
+        kind: CoderKind,
+        kernels: Kernels,
+        vocab: usize,
+        total_bits: u32,
+    ) -> Result<Self, FreqError> {
         Ok(match kind {
-            CoderKind::Arithmetic => State::Arithmetic(Softmax::new(vocab, total_bits)?),
+            CoderKind::Arithmetic => State::Arithmetic(Softmax::new(kernels, vocab, total_bits)?),
             CoderKind::Rank => State::Rank(Box::new(RankModel::new(vocab))),
         })
     }
@@ -32,11 +38,16 @@ pub struct ChunkEncoder {
 
 impl ChunkEncoder {
     /// A fresh encoder for a model with `vocab` tokens; tables of the
-    /// arithmetic coder total `2^total_bits`.
-    pub fn new(kind: CoderKind, vocab: usize, total_bits: u32) -> Result<Self, FreqError> {
+    /// arithmetic coder total `2^total_bits` and are computed with `kernels`.
+    pub fn new(
+        kind: CoderKind,
+        kernels: Kernels,
+        vocab: usize,
+        total_bits: u32,
+    ) -> Result<Self, FreqError> {
         Ok(ChunkEncoder {
             enc: RangeEncoder::new(),
-            state: State::new(kind, vocab, total_bits)?,
+            state: State::new(kind, kernels, vocab, total_bits)?,
         })
     }
 
@@ -109,13 +120,14 @@ impl<B: AsRef<[u8]>> ChunkDecoder<B> {
     /// can reject payloads that were altered without changing the tokens.
     pub fn new(
         kind: CoderKind,
+        kernels: Kernels,
         vocab: usize,
         total_bits: u32,
         payload: B,
     ) -> Result<Self, FreqError> {
         Ok(ChunkDecoder {
             dec: RangeDecoder::new_verifying(payload),
-            state: State::new(kind, vocab, total_bits)?,
+            state: State::new(kind, kernels, vocab, total_bits)?,
         })
     }
 

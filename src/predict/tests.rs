@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::coder::CoderKind;
+use crate::kernels::Kernels;
 
 use crate::testing::Rng;
 
@@ -41,12 +42,12 @@ fn lm_like(n: usize, vocab: usize, seed: u64) -> (Vec<Vec<f32>>, Vec<u32>, f64) 
 
 fn code(kind: CoderKind, rows: &[Vec<f32>], toks: &[u32], total_bits: u32) -> Vec<u8> {
     let vocab = rows[0].len();
-    let mut enc = ChunkEncoder::new(kind, vocab, total_bits).unwrap();
+    let mut enc = ChunkEncoder::new(kind, Kernels::best(), vocab, total_bits).unwrap();
     for (r, &t) in rows.iter().zip(toks) {
         enc.encode(r, t);
     }
     let bytes = enc.finish();
-    let mut dec = ChunkDecoder::new(kind, vocab, total_bits, &bytes[..]).unwrap();
+    let mut dec = ChunkDecoder::new(kind, Kernels::best(), vocab, total_bits, &bytes[..]).unwrap();
     for (r, &t) in rows.iter().zip(toks) {
         assert_eq!(dec.decode(r).unwrap(), t);
     }
@@ -75,7 +76,7 @@ fn arithmetic_within_half_percent_of_ideal() {
 
 /// `sum -log2(f_t / T)`: the cost of the integer tables, without the coder.
 fn table_bits(rows: &[Vec<f32>], toks: &[u32], total_bits: u32) -> f64 {
-    let mut p = Softmax::new(rows[0].len(), total_bits).unwrap();
+    let mut p = Softmax::new(Kernels::best(), rows[0].len(), total_bits).unwrap();
     rows.iter()
         .zip(toks)
         .map(|(r, &tok)| {
@@ -147,21 +148,21 @@ fn first_token_is_uniform_with_both_coders() {
     for kind in [CoderKind::Arithmetic, CoderKind::Rank] {
         for first in [0u32, 1, 12345, vocab as u32 - 1] {
             // Alone: 15.58 bits fit in 2 or 3 bytes (at most one byte of end).
-            let mut enc = ChunkEncoder::new(kind, vocab, 28).unwrap();
+            let mut enc = ChunkEncoder::new(kind, Kernels::best(), vocab, 28).unwrap();
             enc.encode_first(vocab, first);
             let alone = enc.finish();
             assert!(alone.len() <= 3, "{}", alone.len());
-            let mut dec = ChunkDecoder::new(kind, vocab, 28, &alone[..]).unwrap();
+            let mut dec = ChunkDecoder::new(kind, Kernels::best(), vocab, 28, &alone[..]).unwrap();
             assert_eq!(dec.decode_first(vocab).unwrap(), first);
             assert!(dec.is_canonical());
             // Followed by model-coded tokens.
-            let mut enc = ChunkEncoder::new(kind, vocab, 28).unwrap();
+            let mut enc = ChunkEncoder::new(kind, Kernels::best(), vocab, 28).unwrap();
             enc.encode_first(vocab, first);
             for (r, &t) in rows.iter().zip(&toks) {
                 enc.encode(r, t);
             }
             let bytes = enc.finish();
-            let mut dec = ChunkDecoder::new(kind, vocab, 28, &bytes[..]).unwrap();
+            let mut dec = ChunkDecoder::new(kind, Kernels::best(), vocab, 28, &bytes[..]).unwrap();
             assert_eq!(dec.decode_first(vocab).unwrap(), first);
             for (r, &t) in rows.iter().zip(&toks) {
                 assert_eq!(dec.decode(r).unwrap(), t);
@@ -172,7 +173,7 @@ fn first_token_is_uniform_with_both_coders() {
     // Coded as 1 of 3 symbols, token 1 then 2 differ from token 0 in the payload.
     let mut outs = Vec::new();
     for first in 0..3u32 {
-        let mut enc = ChunkEncoder::new(CoderKind::Arithmetic, 3, 28).unwrap();
+        let mut enc = ChunkEncoder::new(CoderKind::Arithmetic, Kernels::best(), 3, 28).unwrap();
         enc.encode_first(3, first);
         outs.push(enc.finish());
     }

@@ -8,7 +8,7 @@ pub mod attention;
 pub mod neon;
 
 use super::dispatch::{Ops, Packing};
-use super::{ffn, quant, scalar, Variant};
+use super::{ffn, freq, quant, scalar, Variant};
 use crate::kernels::attention::one_query;
 
 pub(crate) static NEON: Ops = Ops {
@@ -24,9 +24,11 @@ pub(crate) static NEON: Ops = Ops {
     rmsnorm: neon::rmsnorm,
     attention: one_query,
     attention_batch: attention::neon,
+    attention_queries: crate::kernels::attention::batched,
     exp_sub: neon::exp_sub,
     sum16: neon::sum16,
     silu_mul: ffn::silu_mul_exp,
+    freq_table: freq::fill_spec,
 };
 
 /// [`NEON`] with the `sdot` matrix product and attention.

@@ -100,6 +100,40 @@ pub fn attention_batch_prefetch(
     unsafe { (k.ops().attention_batch)(k, kv, g, qs, n_keys, scratch, out, prefetch) }
 }
 
+/// The scalar tables' `attention_queries`: [`Kernels::attention`] (the
+/// specification's kernel) per query; nothing to prefetch.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn per_query(
+    k: &Kernels,
+    kv: &KvView<'_>,
+    g: usize,
+    qs: &[&[f32]],
+    n_keys: &[usize],
+    scratch: &mut AttnScratch,
+    out: &mut [&mut [f32]],
+    _prefetch: &[&[u8]],
+) {
+    assert!(qs.len() == n_keys.len() && qs.len() == out.len());
+    for ((q, &n), o) in qs.iter().zip(n_keys).zip(out.iter_mut()) {
+        k.attention(q, kv, g, n, scratch, o);
+    }
+}
+
+/// The SIMD tables' `attention_queries`: [`attention_batch_prefetch`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn batched(
+    k: &Kernels,
+    kv: &KvView<'_>,
+    g: usize,
+    qs: &[&[f32]],
+    n_keys: &[usize],
+    scratch: &mut AttnScratch,
+    out: &mut [&mut [f32]],
+    prefetch: &[&[u8]],
+) {
+    attention_batch_prefetch(k, kv, g, qs, n_keys, scratch, out, prefetch)
+}
+
 /// Defines `unsafe fn $name`: [`body`] with lane type `$lanes`, `$qs` queries
 /// per score pass and `$qp` per output pass, compiled with `$features`
 /// (entered only after the variant's availability was checked).

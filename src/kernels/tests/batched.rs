@@ -7,18 +7,7 @@ use crate::kernels::attention::Arr;
 use crate::kernels::batch::*;
 use crate::kernels::{scalar, AttnScratch, Kernels, QuantizedRows, KV_TILE};
 
-/// SplitMix64 values in [-1, 1).
-struct Rng(u64);
-impl Rng {
-    fn value(&mut self) -> f32 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        (z >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-}
+use crate::testing::Rng;
 
 fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
@@ -46,7 +35,7 @@ fn cache_with(
     let mut i = 0usize;
     let mut row = |rng: &mut Rng, scale: f32| -> Vec<f32> {
         i += 1;
-        let mut r: Vec<f32> = (0..hd).map(|_| rng.value() * scale).collect();
+        let mut r: Vec<f32> = (0..hd).map(|_| rng.signed() * scale).collect();
         if specials && i % 29 == 0 {
             match (i / 29) % 3 {
                 0 => r.fill(0.0),
@@ -90,7 +79,7 @@ fn batched_attention_matches_scalar_per_query() {
             for base in [1usize, 13, 16, 17, 40, 64 - nq.min(10)] {
                 let g = (nq + base) % n_kv;
                 let qv: Vec<Vec<f32>> = (0..nq)
-                    .map(|_| (0..hd).map(|_| rng.value()).collect())
+                    .map(|_| (0..hd).map(|_| rng.signed()).collect())
                     .collect();
                 // Consecutive tokens (3 heads each) or arbitrary spreads.
                 let n_keys: Vec<usize> = (0..nq)
@@ -169,7 +158,7 @@ fn quant_head_variants_match_scalar() {
                     2 if i == n / 2 => -1e30,
                     2 => 0.5,
                     3 | 4 if i % 5 == 0 => specials[(i / 5 + case) % specials.len()],
-                    _ => rng.value() * [1.0f32, 1e-3, 50.0][case % 3],
+                    _ => rng.signed() * [1.0f32, 1e-3, 50.0][case % 3],
                 })
                 .collect();
             let mut want = vec![0i8; n];
@@ -218,7 +207,7 @@ fn quantize_and_silu_match_scalar() {
             let mut x: Vec<f32> = (0..n * cols)
                 .map(|i| match i % 7 {
                     0 => specials[(i / 7) % specials.len()],
-                    _ => rng.value() * [1.0f32, 1e-3, 50.0][i % 3],
+                    _ => rng.signed() * [1.0f32, 1e-3, 50.0][i % 3],
                 })
                 .collect();
             x[cols - 32..cols].fill(0.0); // an all-zero block
@@ -265,7 +254,7 @@ fn quantize_and_silu_match_scalar() {
                         assert_eq!(ar[t % 3], 1.0);
                     }
                 }
-                let u: Vec<f32> = (0..x.len()).map(|_| rng.value() * 4.0).collect();
+                let u: Vec<f32> = (0..x.len()).map(|_| rng.signed() * 4.0).collect();
                 // SiLU sees pre-activations: finite, some large.
                 let gx: Vec<f32> = x
                     .iter()
@@ -341,7 +330,7 @@ fn batched_attention_matches_scalar_at_long_context() {
         let view = kv.view();
         let nq = 12;
         let qv: Vec<Vec<f32>> = (0..nq)
-            .map(|_| (0..hd).map(|_| rng.value()).collect())
+            .map(|_| (0..hd).map(|_| rng.signed()).collect())
             .collect();
         let n_keys: Vec<usize> = (0..nq).map(|i| 2047 + i / 3).collect();
         for kern in Kernels::available()

@@ -8,23 +8,17 @@ use std::ops::Range;
 mod batched;
 mod spec;
 
-/// SplitMix64.
-struct Rng(u64);
+use crate::testing::Rng;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
+/// Test values for the kernels.
+trait Values {
     /// Mostly moderate values, sometimes zero, tiny, huge or negative zero.
+    fn value(&mut self) -> f32;
+}
+
+impl Values for Rng {
     fn value(&mut self) -> f32 {
-        let u = (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0;
+        let u = self.signed();
         match self.below(40) {
             0 => 0.0,
             1 => -0.0,
@@ -65,7 +59,7 @@ fn random_matrix(rng: &mut Rng, kind: BlockKind, rows: usize, cols: usize) -> Bl
     let nb = rows * cols / QK;
     let quants = (0..rows * cols)
         .map(|_| match kind {
-            BlockKind::Q8 => rng.next() as i8,
+            BlockKind::Q8 => rng.next_u64() as i8,
             BlockKind::Q4 => rng.below(16) as i8,
         })
         .collect();
@@ -741,6 +735,47 @@ impl KvBuf {
             dv: &self.dv,
             n_kv_head: self.n_kv,
             head_dim: self.hd,
+        }
+    }
+}
+
+/// The coder's frequency tables (section 9): every variant's compilation of
+/// the rule gives the portable specification's table, on rows with ties,
+/// NaNs, infinities, a single symbol and the real vocabulary's width, at
+/// the smallest, default and largest totals.
+#[test]
+fn freq_table_variants_match_the_spec() {
+    let mut rng = Rng(17);
+    let mut rows: Vec<Vec<f32>> = Vec::new();
+    for n in [1usize, 3, 17, 257, 1000, 49152] {
+        rows.push((0..n).map(|_| rng.value() * 8.0).collect());
+        rows.push(special_values(&mut rng, n, true));
+        rows.push((0..n).map(|i| (i % 5) as f32).collect());
+    }
+    rows.push(vec![f32::NAN; 64]);
+    rows.push(vec![f32::NEG_INFINITY; 64]);
+    rows.push({
+        let mut v = vec![f32::NAN; 64];
+        v[9] = -1e30;
+        v
+    });
+    for total_bits in [24u32, 28, 30] {
+        for row in &rows {
+            let n = row.len();
+            let (mut q, mut want) = (vec![0u32; n], vec![0u32; n]);
+            super::freq::fill_spec(row, &mut q, &mut want, total_bits);
+            let sum: u64 = want.iter().map(|&f| f as u64).sum();
+            assert_eq!(sum, 1u64 << total_bits);
+            assert!(want.iter().all(|&f| f >= 1));
+            for k in variants() {
+                let mut got = vec![0u32; n];
+                k.freq_table(row, &mut q, &mut got, total_bits);
+                assert!(
+                    got == want,
+                    "{}: {n} symbols, total 2^{total_bits}",
+                    k.variant()
+                );
+            }
         }
     }
 }

@@ -4,20 +4,7 @@ use super::KvBuf;
 use crate::kernels::scalar::*;
 use crate::kernels::{AttnScratch, BlockKind, BlockMatrix, Kernels, QuantizedRows, QK};
 
-/// Deterministic pseudo-random numbers for tests (SplitMix64).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn f32(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-    }
-}
+use crate::testing::Rng;
 
 #[test]
 fn sum16_order_is_the_specified_one() {
@@ -74,18 +61,18 @@ fn matmul_matches_dequantized_reference_closely_and_spec_exactly() {
         let nb = rows * cols / QK;
         let quants: Vec<i8> = (0..rows * cols)
             .map(|_| match kind {
-                BlockKind::Q8 => (rng.next() % 255) as i8,
-                BlockKind::Q4 => (rng.next() % 16) as i8,
+                BlockKind::Q8 => (rng.next_u64() % 255) as i8,
+                BlockKind::Q4 => (rng.next_u64() % 16) as i8,
             })
             .map(|q| if q == -128 { -127 } else { q })
             .collect();
-        let scales: Vec<f32> = (0..nb).map(|_| rng.f32() * 0.01).collect();
+        let scales: Vec<f32> = (0..nb).map(|_| rng.signed() * 0.01).collect();
         let mins: Vec<f32> = match kind {
             BlockKind::Q8 => vec![],
-            BlockKind::Q4 => (0..nb).map(|_| rng.f32() * 0.05).collect(),
+            BlockKind::Q4 => (0..nb).map(|_| rng.signed() * 0.05).collect(),
         };
         let m = BlockMatrix::new(kind, rows, cols, scales, mins, quants).unwrap();
-        let x: Vec<f32> = (0..n * cols).map(|_| rng.f32() * 3.0).collect();
+        let x: Vec<f32> = (0..n * cols).map(|_| rng.signed() * 3.0).collect();
         let mut qx = QuantizedRows::new();
         qx.quantize(&x, cols);
         let k = Kernels::scalar();
@@ -174,13 +161,13 @@ fn attention_matches_f64_softmax_and_layout() {
     let mut kv = KvBuf::new(n_kv, hd, n_keys);
     for t in 0..n_keys {
         for g in 0..n_kv {
-            let k: Vec<f32> = (0..hd).map(|_| rng.f32()).collect();
-            let v: Vec<f32> = (0..hd).map(|_| rng.f32()).collect();
+            let k: Vec<f32> = (0..hd).map(|_| rng.signed()).collect();
+            let v: Vec<f32> = (0..hd).map(|_| rng.signed()).collect();
             kv.set(t, g, &k, &v);
         }
     }
     let view = kv.view();
-    let q: Vec<f32> = (0..hd).map(|_| rng.f32() * 2.0).collect();
+    let q: Vec<f32> = (0..hd).map(|_| rng.signed() * 2.0).collect();
     let qp: Vec<f32> = q.iter().map(|&x| x * 0.125).collect();
     let mut qi = vec![0i8; hd];
     let dq = quant_head(&qp, &mut qi);

@@ -11,6 +11,7 @@ pub mod avx2;
 // The AVX-512 intrinsics need Rust 1.89 (the crate's rust-version).
 pub mod avx512;
 mod fma;
+mod freq;
 pub mod quant;
 
 use super::dispatch::{Ops, Packing};
@@ -34,9 +35,11 @@ pub(crate) static SCALAR_FMA: Ops = Ops {
     rmsnorm: fma::rmsnorm,
     attention: fma::attention,
     attention_batch: crate::kernels::attention::portable,
+    attention_queries: crate::kernels::attention::per_query,
     exp_sub: fma::exp_sub,
     sum16: scalar::sum16,
     silu_mul: fma::silu_mul,
+    freq_table: freq::fill_fma,
 };
 
 pub(crate) static AVX512: Ops = Ops {
@@ -54,9 +57,11 @@ pub(crate) static AVX512: Ops = Ops {
     rmsnorm: avx512::rmsnorm,
     attention: one_query,
     attention_batch: attention::avx512,
+    attention_queries: crate::kernels::attention::batched,
     exp_sub: avx512::exp_sub,
     sum16: avx512::sum16,
     silu_mul: ffn::silu_mul_exp,
+    freq_table: freq::fill_avx512,
 };
 
 pub(crate) static AVX2: Ops = Ops {
@@ -72,7 +77,9 @@ pub(crate) static AVX2: Ops = Ops {
     rmsnorm: avx2::rmsnorm,
     attention: one_query,
     attention_batch: attention::avx2,
+    attention_queries: crate::kernels::attention::batched,
     exp_sub: avx2::exp_sub,
     sum16: avx2::sum16,
     silu_mul: ffn::silu_mul_exp,
+    freq_table: freq::fill_avx2,
 };

@@ -24,7 +24,7 @@ pub(crate) static NEON: Ops = Ops {
     rmsnorm: neon::rmsnorm,
     attention: one_query,
     attention_batch: attention::neon,
-    attention_queries: crate::kernels::attention::batched,
+    attention_queries: crate::kernels::attention::attention_batch_prefetch,
     exp_sub: neon::exp_sub,
     sum16: neon::sum16,
     silu_mul: ffn::silu_mul_exp,

@@ -119,21 +119,6 @@ pub(crate) fn per_query(
     }
 }
 
-/// The SIMD tables' `attention_queries`: [`attention_batch_prefetch`].
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn batched(
-    k: &Kernels,
-    kv: &KvView<'_>,
-    g: usize,
-    qs: &[&[f32]],
-    n_keys: &[usize],
-    scratch: &mut AttnScratch,
-    out: &mut [&mut [f32]],
-    prefetch: &[&[u8]],
-) {
-    attention_batch_prefetch(k, kv, g, qs, n_keys, scratch, out, prefetch)
-}
-
 /// Defines `unsafe fn $name`: [`body`] with lane type `$lanes`, `$qs` queries
 /// per score pass and `$qp` per output pass, compiled with `$features`
 /// (entered only after the variant's availability was checked).

@@ -7,6 +7,7 @@
 //! share the threads the user asked for (`-T`).
 
 use std::io::{Read, Write};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use crate::codec::{
@@ -17,6 +18,10 @@ use crate::kernels::Variant;
 use crate::model::{Model, ModelError, ModelOptions};
 use crate::registry::{self, RegistryError};
 use crate::tokenizer::{Tokenizer, TokenizerError};
+
+/// A progress callback that may move to the model's threads (see
+/// [`codec::ProgressFn`]).
+pub type SendProgressFn<'a> = dyn FnMut(codec::Progress) -> ControlFlow<()> + Send + 'a;
 
 /// How to load an [`Engine`].
 #[derive(Debug, Clone, Default)]
@@ -150,7 +155,7 @@ impl Engine {
         input: R,
         output: W,
         opts: &CompressOptions,
-        progress: &mut (dyn FnMut(codec::Progress) -> std::ops::ControlFlow<()> + Send),
+        progress: &mut SendProgressFn,
     ) -> Result<u64, CodecError> {
         let opts = &CompressOptions {
             kernels: opts.kernels.or(Some(self.model.kernels())),
@@ -176,7 +181,7 @@ impl Engine {
         input: R,
         output: W,
         opts: &DecompressOptions,
-        progress: &mut (dyn FnMut(codec::Progress) -> std::ops::ControlFlow<()> + Send),
+        progress: &mut SendProgressFn,
     ) -> Result<u64, CodecError> {
         let opts = &DecompressOptions {
             kernels: opts.kernels.or(Some(self.model.kernels())),
@@ -201,7 +206,7 @@ impl Engine {
         &self,
         input: &[u8],
         opts: &CompressOptions,
-        progress: &mut (dyn FnMut(codec::Progress) -> std::ops::ControlFlow<()> + Send),
+        progress: &mut SendProgressFn,
     ) -> Result<Score, CodecError> {
         self.model.install(|| {
             codec::score(

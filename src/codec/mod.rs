@@ -1,4 +1,7 @@
-//! The driver: bytes -> tokens -> chunks -> model -> coder -> container, and back.
+//! The driver: bytes -> tokens -> chunks -> model -> predictor -> coder ->
+//! container, and back; the only module that sees the model, the predictor
+//! and the coder together. `segment` cuts the input, `encode`, `decode` and
+//! `score` are the three directions.
 //!
 //! Compression reads its input in segments (default 4 MiB, cut after the
 //! last newline of the segment when there is one), tokenizes each segment on
@@ -23,7 +26,10 @@
 //!
 //! The model and the tokenizer are reached through the small traits
 //! [`LanguageModel`] and [`TextTokenizer`], so the driver can be tested with
-//! the tiny synthetic ones in [`synthetic`].
+//! the tiny synthetic ones in [`synthetic`]. The per-row work after a
+//! forward pass (tables, range decoding, cross-entropies) runs in parallel
+//! on the rayon pool the caller runs in (`crate::engine` calls the codec on
+//! the model's threads); the bytes never depend on it.
 
 use std::error::Error as StdError;
 use std::io::{self, Write};

@@ -22,20 +22,19 @@
 //! ```
 //!
 //! Prints tokens/s, bytes/s (bytes of text those tokens decode to), matmul
-//! multiply-adds/s as a fraction of the int8 ceiling (310e9 MAC/s for 2 cores,
-//! scaled by threads), and peak memory (VmHWM, reset before each phase via
+//! multiply-adds/s as a fraction of the int8 ceiling (measured at the start
+//! of each variant and thread count: `Kernels::int8_peak`, the kernels'
+//! dot-product instruction on registers alone), and peak memory (VmHWM, reset before each phase via
 //! /proc/self/clear_refs; "+" is the growth over the RSS at phase start).
 //! The model comes from `LLMC_TEST_MODEL` or the registry.
 
 use llmc::gguf::Gguf;
-use llmc::kernels::Variant;
+use llmc::kernels::{Kernels, Variant};
 use llmc::model::{KvCache, Model, ModelOptions};
 use llmc::tokenizer::Tokenizer;
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::Instant;
-
-/// int8 multiply-adds per second of this machine class on 2 cores (DESIGN.md).
-const INT8_CEILING_2_CORES: f64 = 310e9;
 
 struct Opts {
     tokens: usize,
@@ -233,19 +232,49 @@ fn load_text(tok: &Tokenizer, path: &PathBuf) -> Text {
     Text { ids, bytes }
 }
 
-fn mac_report(tokens: f64, secs: f64, macs_per_token: f64, threads: usize) -> String {
+/// The int8 ceiling of `m`'s kernels on its threads, measured once per
+/// (variant, threads) in this run ([`Kernels::int8_peak`]).
+fn ceiling(m: &Model) -> f64 {
+    static SEEN: Mutex<Vec<(Variant, usize, f64)>> = Mutex::new(Vec::new());
+    let (v, t) = (m.kernels().variant(), m.threads());
+    let mut seen = SEEN.lock().unwrap();
+    if let Some(&(_, _, c)) = seen.iter().find(|(sv, st, _)| *sv == v && *st == t) {
+        return c;
+    }
+    let c = m.kernels().int8_peak(t);
+    println!(
+        "  int8 ceiling measured ({v}, {t} thread(s), dot-product instruction on registers): {:.1} G MAC/s",
+        c / 1e9
+    );
+    seen.push((v, t, c));
+    c
+}
+
+fn mac_report(tokens: f64, secs: f64, macs_per_token: f64, m: &Model) -> String {
     let rate = tokens * macs_per_token / secs;
-    let ceiling = INT8_CEILING_2_CORES * threads.min(2) as f64 / 2.0;
     format!(
         "{:.1} G MAC/s = {:.1}% of int8 ceiling",
         rate / 1e9,
-        100.0 * rate / ceiling
+        100.0 * rate / ceiling(m)
     )
+}
+
+/// The CPU's model name (`/proc/cpuinfo`), for the figures' record.
+fn cpu_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name") || l.starts_with("CPU part"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|n| n.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
 }
 
 /// Compression-style: the chunk `ids[..n]` as batches of `batch` tokens with
 /// logits. Returns the final cache (reused for decompression positions).
-fn compress(m: &Model, text: &Text, o: &Opts, threads: usize) -> KvCache {
+fn compress(m: &Model, text: &Text, o: &Opts) -> KvCache {
     let v = m.config().vocab;
     let n = o.tokens.min(text.ids.len());
     let macs = m.config().matmul_macs_per_token() as f64;
@@ -268,7 +297,7 @@ fn compress(m: &Model, text: &Text, o: &Opts, threads: usize) -> KvCache {
         dt,
         n as f64 / dt,
         bytes as f64 / dt,
-        mac_report(n as f64, dt, macs, threads),
+        mac_report(n as f64, dt, macs, m),
         clock.report(),
         peak.report()
     );
@@ -303,7 +332,7 @@ fn decode_at(m: &Model, text: &Text, base: &KvCache, s: usize, pos: usize, steps
     t0.elapsed().as_secs_f64()
 }
 
-fn decompress(m: &Model, text: &Text, base: &KvCache, o: &Opts, threads: usize) {
+fn decompress(m: &Model, text: &Text, base: &KvCache, o: &Opts) {
     let n = o.tokens.min(text.ids.len());
     let macs = m.config().matmul_macs_per_token() as f64;
     let bytes_per_token = text.bytes_of(0..n) as f64 / n as f64;
@@ -347,19 +376,19 @@ fn decompress(m: &Model, text: &Text, base: &KvCache, o: &Opts, threads: usize) 
             o.steps,
             line.join("  "),
             avg * bytes_per_token,
-            mac_report(avg, 1.0, macs, threads),
+            mac_report(avg, 1.0, macs, m),
             clock.report(),
             peak.report()
         );
         if o.decode_full {
-            decode_full(m, text, s, n, threads);
+            decode_full(m, text, s, n);
         }
     }
 }
 
 /// `s` sequences (different parts of the text) decoded one token per step from
 /// position 0 to `n`, as a decompressor does.
-fn decode_full(m: &Model, text: &Text, s: usize, n: usize, threads: usize) {
+fn decode_full(m: &Model, text: &Text, s: usize, n: usize) {
     let v = m.config().vocab;
     let macs = m.config().matmul_macs_per_token() as f64;
     let peak = Peak::start();
@@ -385,14 +414,14 @@ fn decode_full(m: &Model, text: &Text, s: usize, n: usize, threads: usize) {
         "  decompress (full) {s} seqs x {n} tokens: {dt:.1}s  {:.1} tokens/s  {:.0} bytes/s  {}  {}  {}",
         toks / dt,
         bytes as f64 / dt,
-        mac_report(toks, dt, macs, threads),
+        mac_report(toks, dt, macs, m),
         clock.report(),
         peak.report()
     );
 }
 
 /// The real codec end to end on the first `o.codec_bytes` bytes of the file.
-fn codec(m: &Model, tok: &Tokenizer, g: &Gguf, o: &Opts, threads: usize) {
+fn codec(m: &Model, tok: &Tokenizer, g: &Gguf, o: &Opts) {
     use llmc::codec::{compress, decompress, CompressOptions, DecompressOptions, ModelIdentity};
     let Some(limit) = o.codec_bytes else {
         return;
@@ -427,7 +456,7 @@ fn codec(m: &Model, tok: &Tokenizer, g: &Gguf, o: &Opts, threads: usize) {
         data.len() as f64 / dt,
         n_tokens as f64 / dt,
         packed.len() as f64 * 8.0 / data.len() as f64,
-        mac_report(n_tokens as f64, dt, macs, threads),
+        mac_report(n_tokens as f64, dt, macs, m),
         clock.report(),
         peak.report()
     );
@@ -446,7 +475,7 @@ fn codec(m: &Model, tok: &Tokenizer, g: &Gguf, o: &Opts, threads: usize) {
         dopts.max_batch,
         data.len() as f64 / dt,
         n_tokens as f64 / dt,
-        mac_report(n_tokens as f64, dt, macs, threads),
+        mac_report(n_tokens as f64, dt, macs, m),
         clock.report(),
         peak.report()
     );
@@ -501,12 +530,14 @@ fn main() {
     let variants = o
         .variants
         .clone()
-        .unwrap_or_else(|| vec![llmc::kernels::Kernels::best().variant()]);
+        .unwrap_or_else(|| vec![Kernels::best().variant()]);
     println!(
-        "llmc speed: {} ({} tokens), chunk {} tokens, load average {}",
+        "llmc speed: {} ({} tokens), chunk {} tokens, {}, {} cores, load average {}",
         o.file.display(),
         text.ids.len(),
         o.tokens,
+        cpu_name(),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
         load_avg()
     );
     for &variant in &variants {
@@ -525,16 +556,17 @@ fn main() {
                 t.elapsed().as_secs_f64(),
                 m.config().matmul_macs_per_token() as f64 / 1e6
             );
+            ceiling(&m);
             let base = if o.compress || o.decompress {
-                compress(&m, &text, &o, threads)
+                compress(&m, &text, &o)
             } else {
                 m.new_cache()
             };
             if o.decompress {
-                decompress(&m, &text, &base, &o, threads);
+                decompress(&m, &text, &base, &o);
             }
             drop(base);
-            codec(&m, &tok, &g, &o, threads);
+            codec(&m, &tok, &g, &o);
         }
     }
     if o.llamacpp {

@@ -84,6 +84,9 @@ pub(crate) struct Ops {
     pub(crate) silu_mul: unsafe fn(&Kernels, &mut [f32], &[f32], &mut Vec<f32>),
     /// The coder's frequencies from logits (section 9): `kernels::freq`.
     pub(crate) freq_table: unsafe fn(&[f32], &mut [u32], &mut [u32], u32),
+    /// The int8 peak loop (`kernels::peak`) and its multiply-adds per round.
+    pub(crate) peak: unsafe fn(u64, u8, i8) -> i32,
+    pub(crate) peak_macs: u64,
 }
 
 /// The run-time chosen kernel implementation. Cheap to copy (one pointer).

@@ -20,6 +20,7 @@ mod freq;
 mod kv;
 pub mod math;
 mod matrix;
+mod peak;
 mod portable;
 mod quant;
 pub mod scalar;

@@ -4,7 +4,7 @@
 //! `x86_64::SCALAR_FMA` instead: the same functions compiled with FMA.)
 
 use super::dispatch::{Ops, Packing};
-use super::{attention, freq, scalar, AttnScratch, Kernels, KvView, Variant};
+use super::{attention, freq, peak, scalar, AttnScratch, Kernels, KvView, Variant};
 
 pub(crate) static SCALAR: Ops = Ops {
     variant: Variant::Scalar,
@@ -21,6 +21,8 @@ pub(crate) static SCALAR: Ops = Ops {
     sum16: scalar::sum16,
     silu_mul: silu_mul_spec,
     freq_table: freq::fill_spec,
+    peak: peak::peak_scalar,
+    peak_macs: peak::SCALAR_CHAINS as u64,
 };
 
 /// [`scalar::attention`] with the table's signature.

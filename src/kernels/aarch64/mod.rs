@@ -6,6 +6,7 @@
 
 pub mod attention;
 pub mod neon;
+mod peak;
 
 use super::dispatch::{Ops, Packing};
 use super::{ffn, freq, quant, scalar, Variant};
@@ -29,6 +30,8 @@ pub(crate) static NEON: Ops = Ops {
     sum16: neon::sum16,
     silu_mul: ffn::silu_mul_exp,
     freq_table: freq::fill_spec,
+    peak: peak::peak_neon,
+    peak_macs: peak::NEON_MACS,
 };
 
 /// [`NEON`] with the `sdot` matrix product and attention.
@@ -36,5 +39,7 @@ pub(crate) static NEON_DOT: Ops = Ops {
     variant: Variant::NeonDot,
     matmul: neon::matmul_dot,
     attention_batch: attention::neon_dot,
+    peak: peak::peak_dot,
+    peak_macs: peak::DOT_MACS,
     ..NEON
 };

@@ -779,3 +779,31 @@ fn freq_table_variants_match_the_spec() {
         }
     }
 }
+
+/// Every variant's int8 peak loop does all its multiply-adds: the sum of its
+/// accumulators is `rounds * macs_per_round * u * s` (wrapping), and the
+/// measured ceiling is a positive rate.
+#[test]
+fn peak_loops_do_all_their_work() {
+    for k in variants() {
+        let macs = k.peak_macs_per_round();
+        assert!(macs >= 8, "{}", k.variant());
+        for (rounds, u, s) in [
+            (0u64, 3u8, -2i8),
+            (1, 3, -2),
+            (1000, 127, 127),
+            (777, 5, -128),
+        ] {
+            let want = (rounds as i64 * macs as i64 * u as i64 * s as i64) as i32;
+            assert_eq!(
+                k.peak_loop(rounds, u, s),
+                want,
+                "{}: {rounds} rounds of {u} * {s}",
+                k.variant()
+            );
+        }
+    }
+    let k = Kernels::best();
+    let rate = k.int8_peak(1);
+    assert!(rate.is_finite() && rate > 1e6, "{}: {rate}", k.variant());
+}

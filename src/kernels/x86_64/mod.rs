@@ -12,6 +12,7 @@ pub mod avx2;
 pub mod avx512;
 mod fma;
 mod freq;
+mod peak;
 pub mod quant;
 
 use super::dispatch::{Ops, Packing};
@@ -40,6 +41,8 @@ pub(crate) static SCALAR_FMA: Ops = Ops {
     sum16: scalar::sum16,
     silu_mul: fma::silu_mul,
     freq_table: freq::fill_fma,
+    peak: peak::peak_scalar_fma,
+    peak_macs: crate::kernels::peak::SCALAR_CHAINS as u64,
 };
 
 pub(crate) static AVX512: Ops = Ops {
@@ -62,6 +65,8 @@ pub(crate) static AVX512: Ops = Ops {
     sum16: avx512::sum16,
     silu_mul: ffn::silu_mul_exp,
     freq_table: freq::fill_avx512,
+    peak: peak::peak_avx512,
+    peak_macs: peak::AVX512_MACS,
 };
 
 pub(crate) static AVX2: Ops = Ops {
@@ -82,4 +87,6 @@ pub(crate) static AVX2: Ops = Ops {
     sum16: avx2::sum16,
     silu_mul: ffn::silu_mul_exp,
     freq_table: freq::fill_avx2,
+    peak: peak::peak_avx2,
+    peak_macs: peak::AVX2_MACS,
 };

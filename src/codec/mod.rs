@@ -18,7 +18,7 @@
 //! all of them by one token per model call (one batched forward pass), so it
 //! is not a token-at-a-time crawl; finished chunks are written in file order.
 //!
-//! [`score`] runs the model over the same chunks as [`compress`] and sums
+//! [`score()`] runs the model over the same chunks as [`compress`] and sums
 //! the ideal code lengths, i.e. the model's cross-entropy on the input.
 //!
 //! Progress callbacks are called after every forward pass and may stop the

@@ -25,7 +25,7 @@ pub struct Score {
 }
 
 /// The model's cross-entropy on `input`, over exactly the chunks
-/// [`compress`] with `opts` would model-code if every chunk won: the same
+/// [`super::compress`] with `opts` would model-code if every chunk won: the same
 /// segments, tokenization and chunk cuts, the first token of each chunk at
 /// `log2(vocab)` bits and every later one at `-log2 softmax(logits)[token]`
 /// (f64) from the same forward passes. Chunks the compressor would store or

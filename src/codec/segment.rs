@@ -7,7 +7,7 @@ use super::TextTokenizer;
 
 /// Reads input in segments of at most `segment_bytes`, each cut by
 /// [`cut_point`]. The cuts depend only on the bytes (a reader's short reads
-/// are filled up), so [`compress_stream`] and [`score`] cut alike.
+/// are filled up), so [`super::compress_stream`] and [`super::score()`] cut alike.
 pub(super) struct Segmenter<R: Read> {
     reader: R,
     segment_bytes: usize,

@@ -6,7 +6,7 @@ use super::KV_TILE;
 /// One layer of one sequence's KV cache, as attention reads it.
 ///
 /// K and V are int8 rows with one f32 scale per (position, head)
-/// (NUMERICS.md section 7: [`scalar::quant_head`] applied to the whole head
+/// (NUMERICS.md section 7: [`super::scalar::quant_head`] applied to the whole head
 /// row when the token is cached). About 140 bytes per position and head of
 /// 64 dimensions instead of 256 (f16) or 512 (f32): attention at long
 /// context is bound by streaming the cache.

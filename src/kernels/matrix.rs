@@ -118,7 +118,7 @@ impl BlockMatrix {
 }
 
 /// A weight matrix in the layout of one kernel variant. Only the variant that
-/// packed it may use it (checked by [`Kernels::matmul`]).
+/// packed it may use it (checked by [`super::Kernels::matmul`]).
 ///
 /// Scalar keeps the [`BlockMatrix`] vectors unchanged. The SIMD variants use
 /// the *interleaved* layout of `pack_interleaved`: rows in groups of `G`

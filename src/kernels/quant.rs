@@ -162,7 +162,7 @@ pub(crate) unsafe fn quant_run_simd<V: QuantLanes>(x: &[f32], q: &mut [i8]) -> O
     Some((amax / 127.0, isum))
 }
 
-/// [`quant_head`] with `V`'s lanes (the same bits).
+/// [`super::scalar::quant_head`] with `V`'s lanes (the same bits).
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[inline(always)]
 pub(crate) unsafe fn quant_row_simd<V: QuantLanes>(x: &[f32], q: &mut [i8]) -> f32 {

@@ -35,7 +35,7 @@ pub enum Variant {
 }
 
 impl Variant {
-    /// All variants, in order of preference (best first) for [`Kernels::detect`].
+    /// All variants, in order of preference (best first) for [`super::Kernels::detect`].
     pub const ALL: [Variant; 5] = [
         Variant::Avx512,
         Variant::Avx2,

@@ -3,7 +3,7 @@
 //! How each keeps the specification's bits (docs/NUMERICS.md):
 //!
 //! - matmul (section 3): weights in the interleaved layout with 16 rows per
-//!   group ([`super::super::pack_interleaved`]), so one zmm lane is one output
+//!   group (`kernels::matrix::pack_interleaved`), so one zmm lane is one output
 //!   row. For each block, `vpdpbusd` computes the 16 rows' integer dot
 //!   products (exact: any order); then, per lane, `cvt` (exact, |isum| <
 //!   2^24), `mul` (the rounded `dw * d`), `fmadd` (and for Q4 a second

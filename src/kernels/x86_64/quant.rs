@@ -97,13 +97,13 @@ impl QuantLanes for Y {
     }
 }
 
-/// [`quant_head`] in AVX-512 registers.
+/// [`crate::kernels::scalar::quant_head`] in AVX-512 registers.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,fma")]
 pub(crate) unsafe fn quant_head_avx512(x: &[f32], q: &mut [i8]) -> f32 {
     quant_row_simd::<Z>(x, q)
 }
 
-/// [`quant_head`] in AVX2 registers.
+/// [`crate::kernels::scalar::quant_head`] in AVX2 registers.
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn quant_head_avx2(x: &[f32], q: &mut [i8]) -> f32 {
     quant_row_simd::<Y>(x, q)

@@ -1,5 +1,8 @@
-//! Numeric kernels: every floating-point operation of the forward pass
-//! (docs/NUMERICS.md).
+//! Numeric kernels: every floating-point operation between the tokens and
+//! the coder, the forward pass and the coder's frequency rule (`freq`)
+//! (docs/NUMERICS.md), behind one dispatch point per instruction set
+//! (`dispatch`: a table of functions per [`Variant`], chosen once).
+//! `peak` measures the machine's int8 ceiling for the benchmarks.
 //!
 //! [`scalar`] and [`math`] are the specification. [`Kernels`] is the run-time
 //! selected implementation the model calls for its hot operations; every

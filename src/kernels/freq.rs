@@ -3,7 +3,8 @@
 //! variant (each table's `freq_table` entry; the SIMD ones are the same
 //! body with wider instructions enabled, so the same bits).
 
-use super::consts::{C3, C4, C5, C6, C7, LN2_HI, LN2_LO, LOG2E, MAGIC};
+use super::consts::{LOG2E, MAGIC};
+use super::math::exp_poly;
 
 /// Fixed-point bits of `exp(l - m)`, which lies in `[0, 1]`; `2^30` fits i32
 /// (a signed conversion vectorizes) and makes `mult` fit u32.
@@ -79,16 +80,7 @@ pub(crate) fn fixed_exp(x: f32) -> u32 {
     let x = if x > CLAMP { x } else { CLAMP };
     let x = if x < 0.0 { x } else { 0.0 };
     let k = ((x * LOG2E) + MAGIC) - MAGIC;
-    let r = k.mul_add(-LN2_HI, x);
-    let r = k.mul_add(-LN2_LO, r);
-    let mut p: f32 = C7;
-    p = p.mul_add(r, C6);
-    p = p.mul_add(r, C5);
-    p = p.mul_add(r, C4);
-    p = p.mul_add(r, C3);
-    p = p.mul_add(r, 0.5);
-    p = p.mul_add(r, 1.0);
-    p = p.mul_add(r, 1.0);
+    let p = exp_poly(x, k);
     // SAFETY: x in [-32, 0] gives k an integer in [-47, 0].
     let ki: i32 = unsafe { k.to_int_unchecked() };
     let e = p * f32::from_bits(((ki + 127) as u32) << 23);

@@ -43,16 +43,7 @@ pub fn exp(x: f32) -> f32 {
         return 0.0;
     }
     let k = round_small(x * LOG2E);
-    let r = k.mul_add(-LN2_HI, x);
-    let r = k.mul_add(-LN2_LO, r);
-    let mut p = C7;
-    p = p.mul_add(r, C6);
-    p = p.mul_add(r, C5);
-    p = p.mul_add(r, C4);
-    p = p.mul_add(r, C3);
-    p = p.mul_add(r, 0.5);
-    p = p.mul_add(r, 1.0);
-    p = p.mul_add(r, 1.0);
+    let p = exp_poly(x, k);
     let ki = k as i32; // exact: |k| <= 128
     if ki > 127 {
         // k = 128: 2^128 is not an f32; scale in two exact-power steps.
@@ -63,6 +54,23 @@ pub fn exp(x: f32) -> f32 {
     } else {
         p * pow2_f32(ki)
     }
+}
+
+/// `exp(x - k ln 2)` of section 5 for the integer `k = round(x * log2 e)`:
+/// the two-step reduction and the degree-7 polynomial (shared by [`exp`]
+/// and the coder's branch-free fixed-point exp in `kernels::freq`).
+#[inline(always)]
+pub(crate) fn exp_poly(x: f32, k: f32) -> f32 {
+    let r = k.mul_add(-LN2_HI, x);
+    let r = k.mul_add(-LN2_LO, r);
+    let mut p = C7;
+    p = p.mul_add(r, C6);
+    p = p.mul_add(r, C5);
+    p = p.mul_add(r, C4);
+    p = p.mul_add(r, C3);
+    p = p.mul_add(r, 0.5);
+    p = p.mul_add(r, 1.0);
+    p.mul_add(r, 1.0)
 }
 
 /// `2^k` for `-126 <= k <= 127`, built from its bits.

@@ -27,3 +27,4 @@ pub mod registry;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod tokenizer;
+pub mod transform;

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 use llmc::codec as lc;
 use llmc::coder::CoderKind;
-use llmc::container::{FrameReader, Record};
+use llmc::container::{v2, FrameReader, Header, Record};
 
 pub use llmc::codec::Score;
 pub use llmc::engine::{Engine, EngineOptions};
@@ -40,6 +40,15 @@ impl CodecOptions {
         };
         if let Some(n) = self.chunk_tokens {
             co.chunk_tokens = n;
+        }
+        // TEMPORARY measurement hook.
+        if let Ok(v) = std::env::var("LLMC_PARAMS") {
+            let f: Vec<u32> = v.split(',').map(|x| x.parse().unwrap()).collect();
+            co.params.window = f[0];
+            co.params.carry = f[1];
+            co.params.max_streams = f[2];
+            co.params.stream_tokens = f[3];
+            co.params.crlf = f[4] != 0;
         }
         co
     }
@@ -199,13 +208,48 @@ pub fn inspect(input: &[u8]) -> Result<Listing> {
         CoderKind::Rank.name(),
         "stored",
         "zstd",
+        "lzma2",
     ];
-    let mut kinds = [false; 4];
+    let mut kinds = [false; 5];
+    let mut levels: Vec<String> = Vec::new();
+    let note = |list: &mut Vec<String>, s: String| {
+        if !list.contains(&s) {
+            list.push(s);
+        }
+    };
     while let Some(h) = r.read_header()? {
         l.frames += 1;
-        if !models.contains(&h.model_name) {
-            models.push(h.model_name.clone());
-        }
+        let h = match h {
+            Header::V1(h) => h,
+            Header::V2(h) => {
+                note(&mut models, format!("fingerprint {}", lc::short_hex8(&h.model)));
+                let coder = match h.custom {
+                    Some(c) => c.coder,
+                    None => CoderKind::Arithmetic,
+                };
+                note(&mut levels, format!("level {}", h.level));
+                l.check = "XXH64 (32 bits per block)".into();
+                loop {
+                    match r.read_record_v2()? {
+                        v2::Record::Block(b) => {
+                            l.chunks += 1;
+                            kinds[match b.body {
+                                v2::Body::Model { .. } => usize::from(coder == CoderKind::Rank),
+                                v2::Body::Stored(_) => 2,
+                                v2::Body::Zstd(_) => 3,
+                                v2::Body::Lzma2(_) => 4,
+                            }] = true;
+                        }
+                        v2::Record::End { original_len, .. } => {
+                            l.uncompressed += original_len;
+                            break;
+                        }
+                    }
+                }
+                continue;
+            }
+        };
+        note(&mut models, h.model_name.clone());
         loop {
             match r.read_record(&h)? {
                 Record::Model { coder, .. } => {
@@ -242,5 +286,8 @@ pub fn inspect(input: &[u8]) -> Result<Listing> {
     } else {
         used.join("+")
     };
+    if !levels.is_empty() {
+        l.coder = format!("{} ({})", l.coder, levels.join(","));
+    }
     Ok(l)
 }

@@ -8,11 +8,13 @@ use rayon::prelude::*;
 use xxhash_rust::xxh64::Xxh64;
 
 use super::{
-    check_parameters, kernels, no_progress, report, short_hex, CodecError, CountingWriter,
+    check_parameters, kernels, no_progress, report, short_hex, short_hex8, CodecError, CountingWriter,
     DecompressOptions, LanguageModel, ModelIdentity, Progress, ProgressFn, TextTokenizer,
 };
 use crate::coder::{CoderKind, RangeCorrupt};
-use crate::container::{FrameHeader, FrameReader, Record};
+use super::decode_v2::{header_params, FrameDecoderV2};
+use super::fallback::unzstd;
+use crate::container::{FrameHeader, FrameReader, Header, Record};
 use crate::kernels::Kernels;
 use crate::lm::parallel_rows;
 use crate::predict::ChunkDecoder;
@@ -68,6 +70,37 @@ pub fn decompress_stream<R: Read, W: Write, M: LanguageModel, T: TextTokenizer>(
     let mut frame = 0u64;
     let mut tokens = 0u64;
     while let Some(h) = r.read_header()? {
+        let h = match h {
+            Header::V1(h) => h,
+            Header::V2(h) => {
+                if h.model != id.fingerprint[..8] {
+                    return Err(CodecError::ModelMismatch {
+                        frame,
+                        file_name: "another model".into(),
+                        file_hex: short_hex8(&h.model),
+                        model_name: id.name.clone(),
+                        model_hex: short_hex(&id.fingerprint),
+                    });
+                }
+                let params = header_params(&h).ok_or_else(|| {
+                    CodecError::Parameters(format!("unknown level {}", h.level))
+                })?;
+                check_parameters(model, tokenizer.vocab_size(), params.window, params.total_bits)?;
+                let mut fd = FrameDecoderV2 {
+                    model,
+                    tokenizer,
+                    params,
+                    frame,
+                    max_batch: batch_for(opts, model.state_bytes_per_token(), params.window),
+                    piece_tokens: 256,
+                    kernels,
+                    tokens: &mut tokens,
+                };
+                fd.run(&mut r, &mut w, progress)?;
+                frame += 1;
+                continue;
+            }
+        };
         if h.fingerprint != id.fingerprint {
             return Err(CodecError::ModelMismatch {
                 frame,
@@ -435,17 +468,4 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoder<'_, M, T> {
         *self.tokens += n as u64;
         Ok(())
     }
-}
-
-/// Decompresses one zstd frame of exactly `original_len` bytes.
-fn unzstd(payload: &[u8], original_len: u64) -> Result<Vec<u8>, String> {
-    // original_len <= MAX_RAW_CHUNK (checked by the reader): bounded.
-    let out = zstd::bulk::decompress(payload, original_len as usize).map_err(|e| e.to_string())?;
-    if out.len() as u64 != original_len {
-        return Err(format!(
-            "{} bytes decompressed, {original_len} declared",
-            out.len()
-        ));
-    }
-    Ok(out)
 }

@@ -1,17 +1,22 @@
-//! Compression: segments -> chunks -> model -> coder -> records.
+//! Compression: blocks -> transform -> tokens -> streams -> windows ->
+//! model -> coder -> version-2 records.
 
 use std::io::{Read, Write};
 
 use rayon::prelude::*;
 use xxhash_rust::xxh64::Xxh64;
 
-use super::segment::{looks_binary, plan_chunks, Segmenter};
+use super::block::BlockText;
+use super::fallback::lzma2;
+use super::segment::{looks_binary, Segmenter};
+use super::stream::{split_streams, windows, Window};
 use super::{
     check_parameters, kernels, no_progress, report, CodecError, CompressOptions, CountingWriter,
     LanguageModel, ModelIdentity, Progress, ProgressFn, TextTokenizer,
 };
 use crate::coder::Interval;
-use crate::container::{self, FrameHeader, MAX_RAW_CHUNK};
+use crate::container::v2::{self, Block, Body, Custom, Header, Stream, MAX_STREAMS};
+use crate::container::MAX_RAW_CHUNK;
 use crate::kernels::Kernels;
 use crate::lm::parallel_rows;
 use crate::predict::{ChunkEncoder, Softmax};
@@ -43,22 +48,63 @@ pub(super) fn check_compress_options<M: LanguageModel>(
     tokenizer_vocab: usize,
     opts: &CompressOptions,
 ) -> Result<(), CodecError> {
-    check_parameters(model, tokenizer_vocab, opts.chunk_tokens, opts.total_bits)?;
+    let p = &opts.params;
+    check_parameters(model, tokenizer_vocab, p.window, p.total_bits)?;
+    if p.window < 2 || p.carry == 0 || p.carry >= p.window {
+        return Err(CodecError::Parameters(format!(
+            "window of {} tokens carrying {}: the window must be >= 2 and the carry 1..window",
+            p.window, p.carry
+        )));
+    }
+    if p.max_streams == 0 || p.max_streams as u64 > MAX_STREAMS || p.stream_tokens == 0 {
+        return Err(CodecError::Parameters(format!(
+            "{} streams (must be 1..={MAX_STREAMS}) of at least {} tokens (must be >= 1)",
+            p.max_streams, p.stream_tokens
+        )));
+    }
     if opts.segment_bytes == 0
         || opts.segment_bytes as u64 > MAX_RAW_CHUNK
         || opts.piece_tokens == 0
     {
         return Err(CodecError::Parameters(format!(
-            "segment of {} bytes (must be 1..={MAX_RAW_CHUNK}) or piece of {} tokens (must be >= 1)",
+            "block of {} bytes (must be 1..={MAX_RAW_CHUNK}) or piece of {} tokens (must be >= 1)",
             opts.segment_bytes, opts.piece_tokens
         )));
     }
-    Ok(())
+    match (opts.level, super::Params::level(opts.level)) {
+        (0, _) => Ok(()),
+        (_, Some(lp))
+            if lp.coder == p.coder
+            && lp.total_bits == p.total_bits
+            && lp.window == p.window
+            && lp.carry == p.carry => Ok(()),
+        (l, _) => Err(CodecError::Parameters(format!(
+            "level {l} with decoding parameters other than its own (use level 0 for custom ones)"
+        ))),
+    }
+}
+
+/// The version-2 header for `opts` and the model `id`.
+fn frame_header(id: &ModelIdentity, opts: &CompressOptions) -> Header {
+    let mut model = [0u8; 8];
+    model.copy_from_slice(&id.fingerprint[..8]);
+    let p = &opts.params;
+    Header {
+        model,
+        level: opts.level,
+        custom: (opts.level == 0).then_some(Custom {
+            coder: p.coder,
+            total_bits: p.total_bits,
+            window: p.window,
+            carry: p.carry,
+        }),
+    }
 }
 
 /// Compresses everything `reader` yields into one frame on `writer`;
-/// `progress` is called after every forward pass and every chunk, and stops
-/// the work when it returns `Break`. Returns the bytes written.
+/// `progress` is called after every forward pass and every block, and stops
+/// the work when it returns `Break`. Each block is written as soon as it is
+/// coded. Returns the bytes written.
 pub fn compress_stream<R: Read, W: Write, M: LanguageModel, T: TextTokenizer>(
     reader: R,
     writer: W,
@@ -69,24 +115,12 @@ pub fn compress_stream<R: Read, W: Write, M: LanguageModel, T: TextTokenizer>(
     progress: &mut ProgressFn,
 ) -> Result<u64, CodecError> {
     check_compress_options(model, tokenizer.vocab_size(), opts)?;
-    if id.name.len() > 255 {
-        return Err(CodecError::Parameters(
-            "model name longer than 255 bytes".into(),
-        ));
-    }
     let mut w = CountingWriter {
         inner: writer,
         count: 0,
     };
-    let header = FrameHeader {
-        fingerprint: id.fingerprint,
-        model_name: id.name.clone(),
-        total_bits: opts.total_bits,
-        chunk_tokens: opts.chunk_tokens,
-    };
-    w.write_all(&container::encode_header(&header))?;
-
-    let mut seg = SegmentCoder {
+    w.write_all(&v2::encode_header(&frame_header(id, opts)))?;
+    let mut coder = BlockCoder {
         model,
         tokenizer,
         opts,
@@ -97,84 +131,69 @@ pub fn compress_stream<R: Read, W: Write, M: LanguageModel, T: TextTokenizer>(
     };
     let mut hasher = Xxh64::new(0);
     let mut total = 0u64;
-    let mut segments = Segmenter::new(reader, opts.segment_bytes);
-    while let Some(bytes) = segments.next_segment()? {
+    let mut blocks = Segmenter::new(reader, opts.segment_bytes);
+    while let Some(bytes) = blocks.next_segment()? {
         hasher.update(bytes);
+        let record = coder.code_block(bytes, total, w.count, progress)?;
         total += bytes.len() as u64;
-        // The segment's records are built in memory (at most about the
-        // segment's size) so that the whole segment can fall back to one raw
-        // record when that is smaller: chunk-by-chunk choices cannot see
-        // redundancy across chunks (a text repeated, a binary file with
-        // text-like stretches), which zstd over the whole segment does.
-        let mut out = CountingWriter {
-            inner: Vec::new(),
-            count: w.count,
-        };
-        let model_chunks =
-            seg.code_segment(bytes, total - bytes.len() as u64, &mut out, progress)?;
-        let coded = out.inner;
-        match model_chunks {
-            // Already one raw run: nothing to compare.
-            0 => w.write_all(&coded)?,
-            _ => {
-                let raw = seg.raw_record(bytes)?;
-                w.write_all(if raw.len() < coded.len() {
-                    &raw
-                } else {
-                    &coded
-                })?;
-            }
-        }
+        w.write_all(&record)?;
+        w.flush()?;
         report(
             progress,
             Progress {
                 bytes_in: total,
                 bytes_out: w.count,
-                tokens: seg.tokens_done,
+                tokens: coder.tokens_done,
             },
         )?;
     }
-    container::write_end(&mut w, total, hasher.digest())?;
+    v2::write_end(&mut w, total, hasher.digest() as u32)?;
     w.flush()?;
     Ok(w.count)
 }
 
-/// Runs the model over one chunk as FORMAT.md section 5.1 prescribes:
-/// feeds `chunk[..n-1]` to `state` (fresh or reset by the caller) in pieces
-/// of `piece` tokens; for every token `j >= 1` calls `row(logits, chunk[j])`
-/// with the `vocab` logits after token `j-1`, and after every forward pass
-/// `after_pass(done)`, `done` = tokens of the chunk whose code is known
-/// (the first token's included). Token 0 is the caller's business. A chunk
-/// of one token makes no model call.
-pub(super) fn run_chunk<M: LanguageModel>(
+/// Runs the model over one window of a stream (`codec::stream`): feeds
+/// `stream[w.start..w.end]` to `state` (fresh or reset by the caller) in
+/// pieces of `piece` tokens; for the coded rows calls
+/// `rows(logits, next)` with the logits after tokens `j - 1` and the tokens
+/// `j` they code (`j` in `w.first..=w.end`, in order); context rows are
+/// computed and dropped. After every forward pass `after_pass(coded)`, the
+/// window's tokens coded so far.
+pub(super) fn run_window<M: LanguageModel>(
     model: &M,
     state: &mut M::State,
     logits: &mut Vec<f32>,
     piece: usize,
-    chunk: &[u32],
+    stream: &[u32],
+    w: Window,
     mut rows: impl FnMut(&[f32], &[u32]),
     mut after_pass: impl FnMut(usize) -> Result<(), CodecError>,
 ) -> Result<(), CodecError> {
     let vocab = model.vocab_size();
-    let fed = &chunk[..chunk.len().saturating_sub(1)];
+    let fed = &stream[w.fed()];
     let piece = piece.min(fed.len()).max(1);
     if logits.len() < piece * vocab {
         logits.resize(piece * vocab, 0.0);
     }
+    let silent = w.silent();
     for (p, input) in fed.chunks(piece).enumerate() {
-        // Logits after chunk[first + i] code chunk[first + i + 1].
         let first = p * piece;
         let out = &mut logits[..input.len() * vocab];
         model
             .forward(&mut [&mut *state], &[input], out)
             .map_err(|e| CodecError::Model(Box::new(e)))?;
-        rows(out, &chunk[first + 1..first + 1 + input.len()]);
-        after_pass(first + input.len() + 1)?;
+        // Row r (fed token w.start + first + r) codes the token after it.
+        let skip = silent.saturating_sub(first).min(input.len());
+        if skip < input.len() {
+            let next = &stream[w.start + first + skip + 1..w.start + first + input.len() + 1];
+            rows(&out[skip * vocab..], next);
+        }
+        after_pass((first + input.len()).saturating_sub(silent))?;
     }
     Ok(())
 }
 
-struct SegmentCoder<'a, M: LanguageModel, T: TextTokenizer> {
+struct BlockCoder<'a, M: LanguageModel, T: TextTokenizer> {
     model: &'a M,
     tokenizer: &'a T,
     opts: &'a CompressOptions,
@@ -182,155 +201,141 @@ struct SegmentCoder<'a, M: LanguageModel, T: TextTokenizer> {
     kernels: Kernels,
     /// `piece_tokens * vocab` logits, allocated on first use.
     logits: Vec<f32>,
-    /// The model state, reused from chunk to chunk.
+    /// The model state, reused from window to window.
     state: Option<M::State>,
     tokens_done: u64,
 }
 
-impl<M: LanguageModel, T: TextTokenizer> SegmentCoder<'_, M, T> {
-    /// Codes one segment: model chunks are written as soon as they win;
-    /// losing chunks accumulate into one raw run, written when a model chunk
-    /// follows or the segment ends. `base_in`: input bytes before `seg`.
-    /// Returns how many model chunks were written.
-    fn code_segment<W: Write>(
+impl<M: LanguageModel, T: TextTokenizer> BlockCoder<'_, M, T> {
+    /// Codes one block (`seg`, after `base_in` input bytes; `out` bytes
+    /// written before it) and returns its record: the model block if it is
+    /// strictly smaller than the best classical one, else that one.
+    fn code_block(
         &mut self,
         seg: &[u8],
         base_in: u64,
-        w: &mut CountingWriter<W>,
+        out: u64,
         progress: &mut ProgressFn,
-    ) -> Result<usize, CodecError> {
-        let mut model_chunks = 0;
-        let vocab = self.model.vocab_size();
-        let tokens = self.tokenizer.encode(seg);
-        let n_chunk = self.opts.chunk_tokens as usize;
-        let (cuts, _) = plan_chunks(self.tokenizer, &tokens, seg, n_chunk, vocab);
-        let mut pos = 0usize;
-        // Start of the pending raw run (bytes seg[raw_start..pos]).
-        let mut raw_start = 0usize;
-        for (range, bytes) in cuts {
-            let chunk = &tokens[range];
-            let raw = &seg[pos..pos + bytes];
-            // Binary data is never worth the model's time: it goes straight
-            // to the raw run (zstd or stored).
-            let payload = if self.opts.skip_binary && looks_binary(raw) {
-                None
-            } else {
-                // Progress within the chunk: bytes pro rata of tokens.
-                let (at, tokens_before, out) = (base_in + pos as u64, self.tokens_done, w.count);
-                let mut tick = |done: usize| {
-                    report(
-                        progress,
-                        Progress {
-                            bytes_in: at + bytes as u64 * done as u64 / chunk.len() as u64,
-                            bytes_out: out,
-                            tokens: tokens_before + done as u64,
-                        },
-                    )
-                };
-                Some(self.code_chunk(chunk, &mut tick)?)
-            };
-            self.tokens_done += chunk.len() as u64;
-            // Model-coded only if strictly smaller than zstd and stored.
-            let wins = match &payload {
-                Some(p) => {
-                    container::model_chunk_len(chunk.len() as u32, p.len()) < self.raw_len(raw)?
-                }
-                None => false,
-            };
-            if let (true, Some(payload)) = (wins, payload) {
-                if raw_start < pos {
-                    self.write_raw(&seg[raw_start..pos], w)?;
-                }
-                container::write_model_chunk(w, self.opts.coder, chunk.len() as u32, &payload)?;
-                model_chunks += 1;
-                raw_start = pos + bytes;
-            }
-            pos += bytes;
-            report(
-                progress,
-                Progress {
-                    bytes_in: base_in + pos as u64,
-                    bytes_out: w.count,
-                    tokens: self.tokens_done,
-                },
-            )?;
+    ) -> Result<Vec<u8>, CodecError> {
+        let check = v2::check32(seg);
+        let raw = v2::encode_block(&self.raw_block(seg, check)?);
+        // Binary data is never worth the model's time.
+        if self.opts.skip_binary && looks_binary(seg) {
+            self.tokens_done += seg.len() as u64 / 4;
+            return Ok(raw);
         }
-        // Unplanned rest (only if the tokenizer misbehaved) joins the run.
-        if raw_start < seg.len() {
-            self.write_raw(&seg[raw_start..], w)?;
+        let p = self.opts.params;
+        let text = BlockText::new(seg, p.crlf);
+        let tokens = self.tokenizer.encode(&text.text);
+        // Every token is at least one byte (the reader's bound), and the
+        // tokens must give the text back.
+        if tokens.len() > seg.len() || !text.round_trips(self.tokenizer, &tokens) {
+            return Ok(raw);
         }
-        Ok(model_chunks)
+        let mut streams = Vec::new();
+        let mut start = 0;
+        let n = tokens.len() as u64;
+        for len in split_streams(tokens.len(), p.max_streams as usize, p.stream_tokens as usize) {
+            let stream = &tokens[start..start + len];
+            let (before, seg_len) = (self.tokens_done, seg.len() as u64);
+            let mut tick = |done: u64| {
+                let at = (start as u64 + done).min(n);
+                report(
+                    progress,
+                    Progress {
+                        bytes_in: base_in + seg_len * at / n,
+                        bytes_out: out,
+                        tokens: before + done,
+                    },
+                )
+            };
+            let payload = self.code_stream(stream, &mut tick)?;
+            self.tokens_done += len as u64;
+            streams.push(Stream {
+                tokens: len as u32,
+                payload,
+            });
+            start += len;
+        }
+        let model = v2::encode_block(&Block {
+            original_len: seg.len() as u64,
+            body: Body::Model {
+                bare_lfs: text.endings.map(|e| e.bare),
+                streams,
+            },
+            check,
+        });
+        Ok(if model.len() < raw.len() { model } else { raw })
     }
 
-    /// Model-codes one chunk (FORMAT.md section 5.1): token 0 uniformly,
-    /// then `c1..` from the logits after feeding `c0, .., c(n-2)` in pieces;
-    /// `tick` after every forward pass.
-    fn code_chunk(
+    /// Model-codes one stream (FORMAT.md section 8.4): token 0 uniformly,
+    /// then each window's tokens from the logits of a fresh state fed the
+    /// window; `tick(tokens coded)` after every forward pass.
+    fn code_stream(
         &mut self,
-        chunk: &[u32],
-        tick: &mut dyn FnMut(usize) -> Result<(), CodecError>,
+        stream: &[u32],
+        tick: &mut dyn FnMut(u64) -> Result<(), CodecError>,
     ) -> Result<Vec<u8>, CodecError> {
         let vocab = self.model.vocab_size();
-        let mut state = self.model.fresh_state(self.state.take());
-        let mut enc =
-            ChunkEncoder::new(self.opts.coder, self.kernels, vocab, self.opts.total_bits)?;
-        let softmax = Softmax::new(self.kernels, vocab, self.opts.total_bits)?;
-        enc.encode_first(vocab, chunk[0]);
-        run_chunk(
-            self.model,
-            &mut state,
-            &mut self.logits,
-            self.opts.piece_tokens,
-            chunk,
-            |rows, next| {
-                if enc.codes_intervals() && parallel_rows() {
-                    // The intervals are pure functions of (row, token):
-                    // computed in parallel (a predictor per rayon job),
-                    // coded in order.
-                    let ivs: Vec<Interval> = rows
-                        .par_chunks_exact(vocab)
-                        .zip(next.par_iter())
-                        .map_init(|| softmax.clone(), |p, (row, &t)| p.interval(row, t))
-                        .collect();
-                    for iv in ivs {
-                        enc.encode_interval(iv);
+        let p = self.opts.params;
+        let mut enc = ChunkEncoder::new(p.coder, self.kernels, vocab, p.total_bits)?;
+        let softmax = Softmax::new(self.kernels, vocab, p.total_bits)?;
+        enc.encode_first(vocab, stream[0]);
+        for w in windows(stream.len(), p.window as usize, p.carry as usize) {
+            let mut state = self.model.fresh_state(self.state.take());
+            let coded_before = w.first as u64;
+            run_window(
+                self.model,
+                &mut state,
+                &mut self.logits,
+                self.opts.piece_tokens,
+                stream,
+                w,
+                |rows, next| {
+                    if enc.codes_intervals() && parallel_rows() {
+                        // The intervals are pure functions of (row, token):
+                        // computed in parallel (a predictor per rayon job),
+                        // coded in order.
+                        let ivs: Vec<Interval> = rows
+                            .par_chunks_exact(vocab)
+                            .zip(next.par_iter())
+                            .map_init(|| softmax.clone(), |p, (row, &t)| p.interval(row, t))
+                            .collect();
+                        for iv in ivs {
+                            enc.encode_interval(iv);
+                        }
+                    } else {
+                        for (row, &t) in rows.chunks_exact(vocab).zip(next) {
+                            enc.encode(row, t);
+                        }
                     }
-                } else {
-                    for (row, &t) in rows.chunks_exact(vocab).zip(next) {
-                        enc.encode(row, t);
-                    }
-                }
-            },
-            tick,
-        )?;
-        self.state = Some(state);
+                },
+                |coded| tick(coded_before + coded as u64),
+            )?;
+            self.state = Some(state);
+        }
         Ok(enc.finish())
     }
 
-    fn zstd(&self, raw: &[u8]) -> Result<Vec<u8>, CodecError> {
-        Ok(zstd::bulk::compress(raw, self.opts.zstd_level)?)
-    }
-
-    /// Record size of the better of zstd and stored for `raw`.
-    fn raw_len(&self, raw: &[u8]) -> Result<usize, CodecError> {
-        let z = container::zstd_len(raw.len() as u64, self.zstd(raw)?.len());
-        Ok(z.min(container::stored_len(raw.len())))
-    }
-
-    /// The better of a zstd and a stored record for `raw`, as bytes.
-    fn raw_record(&self, raw: &[u8]) -> Result<Vec<u8>, CodecError> {
-        let mut rec = Vec::new();
-        self.write_raw(raw, &mut rec)?;
-        Ok(rec)
-    }
-
-    fn write_raw<W: Write>(&self, raw: &[u8], w: &mut W) -> Result<(), CodecError> {
-        let z = self.zstd(raw)?;
-        if container::zstd_len(raw.len() as u64, z.len()) < container::stored_len(raw.len()) {
-            container::write_zstd(w, raw.len() as u64, &z)?;
+    /// The smallest classical block for `raw`: zstd, raw LZMA2 or stored.
+    fn raw_block(&self, raw: &[u8], check: u32) -> Result<Block, CodecError> {
+        let z = zstd::bulk::compress(raw, self.opts.zstd_level)?;
+        let x = lzma2(raw).map_err(CodecError::Fallback)?;
+        let n = raw.len() as u64;
+        let zl = v2::raw_block_len(n, false, z.len());
+        let xl = v2::raw_block_len(n, false, x.len());
+        let sl = v2::raw_block_len(n, true, raw.len());
+        let body = if xl < zl && xl < sl {
+            Body::Lzma2(x)
+        } else if zl < sl {
+            Body::Zstd(z)
         } else {
-            container::write_stored(w, raw)?;
-        }
-        Ok(())
+            Body::Stored(raw.to_vec())
+        };
+        Ok(Block {
+            original_len: raw.len() as u64,
+            body,
+            check,
+        })
     }
 }

@@ -104,4 +104,30 @@ pub enum CodecError {
     /// The progress callback returned `ControlFlow::Break`.
     #[error("interrupted")]
     Interrupted,
+    /// A version-2 block does not decode.
+    #[error("corrupt block {block} of frame {frame}: {reason}")]
+    CorruptBlock {
+        /// Frame index.
+        frame: u64,
+        /// Block index within the frame.
+        block: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A version-2 block decoded to bytes whose check differs from the
+    /// stored one.
+    #[error("checksum mismatch in block {block} of frame {frame}: stored {expected:08x}, computed {actual:08x}")]
+    BlockCheck {
+        /// Frame index.
+        frame: u64,
+        /// Block index within the frame.
+        block: u64,
+        /// Stored check.
+        expected: u32,
+        /// Check of the decoded bytes.
+        actual: u32,
+    },
+    /// The classical fallback coder failed.
+    #[error("fallback coder failed: {0}")]
+    Fallback(String),
 }

@@ -39,19 +39,25 @@ use crate::coder::{CoderKind, FreqTable, DEFAULT_TOTAL_BITS};
 use crate::container::MAX_CHUNK_TOKENS;
 use crate::kernels::Kernels;
 
+mod block;
 mod decode;
+mod decode_v2;
 mod encode;
 mod error;
+mod fallback;
 #[cfg(test)]
 mod real_tests;
+pub mod level;
 mod score;
 mod segment;
+mod stream;
 pub mod synthetic;
 
 pub use decode::{decompress, decompress_stream};
 pub use encode::{compress, compress_stream};
 pub use error::CodecError;
 pub use score::{score, Score};
+pub use level::{Params, DEFAULT_LEVEL, MAX_LEVEL, MIN_LEVEL};
 pub use segment::looks_binary;
 
 pub use crate::lm::LanguageModel;
@@ -95,6 +101,10 @@ pub struct CompressOptions {
     /// Kernels of the predictor's arithmetic (the same bits with any);
     /// `None`: [`Kernels::detect`] (`LLMC_KERNEL`, else the best).
     pub kernels: Option<Kernels>,
+    /// The level recorded in the frame (0: custom parameters).
+    pub level: u8,
+    /// How blocks are model-coded (those of `level` unless customized).
+    pub params: Params,
 }
 
 impl Default for CompressOptions {
@@ -108,6 +118,8 @@ impl Default for CompressOptions {
             zstd_level: 19,
             skip_binary: true,
             kernels: None,
+            level: DEFAULT_LEVEL,
+            params: Params::default(),
         }
     }
 }
@@ -173,6 +185,11 @@ fn no_progress(_: Progress) -> ControlFlow<()> {
 /// First 4 bytes of a fingerprint in hex, for messages.
 pub fn short_hex(fp: &[u8; 32]) -> String {
     fp[..4].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The 8 fingerprint bytes a version-2 frame records, in hex.
+pub fn short_hex8(fp: &[u8; 8]) -> String {
+    fp.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Counts bytes written.

@@ -4,8 +4,10 @@ use rayon::prelude::*;
 
 use crate::lm::parallel_rows;
 
-use super::encode::{check_compress_options, run_chunk};
-use super::segment::{plan_chunks, Segmenter};
+use super::block::BlockText;
+use super::encode::{check_compress_options, run_window};
+use super::segment::Segmenter;
+use super::stream::{split_streams, windows};
 use super::{
     report, CodecError, CompressOptions, LanguageModel, Progress, ProgressFn, TextTokenizer,
 };
@@ -24,13 +26,14 @@ pub struct Score {
     pub bits: f64,
 }
 
-/// The model's cross-entropy on `input`, over exactly the chunks
-/// [`super::compress`] with `opts` would model-code if every chunk won: the same
-/// segments, tokenization and chunk cuts, the first token of each chunk at
-/// `log2(vocab)` bits and every later one at `-log2 softmax(logits)[token]`
-/// (f64) from the same forward passes. Chunks the compressor would store or
-/// send to zstd are scored too, and no coder overhead is included.
-/// `opts.coder` and `opts.total_bits` do not matter (the latter is checked).
+/// The model's cross-entropy on `input`, over exactly the streams
+/// [`super::compress`] with `opts` would model-code if every block won: the
+/// same blocks, line-ending transform, tokenization, streams and windows;
+/// the first token of each stream at `log2(vocab)` bits and every later one
+/// at `-log2 softmax(logits)[token]` (f64) from the same forward passes.
+/// Blocks the compressor would store or send to a classical coder are
+/// scored too, and no coder overhead is included. `opts.params.coder` and
+/// `total_bits` do not matter (the latter is checked).
 /// `progress` is called after every forward pass (`bytes_out` stays 0).
 pub fn score<M: LanguageModel, T: TextTokenizer>(
     input: &[u8],
@@ -41,6 +44,7 @@ pub fn score<M: LanguageModel, T: TextTokenizer>(
 ) -> Result<Score, CodecError> {
     check_compress_options(model, tokenizer.vocab_size(), opts)?;
     let vocab = model.vocab_size();
+    let p = opts.params;
     let first_bits = (vocab as f64).log2();
     let mut logits = Vec::new();
     let mut state = model.new_state();
@@ -48,60 +52,72 @@ pub fn score<M: LanguageModel, T: TextTokenizer>(
     let mut base_in = 0u64;
     let mut segments = Segmenter::new(input, opts.segment_bytes);
     while let Some(seg) = segments.next_segment()? {
-        let tokens = tokenizer.encode(seg);
-        let (cuts, _) = plan_chunks(tokenizer, &tokens, seg, opts.chunk_tokens as usize, vocab);
-        let mut pos = 0u64;
-        for (range, bytes) in cuts {
-            let chunk = &tokens[range];
-            let (tokens_before, at) = (result.tokens, base_in + pos);
-            result.bits += first_bits;
-            model.reset_state(&mut state);
-            run_chunk(
-                model,
-                &mut state,
-                &mut logits,
-                opts.piece_tokens,
-                chunk,
-                |rows, next| {
-                    // Per row in parallel, summed in order (the same total
-                    // whatever the threads).
-                    let bits: Vec<f64> = if parallel_rows() {
-                        rows.par_chunks_exact(vocab)
-                            .zip(next.par_iter())
-                            .map(|(row, &t)| neg_log2_softmax(row, t as usize))
-                            .collect()
-                    } else {
-                        rows.chunks_exact(vocab)
-                            .zip(next)
-                            .map(|(row, &t)| neg_log2_softmax(row, t as usize))
-                            .collect()
-                    };
-                    result.bits += bits.iter().sum::<f64>();
-                },
-                |done| {
-                    report(
-                        progress,
-                        Progress {
-                            bytes_in: at + bytes as u64 * done as u64 / chunk.len() as u64,
-                            bytes_out: 0,
-                            tokens: tokens_before + done as u64,
-                        },
-                    )
-                },
-            )?;
-            result.tokens += chunk.len() as u64;
-            pos += bytes as u64;
-            result.bytes += bytes as u64;
-            report(
-                progress,
-                Progress {
-                    bytes_in: base_in + pos,
-                    bytes_out: 0,
-                    tokens: result.tokens,
-                },
-            )?;
+        let block = BlockText::new(seg, p.crlf);
+        let tokens = tokenizer.encode(&block.text);
+        if !block.round_trips(tokenizer, &tokens) {
+            base_in += seg.len() as u64;
+            continue;
         }
-        base_in += seg.len() as u64;
+        let (seg_tokens, seg_len) = (tokens.len() as u64, seg.len() as u64);
+        let seg_base = result.tokens;
+        let mut start = 0usize;
+        for len in split_streams(tokens.len(), p.max_streams as usize, p.stream_tokens as usize) {
+            let stream = &tokens[start..start + len];
+            start += len;
+            result.bits += first_bits;
+            result.tokens += 1;
+            for w in windows(len, p.window as usize, p.carry as usize) {
+                model.reset_state(&mut state);
+                let done_before = result.tokens;
+                run_window(
+                    model,
+                    &mut state,
+                    &mut logits,
+                    opts.piece_tokens,
+                    stream,
+                    w,
+                    |rows, next| {
+                        // Per row in parallel, summed in order (the same
+                        // total whatever the threads).
+                        let bits: Vec<f64> = if parallel_rows() {
+                            rows.par_chunks_exact(vocab)
+                                .zip(next.par_iter())
+                                .map(|(row, &t)| neg_log2_softmax(row, t as usize))
+                                .collect()
+                        } else {
+                            rows.chunks_exact(vocab)
+                                .zip(next)
+                                .map(|(row, &t)| neg_log2_softmax(row, t as usize))
+                                .collect()
+                        };
+                        result.bits += bits.iter().sum::<f64>();
+                    },
+                    |coded| {
+                        let tokens = done_before + coded as u64;
+                        let done = (tokens - seg_base).min(seg_tokens);
+                        report(
+                            progress,
+                            Progress {
+                                bytes_in: base_in + seg_len * done / seg_tokens,
+                                bytes_out: 0,
+                                tokens,
+                            },
+                        )
+                    },
+                )?;
+                result.tokens += w.coded().len() as u64;
+            }
+        }
+        result.bytes += seg_len;
+        base_in += seg_len;
+        report(
+            progress,
+            Progress {
+                bytes_in: base_in,
+                bytes_out: 0,
+                tokens: result.tokens,
+            },
+        )?;
     }
     Ok(result)
 }

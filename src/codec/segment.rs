@@ -3,7 +3,6 @@
 
 use std::io::{self, Read};
 
-use super::TextTokenizer;
 
 /// Reads input in segments of at most `segment_bytes`, each cut by
 /// [`cut_point`]. The cuts depend only on the bytes (a reader's short reads
@@ -105,49 +104,4 @@ pub fn looks_binary(raw: &[u8]) -> bool {
         rest = &rest[e.valid_up_to() + skip..];
     }
     bad * 8 > raw.len()
-}
-
-/// How many tokens a chunk may be shortened by to find a cut where it
-/// decodes on its own.
-const MAX_SHRINK: usize = 8;
-
-/// Cuts a segment's tokens into chunks of at most `n_chunk` tokens whose
-/// bytes are the segment's bytes in order; returns each chunk's token range
-/// and byte length, and how many bytes of `seg` they cover.
-///
-/// A chunk must decode on its own to the next bytes of the segment. A cut
-/// inside a multi-token unit (e.g. an escape token and its byte) breaks
-/// that; a few tokens earlier it holds again. If a tokenizer breaks it
-/// anyway (or emits ids outside the model's vocabulary), planning stops and
-/// the rest of the segment is left for raw coding, rather than undecodable.
-pub(super) fn plan_chunks<T: TextTokenizer>(
-    tokenizer: &T,
-    tokens: &[u32],
-    seg: &[u8],
-    n_chunk: usize,
-    vocab: usize,
-) -> (Vec<(std::ops::Range<usize>, usize)>, usize) {
-    let chunk_bytes = |chunk: &[u32], rest: &[u8]| -> Option<usize> {
-        if chunk.iter().any(|&t| t as usize >= vocab) {
-            return None;
-        }
-        match tokenizer.decode(chunk) {
-            Ok(b) if !b.is_empty() && rest.starts_with(&b) => Some(b.len()),
-            _ => None,
-        }
-    };
-    let mut cuts = Vec::new();
-    let mut pos = 0usize;
-    let mut start = 0usize;
-    while start < tokens.len() {
-        let end = (start + n_chunk).min(tokens.len());
-        let cut = (0..=MAX_SHRINK)
-            .take_while(|&k| end - k > start)
-            .find_map(|k| chunk_bytes(&tokens[start..end - k], &seg[pos..]).map(|n| (end - k, n)));
-        let Some((end, bytes)) = cut else { break };
-        cuts.push((start..end, bytes));
-        pos += bytes;
-        start = end;
-    }
-    (cuts, pos)
 }

@@ -16,7 +16,9 @@ use crate::coder::{CoderKind, MAX_TOTAL_BITS, MIN_TOTAL_BITS};
 
 /// First bytes of every frame.
 pub const MAGIC: [u8; 4] = *b"LLMc";
-/// The format version this build writes and reads.
+pub mod v2;
+
+/// The first format version (still read; version 2 is written).
 pub const VERSION: u8 = 1;
 /// Largest chunk length in tokens a header may declare.
 pub const MAX_CHUNK_TOKENS: u32 = 1 << 16;
@@ -35,7 +37,16 @@ const KIND_RANK: u8 = 2;
 const KIND_STORED: u8 = 3;
 const KIND_ZSTD: u8 = 4;
 
-/// Everything a decoder needs before the first chunk.
+/// A frame header of any version this build reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Header {
+    /// Version 1: chunks (sections 1-7 of FORMAT.md).
+    V1(FrameHeader),
+    /// Version 2: blocks of streams (section 8).
+    V2(v2::Header),
+}
+
+/// Everything a decoder needs before the first chunk (version 1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FrameHeader {
     /// The model's fingerprint (hash over its tensors and tokenizer).
@@ -88,7 +99,7 @@ pub enum ContainerError {
         offset: u64,
     },
     /// A frame of a version this build cannot read.
-    #[error("unsupported llmc format version {version} at byte {offset} (this build reads version {VERSION})")]
+    #[error("unsupported llmc format version {version} at byte {offset} (this build reads versions 1 and 2)")]
     Version {
         /// The version byte found.
         version: u8,
@@ -369,8 +380,9 @@ impl<R: Read> FrameReader<R> {
         Ok(v)
     }
 
-    /// Reads a frame header; `Ok(None)` at a clean end of input.
-    pub fn read_header(&mut self) -> Result<Option<FrameHeader>, ContainerError> {
+    /// Reads a frame header of either version; `Ok(None)` at a clean end
+    /// of input.
+    pub fn read_header(&mut self) -> Result<Option<Header>, ContainerError> {
         let start = self.offset;
         let mut raw = Vec::with_capacity(64);
         let mut magic = [0u8; 4];
@@ -391,12 +403,22 @@ impl<R: Read> FrameReader<R> {
         raw.extend_from_slice(&magic);
         let version = self.byte("frame version")?;
         raw.push(version);
-        if version != VERSION {
-            return Err(ContainerError::Version {
+        match version {
+            VERSION => self.read_header_v1(start, raw).map(|h| Some(Header::V1(h))),
+            v2::VERSION_2 => self.read_header_v2(start, raw).map(|h| Some(Header::V2(h))),
+            _ => Err(ContainerError::Version {
                 version,
                 offset: start + 4,
-            });
+            }),
         }
+    }
+
+    /// The rest of a version-1 header after its magic and version byte.
+    fn read_header_v1(
+        &mut self,
+        start: u64,
+        mut raw: Vec<u8>,
+    ) -> Result<FrameHeader, ContainerError> {
         // total_bits (1), name length (1), fingerprint (32).
         let mut fixed = [0u8; 34];
         self.exact(&mut fixed, "frame header")?;
@@ -429,12 +451,12 @@ impl<R: Read> FrameReader<R> {
         let model_name = String::from_utf8(name).map_err(|_| ContainerError::Name {
             offset: name_offset,
         })?;
-        Ok(Some(FrameHeader {
+        Ok(FrameHeader {
             fingerprint,
             model_name,
             total_bits,
             chunk_tokens: chunk_tokens as u32,
-        }))
+        })
     }
 
     /// Reads the next record of a frame with header `h`.

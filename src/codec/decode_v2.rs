@@ -1,0 +1,350 @@
+//! Decompression of version-2 frames: block by block; a model block's
+//! streams are decoded together, one token of every stream in flight per
+//! batched forward pass, each stream through its windows (FORMAT.md 8.4).
+//! A block's bytes are written only after its check has been verified.
+
+use std::io::{Read, Write};
+
+use rayon::prelude::*;
+use xxhash_rust::xxh64::Xxh64;
+
+use super::fallback::{unlzma2, unzstd};
+use super::stream::{windows, Window};
+use super::{
+    report, CodecError, CountingWriter, LanguageModel, Params, Progress, ProgressFn, TextTokenizer,
+};
+use crate::coder::RangeCorrupt;
+use crate::container::v2::{check32, Block, Body, Header, Record, Stream};
+use crate::container::FrameReader;
+use crate::kernels::Kernels;
+use crate::lm::parallel_rows;
+use crate::predict::ChunkDecoder;
+use crate::transform::{lf_to_crlf, LineEndings};
+
+/// The decoding parameters of a version-2 header (`None`: unknown level).
+pub(super) fn header_params(h: &Header) -> Option<Params> {
+    match h.custom {
+        Some(c) => Some(Params {
+            coder: c.coder,
+            total_bits: c.total_bits,
+            window: c.window,
+            carry: c.carry,
+            ..Params::default()
+        }),
+        None => Params::level(h.level),
+    }
+}
+
+/// A stream being decoded.
+struct Slot<S> {
+    /// Index of the stream in its block.
+    index: usize,
+    dec: ChunkDecoder<Vec<u8>>,
+    state: S,
+    /// Tokens decoded so far.
+    tokens: Vec<u32>,
+    want: usize,
+    /// The window being decoded and the next ones.
+    window: Window,
+    rest: Box<dyn Iterator<Item = Window> + Send>,
+}
+
+/// Decodes the blocks of one version-2 frame.
+pub(super) struct FrameDecoderV2<'a, M: LanguageModel, T: TextTokenizer> {
+    pub model: &'a M,
+    pub tokenizer: &'a T,
+    pub params: Params,
+    pub frame: u64,
+    pub max_batch: usize,
+    pub piece_tokens: usize,
+    pub kernels: Kernels,
+    pub tokens: &'a mut u64,
+}
+
+impl<M: LanguageModel, T: TextTokenizer> FrameDecoderV2<'_, M, T> {
+    /// Decodes blocks up to and including the end record; each block is
+    /// written once its check holds; the end record's length and check
+    /// are verified last.
+    pub fn run<R: Read, W: Write>(
+        &mut self,
+        r: &mut FrameReader<R>,
+        w: &mut CountingWriter<W>,
+        progress: &mut ProgressFn,
+    ) -> Result<(), CodecError> {
+        let mut hasher = Xxh64::new(0);
+        let mut written = 0u64;
+        let mut block = 0u64;
+        let mut logits = Vec::new();
+        let mut pool = Vec::new();
+        loop {
+            let b = match r.read_record_v2()? {
+                Record::End {
+                    original_len,
+                    check,
+                } => {
+                    if written != original_len {
+                        return Err(CodecError::Length {
+                            frame: self.frame,
+                            expected: original_len,
+                            actual: written,
+                        });
+                    }
+                    let actual = hasher.digest() as u32;
+                    if actual != check {
+                        return Err(CodecError::Checksum {
+                            frame: self.frame,
+                            expected: check as u64,
+                            actual: actual as u64,
+                        });
+                    }
+                    return Ok(());
+                }
+                Record::Block(b) => b,
+            };
+            let bytes = self.block_bytes(b, block, &mut logits, &mut pool, r.offset(), progress)?;
+            hasher.update(&bytes);
+            written += bytes.len() as u64;
+            w.write_all(&bytes)?;
+            block += 1;
+            report(
+                progress,
+                Progress {
+                    bytes_in: r.offset(),
+                    bytes_out: w.count,
+                    tokens: *self.tokens,
+                },
+            )?;
+        }
+    }
+
+    /// The verified original bytes of block `index`.
+    fn block_bytes(
+        &mut self,
+        b: Block,
+        index: u64,
+        logits: &mut Vec<f32>,
+        pool: &mut Vec<M::State>,
+        offset: u64,
+        progress: &mut ProgressFn,
+    ) -> Result<Vec<u8>, CodecError> {
+        let frame = self.frame;
+        let corrupt = |reason: String| CodecError::CorruptBlock {
+            frame,
+            block: index,
+            reason,
+        };
+        let bytes = match b.body {
+            Body::Stored(bytes) => bytes,
+            Body::Zstd(p) => unzstd(&p, b.original_len).map_err(corrupt)?,
+            Body::Lzma2(p) => unlzma2(&p, b.original_len).map_err(corrupt)?,
+            Body::Model { bare_lfs, streams } => {
+                let tokens = self.decode_streams(streams, index, logits, pool, offset, progress)?;
+                let text = self
+                    .tokenizer
+                    .decode(&tokens)
+                    .map_err(|e| CodecError::Tokenizer {
+                        frame: self.frame,
+                        chunk: index,
+                        source: Box::new(e),
+                    })?;
+                match bare_lfs {
+                    None => text,
+                    Some(bare) => lf_to_crlf(&text, &LineEndings { bare })
+                        .map_err(|e| corrupt(e.to_string()))?,
+                }
+            }
+        };
+        if bytes.len() as u64 != b.original_len {
+            return Err(corrupt(format!(
+                "{} bytes decoded, {} declared",
+                bytes.len(),
+                b.original_len
+            )));
+        }
+        let actual = check32(&bytes);
+        if actual != b.check {
+            return Err(CodecError::BlockCheck {
+                frame: self.frame,
+                block: index,
+                expected: b.check,
+                actual,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Decodes every stream of a model block; returns their tokens, in
+    /// stream order. At most `max_batch` streams are in flight; a finished
+    /// one makes room for the next.
+    fn decode_streams(
+        &mut self,
+        streams: Vec<Stream>,
+        block: u64,
+        logits: &mut Vec<f32>,
+        pool: &mut Vec<M::State>,
+        offset: u64,
+        progress: &mut ProgressFn,
+    ) -> Result<Vec<u32>, CodecError> {
+        let n = streams.len();
+        let mut done: Vec<Option<Vec<u32>>> = vec![None; n];
+        let mut waiting = streams.into_iter().enumerate();
+        let mut active: Vec<Slot<M::State>> = Vec::new();
+        loop {
+            while active.len() < self.max_batch {
+                let Some((i, s)) = waiting.next() else { break };
+                if let Some(slot) = self.start_stream(i, s, block, pool, &mut done)? {
+                    active.push(slot);
+                }
+            }
+            if active.is_empty() {
+                break;
+            }
+            self.step(&mut active, block, logits)?;
+            let mut i = 0;
+            while i < active.len() {
+                if active[i].tokens.len() < active[i].want {
+                    self.next_window(&mut active[i])?;
+                    i += 1;
+                    continue;
+                }
+                let slot = active.swap_remove(i);
+                if !slot.dec.is_canonical() {
+                    return Err(self.corrupt_stream(block, slot.index, "payload is not canonical"));
+                }
+                pool.push(slot.state);
+                done[slot.index] = Some(slot.tokens);
+            }
+            report(
+                progress,
+                Progress {
+                    bytes_in: offset,
+                    bytes_out: 0,
+                    tokens: *self.tokens,
+                },
+            )?;
+        }
+        Ok(done.into_iter().flatten().flatten().collect())
+    }
+
+    fn corrupt_stream(&self, block: u64, stream: usize, why: &str) -> CodecError {
+        CodecError::CorruptBlock {
+            frame: self.frame,
+            block,
+            reason: format!("stream {stream}: {why}"),
+        }
+    }
+
+    /// Starts decoding stream `i`: its token 0 needs no model; a one-token
+    /// stream is finished at once (into `done`), a longer one gets a state
+    /// and its first window.
+    fn start_stream(
+        &mut self,
+        i: usize,
+        s: Stream,
+        block: u64,
+        pool: &mut Vec<M::State>,
+        done: &mut [Option<Vec<u32>>],
+    ) -> Result<Option<Slot<M::State>>, CodecError> {
+        let vocab = self.model.vocab_size();
+        let p = self.params;
+        let mut dec = ChunkDecoder::new(p.coder, self.kernels, vocab, p.total_bits, s.payload)?;
+        let first = dec
+            .decode_first(vocab)
+            .map_err(|_| self.corrupt_stream(block, i, "range decoder left its interval"))?;
+        *self.tokens += 1;
+        let want = s.tokens as usize;
+        let mut tokens = Vec::with_capacity(want);
+        tokens.push(first);
+        let mut rest = windows(want, p.window as usize, p.carry as usize);
+        let Some(window) = rest.next() else {
+            if !dec.is_canonical() {
+                return Err(self.corrupt_stream(block, i, "payload is not canonical"));
+            }
+            done[i] = Some(tokens);
+            return Ok(None);
+        };
+        let mut state = self.model.fresh_state(pool.pop());
+        self.model
+            .reserve_state(&mut state, p.window.min(s.tokens) as usize);
+        Ok(Some(Slot {
+            index: i,
+            dec,
+            state,
+            tokens,
+            want,
+            window,
+            rest: Box::new(rest),
+        }))
+    }
+
+    /// After a step: if the slot's window is fully decoded, move to the
+    /// next one: empty the state and feed it the carried context (all but
+    /// the last context token, which the next step feeds).
+    fn next_window(&self, slot: &mut Slot<M::State>) -> Result<(), CodecError> {
+        if slot.tokens.len() <= slot.window.end {
+            return Ok(());
+        }
+        let Some(w) = slot.rest.next() else {
+            return Ok(());
+        };
+        slot.window = w;
+        self.model.reset_state(&mut slot.state);
+        let context = &slot.tokens[w.start..w.first - 1];
+        let vocab = self.model.vocab_size();
+        let mut scratch = vec![0f32; self.piece_tokens.min(context.len()).max(1) * vocab];
+        for piece in context.chunks(self.piece_tokens.max(1)) {
+            self.model
+                .forward(
+                    &mut [&mut slot.state],
+                    &[piece],
+                    &mut scratch[..piece.len() * vocab],
+                )
+                .map_err(|e| CodecError::Model(Box::new(e)))?;
+        }
+        Ok(())
+    }
+
+    /// One batched forward pass: every active stream is fed its last
+    /// decoded token and decodes the next.
+    fn step(
+        &mut self,
+        active: &mut [Slot<M::State>],
+        block: u64,
+        logits: &mut Vec<f32>,
+    ) -> Result<(), CodecError> {
+        let vocab = self.model.vocab_size();
+        let n = active.len();
+        if logits.len() < n * vocab {
+            logits.resize(n * vocab, 0.0);
+        }
+        let inputs: Vec<[u32; 1]> = active.iter().map(|s| [*s.tokens.last().unwrap_or(&0)]).collect();
+        let mut states: Vec<&mut M::State> = active.iter_mut().map(|s| &mut s.state).collect();
+        let refs: Vec<&[u32]> = inputs.iter().map(|t| &t[..]).collect();
+        self.model
+            .forward(&mut states, &refs, &mut logits[..n * vocab])
+            .map_err(|e| CodecError::Model(Box::new(e)))?;
+        let rows = &logits[..n * vocab];
+        let decoded: Vec<Result<u32, RangeCorrupt>> = if n > 1 && parallel_rows() {
+            let mut decs: Vec<&mut ChunkDecoder<Vec<u8>>> =
+                active.iter_mut().map(|s| &mut s.dec).collect();
+            decs.par_iter_mut()
+                .zip(rows.par_chunks_exact(vocab))
+                .map(|(d, row)| d.decode(row))
+                .collect()
+        } else {
+            active
+                .iter_mut()
+                .zip(rows.chunks_exact(vocab))
+                .map(|(slot, row)| slot.dec.decode(row))
+                .collect()
+        };
+        for (slot, t) in active.iter_mut().zip(decoded) {
+            let t = t.map_err(|_| {
+                self.corrupt_stream(block, slot.index, "range decoder left its interval")
+            })?;
+            slot.tokens.push(t);
+        }
+        *self.tokens += n as u64;
+        Ok(())
+    }
+}

@@ -1,0 +1,120 @@
+//! Streams and windows (FORMAT.md section 8.4): how a block's tokens are
+//! split into streams, and how each stream is fed to the model through
+//! windows that carry context forward.
+//!
+//! A stream is a run of consecutive tokens coded by one range coder. Its
+//! token 0 is coded uniformly; every later token from the logits of a model
+//! state holding at most `window` tokens. A state fills up, so a stream is
+//! covered by windows: each starts from an empty state, is fed `carry`
+//! tokens of context that were already coded (their logits are not used),
+//! then codes the tokens after them until the state holds `window` tokens.
+//! Windows are independent given the tokens, so the compressor may run them
+//! in any order and batch; the decoder runs them in order, one token of
+//! every stream per forward pass.
+
+use std::ops::Range;
+
+/// One model state's work in a stream of `n` tokens: feed `t[start..end]`
+/// to an empty state; the logits after `t[i]` code `t[i + 1]` for
+/// `i >= first - 1`, so tokens `first..=end` are coded; the rows for
+/// `start..first - 1` are context only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// First token fed.
+    pub start: usize,
+    /// First token coded (`start < first <= end`).
+    pub first: usize,
+    /// One past the last token fed; also the last token coded.
+    pub end: usize,
+}
+
+impl Window {
+    /// Tokens fed.
+    pub fn fed(&self) -> Range<usize> {
+        self.start..self.end
+    }
+
+    /// Tokens coded.
+    pub fn coded(&self) -> Range<usize> {
+        self.first..self.end + 1
+    }
+
+    /// Context rows before the first coded row.
+    pub fn silent(&self) -> usize {
+        self.first - 1 - self.start
+    }
+}
+
+/// The windows of a stream of `n` tokens: the first starts at token 0 and
+/// codes from token 1; each later one starts `carry` tokens before the
+/// first token it codes; each feeds at most `window` tokens.
+/// Requires `1 <= carry < window`.
+pub fn windows(n: usize, window: usize, carry: usize) -> impl Iterator<Item = Window> {
+    debug_assert!(carry >= 1 && carry < window);
+    let mut first = 1usize;
+    let mut start = 0usize;
+    std::iter::from_fn(move || {
+        if first >= n {
+            return None;
+        }
+        let end = (start + window).min(n - 1);
+        let w = Window { start, first, end };
+        first = end + 1;
+        start = first - carry;
+        Some(w)
+    })
+}
+
+/// Splits `n` tokens into at most `max_streams` streams of at least
+/// `min_tokens` tokens each (one stream if `n < 2 * min_tokens`), as equal
+/// as possible, longer ones first. Returns the stream lengths.
+pub fn split_streams(n: usize, max_streams: usize, min_tokens: usize) -> Vec<usize> {
+    if n == 0 {
+        return Vec::new();
+    }
+    let s = (n / min_tokens.max(1)).clamp(1, max_streams.max(1));
+    let (q, r) = (n / s, n % s);
+    (0..s).map(|i| q + usize::from(i < r)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_cover_every_token_once() {
+        for n in 0..60 {
+            for window in 2..9 {
+                for carry in 1..window {
+                    let ws: Vec<Window> = windows(n, window, carry).collect();
+                    let mut next = 1;
+                    for w in &ws {
+                        assert_eq!(w.first, next, "n {n} window {window} carry {carry}");
+                        assert!(w.start < w.first && w.first <= w.end && w.end < n);
+                        assert!(w.end - w.start <= window);
+                        assert_eq!(w.silent() + w.coded().len(), w.fed().len());
+                        next = w.end + 1;
+                    }
+                    assert_eq!(next.max(1), n.max(1), "n {n}");
+                    if let Some(w) = ws.get(1) {
+                        assert_eq!(w.first - w.start, carry);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn streams_are_balanced_and_bounded() {
+        assert_eq!(split_streams(0, 8, 10), Vec::<usize>::new());
+        assert_eq!(split_streams(5, 8, 10), vec![5]);
+        assert_eq!(split_streams(25, 8, 10), vec![13, 12]);
+        assert_eq!(split_streams(1000, 8, 10), vec![125; 8]);
+        for n in 1..300 {
+            let s = split_streams(n, 7, 13);
+            assert_eq!(s.iter().sum::<usize>(), n);
+            assert!(s.len() <= 7);
+            assert!(s.len() == 1 || s.iter().all(|&l| l >= 13));
+        }
+    }
+}

@@ -8,9 +8,10 @@
 //! every model computation with the arithmetic coder, so the rest would
 //! only cost time).
 
-use llmc::codec::{compress, decompress, CompressOptions, DecompressOptions};
+use llmc::codec::{compress, decompress, CompressOptions, DecompressOptions, Params};
 use llmc::coder::CoderKind;
-use llmc::container::{FrameReader, Record};
+use llmc::container::v2::{Block, Body, Record};
+use llmc::container::FrameReader;
 mod common;
 use common::{corpus_dir, real};
 use std::time::Instant;
@@ -19,7 +20,11 @@ use std::time::Instant;
 fn round_trip(what: &str, data: &[u8], coder: CoderKind) -> Vec<u8> {
     let r = real();
     let opts = CompressOptions {
-        coder,
+        level: if coder == CoderKind::Arithmetic { llmc::codec::DEFAULT_LEVEL } else { 0 },
+        params: Params {
+            coder,
+            ..Params::default()
+        },
         ..CompressOptions::default()
     };
     let t0 = Instant::now();
@@ -49,12 +54,15 @@ fn round_trip(what: &str, data: &[u8], coder: CoderKind) -> Vec<u8> {
 
 fn model_records(packed: &[u8]) -> usize {
     let mut r = FrameReader::new(packed);
-    let h = r.read_header().unwrap().unwrap();
+    r.read_header().unwrap().unwrap();
     let mut n = 0;
     loop {
-        match r.read_record(&h).unwrap() {
+        match r.read_record_v2().unwrap() {
             Record::End { .. } => return n,
-            Record::Model { .. } => n += 1,
+            Record::Block(Block {
+                body: Body::Model { .. },
+                ..
+            }) => n += 1,
             _ => {}
         }
     }

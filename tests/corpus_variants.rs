@@ -7,7 +7,9 @@
 //! tokens so each file holds several chunks and decompression batches them.
 //! Run in release: `cargo test --release --test corpus_variants`.
 
-use llmc::codec::{compress, decompress, CompressOptions, DecompressOptions, ModelIdentity};
+use llmc::codec::{
+    compress, decompress, CompressOptions, DecompressOptions, ModelIdentity, Params,
+};
 use llmc::coder::CoderKind;
 use llmc::gguf::Gguf;
 use llmc::kernels::{Kernels, Variant};
@@ -51,9 +53,18 @@ fn corpus_compresses_to_identical_bytes_with_every_variant() {
         fingerprint: g.fingerprint(),
     };
     // The predictor runs on the model's kernels, the codec on its threads.
+    // Small windows and several streams: carried context, windows and
+    // stream batches all take part.
     let opts = |coder, m: &Model| CompressOptions {
-        coder,
-        chunk_tokens: 96,
+        level: 0,
+        params: Params {
+            coder,
+            window: 96,
+            carry: 24,
+            max_streams: 4,
+            stream_tokens: 64,
+            ..Params::default()
+        },
         piece_tokens: 40,
         kernels: Some(m.kernels()),
         ..CompressOptions::default()

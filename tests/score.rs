@@ -9,8 +9,9 @@ mod common;
 use common::{real, shared};
 use std::ops::ControlFlow;
 
-use llmc::codec::{compress, score, CompressOptions, Progress};
-use llmc::container::{FrameReader, Record};
+use llmc::codec::{compress, score, CompressOptions, Params, Progress};
+use llmc::container::v2::{Block, Body, Record};
+use llmc::container::FrameReader;
 
 fn go(_: Progress) -> ControlFlow<()> {
     ControlFlow::Continue(())
@@ -56,27 +57,37 @@ fn score_matches_the_arithmetic_payloads() {
     let r = real();
     let text = std::fs::read(shared("corpus", "alice29.txt")).expect("alice29.txt");
     let data = &text[..3000];
-    // Several chunks, so chunk starts (uniform first tokens) count too.
+    // Several streams and windows, so stream starts (uniform first tokens)
+    // and carried context count too.
     let opts = CompressOptions {
-        chunk_tokens: 300,
+        level: 0,
+        params: Params {
+            window: 300,
+            carry: 64,
+            stream_tokens: 300,
+            ..Params::default()
+        },
         ..CompressOptions::default()
     };
     let s = score(data, &r.model, &r.tok, &opts, &mut go).unwrap();
     let packed = compress(data, &r.model, &r.tok, &r.id, &opts).unwrap();
     let mut reader = FrameReader::new(&packed[..]);
-    let h = reader.read_header().unwrap().unwrap();
+    reader.read_header().unwrap().unwrap();
     let (mut chunks, mut tokens, mut payload_bits) = (0, 0u64, 0.0);
     loop {
-        match reader.read_record(&h).unwrap() {
-            Record::Model {
-                tokens: n, payload, ..
-            } => {
-                chunks += 1;
-                tokens += n as u64;
-                payload_bits += payload.len() as f64 * 8.0;
+        match reader.read_record_v2().unwrap() {
+            Record::Block(Block {
+                body: Body::Model { streams, .. },
+                ..
+            }) => {
+                for s in streams {
+                    chunks += 1;
+                    tokens += s.tokens as u64;
+                    payload_bits += s.payload.len() as f64 * 8.0;
+                }
             }
             Record::End { .. } => break,
-            other => panic!("a chunk was not model-coded: {other:?}"),
+            other => panic!("a block was not model-coded: {other:?}"),
         }
     }
     eprintln!(

@@ -95,12 +95,65 @@ impl IoArgs {
 /// Options that change the compressed bytes.
 #[derive(Debug, Args, Default, Clone)]
 pub struct CodecArgs {
-    /// Entropy coder for compression
+    /// Compression level 1 (fastest) ..= 9 (smallest); also written -1 .. -9
+    /// [default: 5]
+    #[arg(long, value_name = "N", value_parser = parse_level, allow_hyphen_values = true)]
+    pub level: Option<u8>,
+    /// Level 1
+    #[arg(long, conflicts_with_all = ["level", "best"])]
+    pub fast: bool,
+    /// Level 9
+    #[arg(long, conflicts_with_all = ["level", "fast"])]
+    pub best: bool,
+    /// Entropy coder (a custom setting: recorded in the file)
     #[arg(long, value_enum, value_name = "CODER")]
     pub coder: Option<CoderArg>,
-    /// Tokens per independently coded chunk
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub chunk_tokens: Option<u32>,
+    /// Most tokens the model sees at once (a custom setting: recorded in the
+    /// file) [default: the level's]
+    #[arg(long, visible_alias = "chunk-tokens", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(2..=65536))]
+    pub window: Option<u32>,
+    /// Tokens of context carried into each new window (1..window; a custom
+    /// setting) [default: the level's]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=65535))]
+    pub carry: Option<u32>,
+}
+
+/// `--level` (and `-N`): 1..=9, with a message that gives the range for
+/// zstd's larger numbers.
+fn parse_level(s: &str) -> Result<u8, String> {
+    let s = s.trim_start_matches('-');
+    let n: u32 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a level (1..=9)"))?;
+    match n {
+        1..=9 => Ok(n as u8),
+        _ => Err(format!(
+            "level {n} is outside llmc's range 1..=9 (zstd's -19 and -22 correspond to \
+             llmc -9 or --best; --fast is -1)"
+        )),
+    }
+}
+
+/// `-N` (N digits) as `--level=N`, zstd style; everything after `--` is left
+/// alone.
+pub fn expand_level_flags(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut out = Vec::new();
+    let mut literal = false;
+    for a in args {
+        if !literal {
+            if a == "--" {
+                literal = true;
+            } else if let Some(d) = a.to_str().and_then(|s| s.strip_prefix('-')) {
+                if !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()) {
+                    out.push(format!("--level={d}").into());
+                    continue;
+                }
+            }
+        }
+        out.push(a);
+    }
+    out
 }
 
 /// Options every operation understands; accepted before or after a subcommand.
@@ -126,9 +179,23 @@ impl CodecArgs {
     /// These options, or those given before the subcommand.
     pub fn merged(&self, top: &CodecArgs) -> CodecArgs {
         CodecArgs {
+            level: self.level.or(top.level),
+            fast: self.fast || top.fast,
+            best: self.best || top.best,
             coder: self.coder.or(top.coder),
-            chunk_tokens: self.chunk_tokens.or(top.chunk_tokens),
+            window: self.window.or(top.window),
+            carry: self.carry.or(top.carry),
         }
+    }
+
+    /// Whether any option is given.
+    pub fn any(&self) -> bool {
+        self.level.is_some()
+            || self.fast
+            || self.best
+            || self.coder.is_some()
+            || self.window.is_some()
+            || self.carry.is_some()
     }
 }
 
@@ -168,18 +235,18 @@ pub enum Command {
         /// Files to score (`-`: standard input)
         #[arg(value_name = "FILE", required = true)]
         files: Vec<PathBuf>,
-        /// Tokens per chunk, as for compression
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-        chunk_tokens: Option<u32>,
+        /// Level and settings, as for compression
+        #[command(flatten)]
+        codec: CodecArgs,
     },
     /// Compare llmc with zstd -19, xz -9 and gzip -9 on files
     Bench {
         /// Files to measure
         #[arg(value_name = "FILE", required = true)]
         files: Vec<PathBuf>,
-        /// Tokens per chunk, as for compression
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-        chunk_tokens: Option<u32>,
+        /// Level and settings, as for compression
+        #[command(flatten)]
+        codec: CodecArgs,
     },
     /// Manage the model
     #[command(subcommand)]

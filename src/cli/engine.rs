@@ -24,33 +24,41 @@ use super::progress::{Interrupted, Progress};
 /// Progress callback: called by the codec now and then; an `Err` aborts.
 pub type Tick<'a> = dyn FnMut(Progress) -> Result<(), Interrupted> + Send + 'a;
 
-/// Options that change the compressed bytes.
-#[derive(Debug, Clone, Copy)]
+/// Options that change the compressed bytes (`None`: the level's).
+#[derive(Debug, Clone, Copy, Default)]
 pub struct CodecOptions {
-    pub coder: CoderKind,
-    /// `None`: the codec's default.
-    pub chunk_tokens: Option<u32>,
+    pub coder: Option<CoderKind>,
+    /// `None`: the default level.
+    pub level: Option<u8>,
+    pub window: Option<u32>,
+    pub carry: Option<u32>,
 }
 
 impl CodecOptions {
-    fn compress_options(&self) -> lc::CompressOptions {
-        let mut co = lc::CompressOptions {
-            coder: self.coder,
-            ..lc::CompressOptions::default()
+    /// The codec's options: the level's parameters, or a custom set (level
+    /// 0 in the file) if any setting differs from them.
+    fn compress_options(&self) -> Result<lc::CompressOptions> {
+        let level = self.level.unwrap_or(lc::DEFAULT_LEVEL);
+        let Some(mut p) = lc::Params::level(level) else {
+            bail!("level {level} is outside 1..={}", lc::MAX_LEVEL);
         };
-        if let Some(n) = self.chunk_tokens {
-            co.chunk_tokens = n;
+        let base = p;
+        p.coder = self.coder.unwrap_or(p.coder);
+        p.window = self.window.unwrap_or(p.window);
+        p.carry = self.carry.unwrap_or(p.carry.min(p.window / 2).max(1));
+        if p.carry >= p.window {
+            bail!(
+                "--carry {} must be below the window of {} tokens",
+                p.carry,
+                p.window
+            );
         }
-        // TEMPORARY measurement hook.
-        if let Ok(v) = std::env::var("LLMC_PARAMS") {
-            let f: Vec<u32> = v.split(',').map(|x| x.parse().unwrap()).collect();
-            co.params.window = f[0];
-            co.params.carry = f[1];
-            co.params.max_streams = f[2];
-            co.params.stream_tokens = f[3];
-            co.params.crlf = f[4] != 0;
-        }
-        co
+        let custom = (p.coder, p.window, p.carry) != (base.coder, base.window, base.carry);
+        Ok(lc::CompressOptions {
+            level: if custom { 0 } else { level },
+            params: p,
+            ..lc::CompressOptions::default()
+        })
     }
 }
 
@@ -137,7 +145,7 @@ pub fn compress(
 ) -> Result<()> {
     let total = Some(input.len() as u64);
     let mut progress = reporter(tick, total, |p| p.bytes_in);
-    engine.compress(input, out, &opts.compress_options(), &mut progress)?;
+    engine.compress(input, out, &opts.compress_options()?, &mut progress)?;
     Ok(())
 }
 
@@ -157,22 +165,18 @@ pub fn decompress(
 }
 
 /// Cross-entropy of `input` under the model (`llmc::codec::score`): the
-/// compressor's own segments and chunks of `chunk_tokens` tokens (the
-/// codec's default if `None`), the first token of each chunk at
-/// log2(vocab) bits, the others at -log2 softmax (f64) of the logits.
+/// compressor's own blocks, streams and windows for `opts`, the first token
+/// of each stream at log2(vocab) bits, the others at -log2 softmax (f64) of
+/// the logits.
 pub fn score(
     engine: &Engine,
     input: &[u8],
-    chunk_tokens: Option<u32>,
+    opts: &CodecOptions,
     tick: &mut Tick,
 ) -> Result<Score> {
-    let opts = CodecOptions {
-        coder: CoderKind::Arithmetic,
-        chunk_tokens,
-    };
     let total = Some(input.len() as u64);
     let mut progress = reporter(tick, total, |p| p.bytes_in);
-    Ok(engine.score(input, &opts.compress_options(), &mut progress)?)
+    Ok(engine.score(input, &opts.compress_options()?, &mut progress)?)
 }
 
 /// The codec's progress callback over a tick: the bar shows `bytes(p)` of

@@ -23,7 +23,7 @@ use ops::{Ctx, Job, Mode};
 pub fn main() -> i32 {
     // First, so that a Ctrl-C at any later point takes the clean path.
     progress::install_interrupt_handler();
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(args::expand_level_flags(std::env::args_os())) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -49,8 +49,16 @@ pub fn main() -> i32 {
     );
 
     let codec_opts = |c: &args::CodecArgs| CodecOptions {
-        coder: c.coder.map_or(CoderKind::default(), CoderKind::from),
-        chunk_tokens: c.chunk_tokens,
+        coder: c.coder.map(CoderKind::from),
+        level: if c.fast {
+            Some(1)
+        } else if c.best {
+            Some(9)
+        } else {
+            c.level
+        },
+        window: c.window,
+        carry: c.carry,
     };
     if let Err(msg) = check_top_level(&cli) {
         eprintln!("error: {msg}\n\nFor more information, try '--help'.");
@@ -80,14 +88,12 @@ pub fn main() -> i32 {
             let io = io.merged(&cli.io);
             run_job(&mut ctx, Mode::Decompress, &io, codec_opts(&cli.codec))
         }
-        Some(Command::Score {
-            files,
-            chunk_tokens,
-        }) => tools::score(&mut ctx, files, *chunk_tokens),
-        Some(Command::Bench {
-            files,
-            chunk_tokens,
-        }) => tools::bench(&mut ctx, files, *chunk_tokens),
+        Some(Command::Score { files, codec }) => {
+            tools::score(&mut ctx, files, codec_opts(&codec.merged(&cli.codec)))
+        }
+        Some(Command::Bench { files, codec }) => {
+            tools::bench(&mut ctx, files, codec_opts(&codec.merged(&cli.codec)))
+        }
         Some(Command::Model(ModelCommand::Fetch)) => tools::model_fetch(&ctx),
         Some(Command::Model(ModelCommand::Path)) => tools::model_path(&ctx, g.model.as_deref()),
         Some(Command::Model(ModelCommand::Info)) => tools::model_info(&ctx, g.model.as_deref()),
@@ -109,8 +115,11 @@ fn check_top_level(cli: &Cli) -> Result<(), String> {
         let io = &cli.io;
         !io.files.is_empty() || io.stdout || io.output.is_some() || io.keep || io.rm || io.force
     };
-    let codec_set = cli.codec.coder.is_some() || cli.codec.chunk_tokens.is_some();
+    let codec_set = cli.codec.any();
     match cmd {
+        Command::Compress { .. } | Command::Score { .. } | Command::Bench { .. } if !io_set => {
+            Ok(())
+        }
         Command::Compress { .. } => Ok(()),
         Command::Decompress { .. } if !codec_set => Ok(()),
         _ if io_set || codec_set => Err(

@@ -16,7 +16,7 @@ use llmc::coder::CoderKind;
 /// Per file: bytes, tokens, bits/token, bits/byte and the ideal size (the
 /// model's cross-entropy rounded up to whole bytes, i.e. what an ideal entropy
 /// coder would need for the tokens the codec codes; container overhead excluded).
-pub fn score(ctx: &mut Ctx, files: &[PathBuf], chunk_tokens: Option<u32>) -> i32 {
+pub fn score(ctx: &mut Ctx, files: &[PathBuf], codec: CodecOptions) -> i32 {
     let mut t = Table::new(&[
         "Bytes",
         "Tokens",
@@ -36,7 +36,7 @@ pub fn score(ctx: &mut Ctx, files: &[PathBuf], chunk_tokens: Option<u32>) -> i32
             let show = ctx.progress;
             let e = ctx.engine.get(level)?;
             let bar = Bar::new(show, &src.name(), Some(input.len() as u64));
-            let s = engine::score(e, &input, chunk_tokens, &mut |p| bar.tick(p))
+            let s = engine::score(e, &input, &codec, &mut |p| bar.tick(p))
                 .with_context(|| src.name())?;
             Ok((input.len() as u64, s))
         })();
@@ -94,10 +94,10 @@ type Codec = Box<dyn Fn(&[u8]) -> Result<Vec<u8>>>;
 /// A table per file: size, bits/byte, compression and decompression speed of
 /// llmc (both coders), zstd -19, xz -9 and gzip -9. Every method's output is
 /// decompressed and compared with the input.
-pub fn bench(ctx: &mut Ctx, files: &[PathBuf], chunk_tokens: Option<u32>) -> i32 {
+pub fn bench(ctx: &mut Ctx, files: &[PathBuf], codec: CodecOptions) -> i32 {
     let mut status = 0;
     for p in files {
-        match bench_one(ctx, p, chunk_tokens) {
+        match bench_one(ctx, p, codec) {
             Ok(()) => {}
             Err(e) if is_interrupt(&e) => {
                 ctx.error(&e);
@@ -115,7 +115,7 @@ pub fn bench(ctx: &mut Ctx, files: &[PathBuf], chunk_tokens: Option<u32>) -> i32
     status
 }
 
-fn bench_one(ctx: &mut Ctx, p: &std::path::Path, chunk_tokens: Option<u32>) -> Result<()> {
+fn bench_one(ctx: &mut Ctx, p: &std::path::Path, codec: CodecOptions) -> Result<()> {
     let src = Source::from_arg(p);
     src.check()?;
     let input = src.read_all()?;
@@ -127,8 +127,8 @@ fn bench_one(ctx: &mut Ctx, p: &std::path::Path, chunk_tokens: Option<u32>) -> R
     let engine = ctx.engine.get(level)?;
     for coder in [CoderKind::Arithmetic, CoderKind::Rank] {
         let opts = CodecOptions {
-            coder,
-            chunk_tokens,
+            coder: Some(coder),
+            ..codec
         };
         let label = format!("{} llmc {}", src.name(), coder.name());
         let t0 = Instant::now();

@@ -227,9 +227,9 @@ impl<M: LanguageModel, T: TextTokenizer> BlockCoder<'_, M, T> {
         let p = self.opts.params;
         let text = BlockText::new(seg, p.crlf);
         let tokens = self.tokenizer.encode(&text.text);
-        // Every token is at least one byte (the reader's bound), and the
-        // tokens must give the text back.
-        if tokens.len() > seg.len() || !text.round_trips(self.tokenizer, &tokens) {
+        // At most two tokens per byte (the reader's bound), and the tokens
+        // must give the text back.
+        if tokens.len() > 2 * seg.len() || !text.round_trips(self.tokenizer, &tokens) {
             return Ok(raw);
         }
         let mut streams = Vec::new();

@@ -35,7 +35,7 @@ use std::error::Error as StdError;
 use std::io::{self, Write};
 use std::ops::ControlFlow;
 
-use crate::coder::{CoderKind, FreqTable, DEFAULT_TOTAL_BITS};
+use crate::coder::FreqTable;
 use crate::container::MAX_CHUNK_TOKENS;
 use crate::kernels::Kernels;
 
@@ -81,13 +81,6 @@ pub struct ModelIdentity {
 /// Compression settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompressOptions {
-    /// Entropy coder for model-coded chunks.
-    pub coder: CoderKind,
-    /// Tokens per chunk (each chunk restarts the model: more context per
-    /// chunk compresses better, more chunks decode in parallel).
-    pub chunk_tokens: u32,
-    /// log2 of the frequency total of the arithmetic coder.
-    pub total_bits: u32,
     /// Input is tokenized in segments of at most this many bytes.
     pub segment_bytes: usize,
     /// Tokens per forward pass while compressing one chunk (bounds the
@@ -110,9 +103,6 @@ pub struct CompressOptions {
 impl Default for CompressOptions {
     fn default() -> Self {
         CompressOptions {
-            coder: CoderKind::Arithmetic,
-            chunk_tokens: 2048,
-            total_bits: DEFAULT_TOTAL_BITS,
             segment_bytes: 4 << 20,
             piece_tokens: 256,
             zstd_level: 19,

@@ -3,9 +3,12 @@
 use std::sync::OnceLock;
 
 use crate::codec::synthetic::HashModel;
-use crate::codec::{compress, decompress, CompressOptions, DecompressOptions, ModelIdentity};
+use crate::codec::{
+    compress, decompress, CompressOptions, DecompressOptions, ModelIdentity, Params,
+};
 use crate::coder::CoderKind;
-use crate::container::{FrameReader, Record};
+use crate::container::v2::{Block, Body, Record};
+use crate::container::{FrameReader, Header};
 use crate::gguf::Gguf;
 use crate::model::Model;
 use crate::tokenizer::Tokenizer;
@@ -42,8 +45,14 @@ fn real_model_round_trip() {
 and of having nothing to do: once or twice she had peeped into the book her sister was reading.\n";
     for coder in [CoderKind::Arithmetic, CoderKind::Rank] {
         let o = CompressOptions {
-            coder,
-            chunk_tokens: 12,
+            level: 0,
+            params: Params {
+                coder,
+                window: 12,
+                carry: 4,
+                stream_tokens: 12,
+                ..Params::default()
+            },
             ..Default::default()
         };
         let packed = compress(data, &model, tok, &id, &o).unwrap();
@@ -60,14 +69,17 @@ and of having nothing to do: once or twice she had peeped into the book her sist
         .unwrap();
         assert!(out == data);
         let mut r = FrameReader::new(&packed[..]);
-        let h = r.read_header().unwrap().unwrap();
+        r.read_header().unwrap().unwrap();
         let (mut n_model, mut payload) = (0, 0);
         loop {
-            match r.read_record(&h).unwrap() {
+            match r.read_record_v2().unwrap() {
                 Record::End { .. } => break,
-                Record::Model { payload: p, .. } => {
-                    n_model += 1;
-                    payload += p.len();
+                Record::Block(Block {
+                    body: Body::Model { streams, .. },
+                    ..
+                }) => {
+                    n_model += streams.len();
+                    payload += streams.iter().map(|s| s.payload.len()).sum::<usize>();
                 }
                 _ => {}
             }
@@ -77,7 +89,7 @@ and of having nothing to do: once or twice she had peeped into the book her sist
             data.len(),
             packed.len()
         );
-        assert!(n_model >= 3, "{n_model}");
+        assert!(n_model >= 3, "{n_model} streams");
         // Even with 12-token contexts the model needs < 3 bits/byte.
         assert!(payload * 8 < data.len() * 3, "{payload} payload bytes");
     }
@@ -112,8 +124,14 @@ fn real_tokenizer_round_trips_corpus_text() {
     data.extend_from_slice(&[0xff, 0xfe, 0x00, 0xc3, b'\n', 0xe2, 0x82]);
     for coder in [CoderKind::Arithmetic, CoderKind::Rank] {
         let o = CompressOptions {
-            coder,
-            chunk_tokens: 300,
+            level: 0,
+            params: Params {
+                coder,
+                window: 300,
+                carry: 64,
+                stream_tokens: 200,
+                ..Params::default()
+            },
             segment_bytes: 2500,
             zstd_level: 3,
             ..Default::default()
@@ -124,8 +142,10 @@ fn real_tokenizer_round_trips_corpus_text() {
         // The synthetic model predicts English badly, so chunks may go
         // raw; but every record must parse.
         let mut r = FrameReader::new(&packed[..]);
-        let h = r.read_header().unwrap().unwrap();
-        assert_eq!(h.fingerprint, *fp);
-        while !matches!(r.read_record(&h).unwrap(), Record::End { .. }) {}
+        let Some(Header::V2(h)) = r.read_header().unwrap() else {
+            panic!("a version-2 frame")
+        };
+        assert_eq!(h.model, fp[..8]);
+        while !matches!(r.read_record_v2().unwrap(), Record::End { .. }) {}
     }
 }

@@ -3,12 +3,14 @@
 use std::cell::Cell;
 
 use super::decode::batch_for;
-use super::segment::{cut_point, plan_chunks};
+use super::segment::cut_point;
+use super::stream::{split_streams, windows};
 use super::synthetic::{HashModel, PairTokenizer};
+use crate::coder::CoderKind;
 use super::*;
-use crate::container::{self, FrameHeader, FrameReader, Record};
+use crate::container::v2::{self, Block, Body, Custom, Record, Stream};
+use crate::container::{FrameReader, Header};
 use crate::predict::ChunkEncoder;
-use xxhash_rust::xxh64::Xxh64;
 
 fn id(name: &str, fp: u8) -> ModelIdentity {
     ModelIdentity {
@@ -35,11 +37,20 @@ fn model_text(model: &HashModel, tok: &PairTokenizer, n_tokens: usize, seed: u64
     tok.decode(&toks).unwrap()
 }
 
-fn opts(chunk_tokens: u32, coder: CoderKind) -> CompressOptions {
+/// Custom parameters (level 0): windows of `window` tokens carrying a
+/// quarter of it, up to 8 streams of at least `window` tokens.
+fn opts(window: u32, coder: CoderKind) -> CompressOptions {
     CompressOptions {
-        coder,
-        chunk_tokens,
-        piece_tokens: 37, // odd on purpose: pieces never align with chunks
+        level: 0,
+        params: Params {
+            coder,
+            window,
+            carry: (window / 4).max(1),
+            max_streams: 8,
+            stream_tokens: window,
+            ..Params::default()
+        },
+        piece_tokens: 37, // odd on purpose: pieces never align with windows
         zstd_level: 3,
         // The synthetic texts are arbitrary bytes: code them with the model.
         skip_binary: false,
@@ -64,13 +75,14 @@ fn round_trip(data: &[u8], tok: &PairTokenizer, o: &CompressOptions, batch: usiz
     packed
 }
 
-/// Records of every frame of a file.
+/// Records of every (version-2) frame of a file.
 fn records(file: &[u8]) -> Vec<Record> {
     let mut r = FrameReader::new(file);
     let mut out = Vec::new();
     while let Some(h) = r.read_header().unwrap() {
+        assert!(matches!(h, Header::V2(_)), "the compressor writes version 2");
         loop {
-            let rec = r.read_record(&h).unwrap();
+            let rec = r.read_record_v2().unwrap();
             let end = matches!(rec, Record::End { .. });
             out.push(rec);
             if end {
@@ -79,6 +91,25 @@ fn records(file: &[u8]) -> Vec<Record> {
         }
     }
     out
+}
+
+/// The streams of a model block, `None` for other records.
+fn streams(r: &Record) -> Option<&[Stream]> {
+    match r {
+        Record::Block(Block {
+            body: Body::Model { streams, .. },
+            ..
+        }) => Some(streams),
+        _ => None,
+    }
+}
+
+fn is_model(r: &Record) -> bool {
+    streams(r).is_some()
+}
+
+fn is_raw(r: &Record) -> bool {
+    matches!(r, Record::Block(_)) && !is_model(r)
 }
 
 #[test]
@@ -104,10 +135,7 @@ fn round_trips_random_bytes_and_picks_raw() {
     let data = rng_bytes(20_000, 3);
     let packed = round_trip(&data, &tok, &opts(512, CoderKind::Arithmetic), 8);
     let recs = records(&packed);
-    assert!(
-        recs.iter().all(|r| !matches!(r, Record::Model { .. })),
-        "random bytes were model-coded"
-    );
+    assert!(!recs.iter().any(is_model), "random bytes were model-coded");
     // Never much worse than storing: one raw record, header and end.
     assert!(packed.len() < data.len() + 100, "{} bytes", packed.len());
 }
@@ -120,17 +148,14 @@ fn model_text_is_model_coded_and_beats_zstd() {
     for coder in [CoderKind::Arithmetic, CoderKind::Rank] {
         let packed = round_trip(&data, &tok, &opts(1000, coder), 16);
         let recs = records(&packed);
-        let n_model = recs
-            .iter()
-            .filter(|r| matches!(r, Record::Model { .. }))
-            .count();
+        let n_streams: usize = recs.iter().filter_map(streams).map(|s| s.len()).sum();
         let z = zstd::bulk::compress(&data, 19).unwrap().len();
         eprintln!(
-            "{coder:?}: {} bytes -> {} ({n_model} model chunks); zstd -19: {z}",
+            "{coder:?}: {} bytes -> {} ({n_streams} streams); zstd -19: {z}",
             data.len(),
             packed.len()
         );
-        assert!(n_model >= 25, "{n_model} model chunks");
+        assert_eq!(n_streams, 8, "one block in 8 streams");
         assert!(packed.len() < z, "{} vs zstd {z}", packed.len());
     }
 }
@@ -144,17 +169,17 @@ fn many_chunks_many_segments_both_coders() {
     for i in (0..data.len()).step_by(701) {
         data[i] = b'\n';
     }
+    // Longer than a block and without newlines: at least one block is
+    // all random bytes.
     let mid = data.len() / 2;
-    data.splice(mid..mid, rng_bytes(3000, 5));
+    data.splice(mid..mid, rng_bytes(12_000, 5));
     for coder in [CoderKind::Arithmetic, CoderKind::Rank] {
         let mut o = opts(64, coder);
         o.segment_bytes = 5000;
         let packed = round_trip(&data, &tok, &o, 7);
         let recs = records(&packed);
-        assert!(recs.iter().any(|r| matches!(r, Record::Model { .. })));
-        assert!(recs
-            .iter()
-            .any(|r| matches!(r, Record::Stored(_) | Record::Zstd { .. })));
+        assert!(recs.iter().any(is_model));
+        assert!(recs.iter().any(is_raw));
     }
 }
 
@@ -244,28 +269,30 @@ impl LanguageModel for Counting<'_> {
 }
 
 #[test]
-fn decompression_batches_chunks() {
+fn decompression_batches_streams() {
     let tok = PairTokenizer::english();
     let model = HashModel::new(tok.vocab_size(), 1);
     let data = model_text(&model, &tok, 4000, 6);
     let o = opts(200, CoderKind::Arithmetic);
     let packed = compress(&data, &model, &tok, &id("hash", 1), &o).unwrap();
-    let n_model = records(&packed)
+    let n_model: usize = records(&packed)
         .iter()
-        .filter(|r| matches!(r, Record::Model { .. }))
-        .count();
-    assert!(n_model >= 10);
+        .filter_map(streams)
+        .map(|s| s.len())
+        .sum();
+    assert_eq!(n_model, 8);
     let counting = Counting::new(&model);
     let d = DecompressOptions {
         max_batch: 32,
         ..Default::default()
     };
     assert!(decompress(&packed, &counting, &tok, &id("hash", 1), &d).unwrap() == data);
-    // All chunks in flight at once: about one call per token of the longest
-    // chunk, not one per token of the file.
+    // All streams in flight at once: about one call per token of the
+    // longest stream (500) plus one context feed per stream and new
+    // window, not one per token of the file.
     assert_eq!(counting.max_batch.get(), n_model);
     assert!(
-        counting.calls.get() <= 200,
+        counting.calls.get() <= 560,
         "{} forward calls",
         counting.calls.get()
     );
@@ -276,14 +303,16 @@ fn every_bit_flip_and_truncation_is_an_error() {
     let tok = PairTokenizer::english();
     let model = HashModel::new(tok.vocab_size(), 1);
     let mut data = model_text(&model, &tok, 120, 8);
-    data.extend_from_slice(&rng_bytes(40, 1)); // a raw record too
-    let o = opts(50, CoderKind::Arithmetic);
+    // A raw block too: the random bytes are a block of their own.
+    let o = CompressOptions {
+        segment_bytes: data.len(),
+        ..opts(50, CoderKind::Arithmetic)
+    };
+    data.extend_from_slice(&rng_bytes(40, 1));
     let packed = compress(&data, &model, &tok, &id("hash", 1), &o).unwrap();
     let recs = records(&packed);
-    assert!(recs.iter().any(|r| matches!(r, Record::Model { .. })));
-    assert!(recs
-        .iter()
-        .any(|r| !matches!(r, Record::Model { .. } | Record::End { .. })));
+    assert!(recs.iter().any(is_model));
+    assert!(recs.iter().any(is_raw));
     let d = DecompressOptions {
         max_batch: 4,
         ..Default::default()
@@ -362,7 +391,9 @@ fn garbage_is_an_error() {
                 &opts(8, CoderKind::Arithmetic),
             )
             .unwrap();
-            let hl = f.len() - 10;
+            let mut r = FrameReader::new(&f[..]);
+            r.read_header().unwrap();
+            let hl = r.offset() as usize;
             f.truncate(hl);
             f.extend_from_slice(&g);
             g = f;
@@ -393,7 +424,7 @@ fn wrong_model_is_named() {
     .unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, CodecError::ModelMismatch { .. }));
-    for part in ["SmolLM2-135M", "abababab", "gemma-3-270m", "12121212"] {
+    for part in ["abababababababab", "gemma-3-270m", "12121212"] {
         assert!(msg.contains(part), "{msg}");
     }
 }
@@ -490,12 +521,28 @@ fn invalid_parameters_are_rejected() {
     let tok = PairTokenizer::english();
     let model = HashModel::new(tok.vocab_size(), 1);
     let bad = [
+        opts(5000, CoderKind::Arithmetic), // beyond the context of 4096
+        opts(1, CoderKind::Arithmetic),
         CompressOptions {
-            chunk_tokens: 5000, // beyond the context of 4096
-            ..Default::default()
+            params: Params {
+                carry: 64,
+                ..opts(64, CoderKind::Arithmetic).params
+            },
+            ..opts(64, CoderKind::Arithmetic)
         },
         CompressOptions {
-            chunk_tokens: 0,
+            params: Params {
+                max_streams: 0,
+                ..Params::default()
+            },
+            ..Default::default()
+        },
+        // A level whose decoding parameters were changed.
+        CompressOptions {
+            params: Params {
+                window: 1024,
+                ..Params::default()
+            },
             ..Default::default()
         },
         CompressOptions {
@@ -503,7 +550,11 @@ fn invalid_parameters_are_rejected() {
             ..Default::default()
         },
         CompressOptions {
-            total_bits: 16,
+            params: Params {
+                total_bits: 16,
+                ..Params::default()
+            },
+            level: 0,
             ..Default::default()
         },
         CompressOptions {
@@ -619,33 +670,43 @@ impl TextTokenizer for Escaping {
 }
 
 #[test]
-fn chunks_never_split_a_multi_token_unit() {
+fn streams_may_split_a_multi_token_unit() {
+    // Streams cut the token sequence anywhere, inside an escape unit too:
+    // the block's tokens are decoded as a whole.
     let tok = Escaping;
-    let data: Vec<u8> = rng_bytes(3000, 4);
-    let tokens = tok.encode(&data);
-    let (cuts, covered) = plan_chunks(&tok, &tokens, &data, 16, 258);
-    // Everything is planned for the model; chunks ending after an escape
-    // were shortened by one token.
-    assert_eq!(covered, data.len());
-    assert_eq!(cuts.last().unwrap().0.end, tokens.len());
-    assert!(cuts.iter().any(|(r, _)| r.len() == 15));
-    let mut next = 0;
-    for (r, _) in &cuts {
-        assert_eq!(r.start, next);
-        assert!(r.len() <= 16 && r.len() >= 8);
-        assert_ne!(tokens[r.end - 1], 257);
-        next = r.end;
-    }
-    // And the driver round-trips it.
     let model = HashModel::new(258, 1);
-    let packed = compress(
-        &data,
-        &model,
-        &tok,
-        &id("hash", 1),
-        &opts(16, CoderKind::Arithmetic),
-    )
-    .unwrap();
+    // Text the model predicts (ASCII tokens sampled from it), with one byte
+    // in forty replaced by an escaped one.
+    let mut data = tok.decode(&model.sample(6000, 3, 128)).unwrap();
+    for i in (5..data.len()).step_by(40) {
+        data[i] = 0x80 + (i % 100) as u8;
+    }
+    let o = CompressOptions {
+        params: Params {
+            max_streams: 64,
+            stream_tokens: 7,
+            ..opts(16, CoderKind::Arithmetic).params
+        },
+        ..opts(16, CoderKind::Arithmetic)
+    };
+    let packed = compress(&data, &model, &tok, &id("hash", 1), &o).unwrap();
+    let recs = records(&packed);
+    let lens: Vec<u32> = recs
+        .iter()
+        .filter_map(streams)
+        .flatten()
+        .map(|s| s.tokens)
+        .collect();
+    assert_eq!(lens.len(), 64);
+    // Some stream ends right after an escape token (257).
+    let toks = tok.encode(&data);
+    let mut end = 0;
+    let mut split = false;
+    for l in &lens {
+        end += *l as usize;
+        split |= toks[end - 1] == 257;
+    }
+    assert!(split, "no stream ends inside a unit");
     let out = decompress(
         &packed,
         &model,
@@ -658,20 +719,6 @@ fn chunks_never_split_a_multi_token_unit() {
 }
 
 #[test]
-fn planning_stops_at_a_tokenizer_that_does_not_round_trip() {
-    let tok = Lying(PairTokenizer::english());
-    let data = b"abc abc abc q abc abc".to_vec();
-    let tokens = tok.encode(&data);
-    let (cuts, covered) = plan_chunks(&tok, &tokens, &data, 4, 300);
-    // Planning covers at most the bytes before the q (byte 12).
-    assert!((8..=12).contains(&covered), "{covered}");
-    assert_eq!(cuts.iter().map(|c| c.1).sum::<usize>(), covered);
-    // Ids outside the model's vocabulary stop planning at once.
-    let (cuts, covered) = plan_chunks(&PairTokenizer::english(), &tokens, &data, 4, 32);
-    assert!(cuts.is_empty() && covered == 0);
-}
-
-#[test]
 fn text_the_model_codes_badly_goes_raw_by_size() {
     // Random lowercase letters are text (not `looks_binary`), so the model
     // codes them; the hash model knows nothing of them and loses to zstd,
@@ -680,9 +727,7 @@ fn text_the_model_codes_badly_goes_raw_by_size() {
     let data: Vec<u8> = rng_bytes(8_000, 5).iter().map(|b| b'a' + b % 26).collect();
     assert!(!looks_binary(&data));
     let packed = round_trip(&data, &tok, &opts(512, CoderKind::Arithmetic), 8);
-    assert!(records(&packed)
-        .iter()
-        .all(|r| !matches!(r, Record::Model { .. })));
+    assert!(!records(&packed).iter().any(is_model));
 }
 
 #[test]
@@ -753,66 +798,70 @@ impl LanguageModel for FailingModel {
 }
 
 #[test]
-fn one_token_chunks_never_touch_the_model() {
-    // Compression: chunks of one token make no model call at all.
+fn one_token_streams_never_touch_the_model() {
+    // Compression: a block of one token makes no model call at all.
     let tok = PairTokenizer::english();
-    let data = b"the cat sat on the mat\n".to_vec();
-    let o = opts(1, CoderKind::Arithmetic);
-    let packed = compress(
-        &data,
-        &FailingVocab(tok.vocab_size()),
-        &tok,
-        &id("f", 1),
-        &o,
-    );
-    let packed = packed.unwrap();
-    let d = DecompressOptions::default();
-    let model = HashModel::new(tok.vocab_size(), 1);
-    assert!(decompress(&packed, &model, &tok, &id("f", 1), &d).unwrap() == data);
-    // Decompression: a hand-made frame of 1-token model chunks (both coders)
-    // decodes with a model that fails on every call.
     let vocab = tok.vocab_size();
-    let h = FrameHeader {
-        fingerprint: id("f", 1).fingerprint,
-        model_name: "f".into(),
-        total_bits: 24,
-        chunk_tokens: 4,
-    };
-    let toks = tok.encode(b"the cat");
-    let mut file = container::encode_header(&h);
-    let mut hasher = Xxh64::new(0);
-    let mut len = 0;
-    for (i, &t) in toks.iter().enumerate() {
-        let coder = [CoderKind::Arithmetic, CoderKind::Rank][i % 2];
-        let mut enc = ChunkEncoder::new(coder, crate::kernels::Kernels::best(), vocab, 24).unwrap();
-        enc.encode_first(vocab, t);
-        container::write_model_chunk(&mut file, coder, 1, &enc.finish()).unwrap();
-        let b = tok.decode(&[t]).unwrap();
-        hasher.update(&b);
-        len += b.len() as u64;
-    }
-    let end = file.len();
-    container::write_end(&mut file, len, hasher.digest()).unwrap();
     let failing = FailingVocab(vocab);
-    assert!(decompress(&file, &failing, &tok, &id("f", 1), &d).unwrap() == b"the cat");
-    // A non-canonical payload (a zero byte appended) is still rejected.
-    let mut bad = container::encode_header(&h);
-    let mut enc = ChunkEncoder::new(
-        CoderKind::Arithmetic,
-        crate::kernels::Kernels::best(),
-        vocab,
-        24,
-    )
-    .unwrap();
-    enc.encode_first(vocab, toks[0]);
-    let mut p = enc.finish();
-    p.push(0);
-    container::write_model_chunk(&mut bad, CoderKind::Arithmetic, 1, &p).unwrap();
-    bad.extend_from_slice(&file[end..]);
-    assert!(matches!(
-        decompress(&bad, &failing, &tok, &id("f", 1), &d),
-        Err(CodecError::CorruptChunk { .. })
-    ));
+    let d = DecompressOptions::default();
+    let model = HashModel::new(vocab, 1);
+    for data in [&b"t"[..], b"th"] {
+        let o = opts(4, CoderKind::Arithmetic);
+        let packed = compress(data, &failing, &tok, &id("f", 1), &o).unwrap();
+        assert!(decompress(&packed, &model, &tok, &id("f", 1), &d).unwrap() == data);
+    }
+    // Decompression: a hand-made block of 1-token streams (both coders)
+    // decodes with a model that fails on every call.
+    let toks = tok.encode(b"the cat");
+    let text = tok.decode(&toks).unwrap();
+    for coder in [CoderKind::Arithmetic, CoderKind::Rank] {
+        let header = v2::Header {
+            model: [1; 8],
+            level: 0,
+            custom: Some(Custom {
+                coder,
+                total_bits: 24,
+                window: 4,
+                carry: 1,
+            }),
+        };
+        let payloads: Vec<Vec<u8>> = toks
+            .iter()
+            .map(|&t| {
+                let mut enc = ChunkEncoder::new(coder, Kernels::best(), vocab, 24).unwrap();
+                enc.encode_first(vocab, t);
+                enc.finish()
+            })
+            .collect();
+        let frame = |payloads: &[Vec<u8>]| {
+            let mut file = v2::encode_header(&header);
+            file.extend(v2::encode_block(&Block {
+                original_len: text.len() as u64,
+                body: Body::Model {
+                    bare_lfs: None,
+                    streams: payloads
+                        .iter()
+                        .map(|p| Stream {
+                            tokens: 1,
+                            payload: p.clone(),
+                        })
+                        .collect(),
+                },
+                check: v2::check32(&text),
+            }));
+            v2::write_end(&mut file, text.len() as u64, v2::check32(&text)).unwrap();
+            file
+        };
+        let file = frame(&payloads);
+        assert!(decompress(&file, &failing, &tok, &id("f", 1), &d).unwrap() == text);
+        // A non-canonical payload (a zero byte appended) is still rejected.
+        let mut bad = payloads.clone();
+        bad[1].push(0);
+        assert!(matches!(
+            decompress(&frame(&bad), &failing, &tok, &id("f", 1), &d),
+            Err(CodecError::CorruptBlock { .. })
+        ));
+    }
 }
 
 /// [`FailingModel`] with a chosen vocabulary.
@@ -941,60 +990,67 @@ fn progress_after_every_forward_pass_and_break_interrupts() {
     assert_eq!(n, 1);
 }
 
-/// `score` recomputed independently: tokenize and cut as documented, one
-/// forward pass over each whole chunk, f64 softmax.
-fn score_by_hand(data: &[u8], model: &HashModel, tok: &PairTokenizer, chunk: usize) -> (u64, f64) {
+/// `score` recomputed from the rule: tokenize, split into streams, each
+/// window one forward pass over its whole fed range from an empty state,
+/// context rows dropped, f64 softmax.
+fn score_by_hand(data: &[u8], model: &HashModel, tok: &PairTokenizer, p: &Params) -> (u64, f64) {
     let toks = tok.encode(data);
     let vocab = model.vocab;
     let mut bits = 0.0;
-    for c in toks.chunks(chunk) {
+    let mut start = 0;
+    for len in split_streams(toks.len(), p.max_streams as usize, p.stream_tokens as usize) {
+        let s = &toks[start..start + len];
+        start += len;
         bits += (vocab as f64).log2();
-        if c.len() < 2 {
-            continue;
-        }
-        let mut state = model.new_state();
-        let mut logits = vec![0f32; (c.len() - 1) * vocab];
-        model
-            .forward(&mut [&mut state], &[&c[..c.len() - 1]], &mut logits)
-            .unwrap();
-        for (row, &t) in logits.chunks_exact(vocab).zip(&c[1..]) {
-            let p: Vec<f64> = row.iter().map(|&x| (x as f64).exp()).collect();
-            bits -= (p[t as usize] / p.iter().sum::<f64>()).log2();
+        for w in windows(len, p.window as usize, p.carry as usize) {
+            let mut state = model.new_state();
+            let fed = &s[w.fed()];
+            let mut logits = vec![0f32; fed.len() * vocab];
+            model.forward(&mut [&mut state], &[fed], &mut logits).unwrap();
+            for (row, &t) in logits
+                .chunks_exact(vocab)
+                .skip(w.silent())
+                .zip(&s[w.coded()])
+            {
+                let p: Vec<f64> = row.iter().map(|&x| (x as f64).exp()).collect();
+                bits -= (p[t as usize] / p.iter().sum::<f64>()).log2();
+            }
         }
     }
     (toks.len() as u64, bits)
 }
 
 #[test]
-fn score_is_the_cross_entropy_of_the_compressed_chunks() {
+fn score_is_the_cross_entropy_of_the_compressed_streams() {
     let tok = PairTokenizer::english();
     let model = HashModel::new(tok.vocab_size(), 1);
     let data = model_text(&model, &tok, 3000, 12);
-    for chunk in [1u32, 7, 500] {
-        let o = opts(chunk, CoderKind::Arithmetic);
+    for window in [2u32, 7, 500] {
+        let o = opts(window, CoderKind::Arithmetic);
         let s = score(&data, &model, &tok, &o, &mut no_progress).unwrap();
-        let (tokens, bits) = score_by_hand(&data, &model, &tok, chunk as usize);
+        let (tokens, bits) = score_by_hand(&data, &model, &tok, &o.params);
         assert_eq!(s.bytes, data.len() as u64);
         assert_eq!(s.tokens, tokens);
         assert!((s.bits - bits).abs() < 1e-6 * bits, "{} vs {bits}", s.bits);
-        if chunk == 500 {
-            // Every chunk is model-coded; the payloads are the score plus
-            // the coder's tiny overhead (< 8 bits per chunk end).
+        if window == 500 {
+            // The block is model-coded; the payloads are the score plus
+            // the coder's tiny overhead (< 8 bits per stream end).
             let packed = compress(&data, &model, &tok, &id("hash", 1), &o).unwrap();
             let mut payload_bits = 0.0;
             for r in records(&packed) {
-                match r {
-                    Record::Model { payload, .. } => payload_bits += payload.len() as f64 * 8.0,
-                    Record::End { .. } => {}
-                    other => panic!("not model-coded: {other:?}"),
+                match streams(&r) {
+                    Some(st) => {
+                        payload_bits += st.iter().map(|s| s.payload.len() as f64 * 8.0).sum::<f64>()
+                    }
+                    None => assert!(matches!(r, Record::End { .. }), "not model-coded: {r:?}"),
                 }
             }
             eprintln!("score {:.1} bits, payloads {payload_bits} bits", s.bits);
             assert!((payload_bits / s.bits - 1.0).abs() < 0.005);
         }
     }
-    // Segments are cut like the compressor's: at 1000-byte segments the
-    // chunks restart at every segment, and the score changes accordingly.
+    // Blocks are cut like the compressor's: at 1000-byte blocks the
+    // streams restart at every block, and the score changes accordingly.
     let o = CompressOptions {
         segment_bytes: 1000,
         ..opts(500, CoderKind::Arithmetic)
@@ -1004,7 +1060,7 @@ fn score_is_the_cross_entropy_of_the_compressed_chunks() {
     let mut rest = &data[..];
     while !rest.is_empty() {
         let cut = cut_point(&rest[..rest.len().min(1000)], rest.len() <= 1000);
-        let (t, b) = score_by_hand(&rest[..cut], &model, &tok, 500);
+        let (t, b) = score_by_hand(&rest[..cut], &model, &tok, &o.params);
         by_hand = (by_hand.0 + t, by_hand.1 + b);
         rest = &rest[cut..];
     }
@@ -1025,17 +1081,15 @@ fn repeated_text_falls_back_to_one_raw_record_for_the_segment() {
     let packed = round_trip(&data, &tok, &o, 16);
     let recs = records(&packed);
     assert!(
-        recs.iter().all(|r| !matches!(r, Record::Model { .. })),
-        "model chunks kept although the segment is smaller raw"
+        !recs.iter().any(is_model),
+        "model block kept although the block is smaller raw"
     );
-    assert_eq!(recs.len(), 2, "one raw record and the end record");
+    assert_eq!(recs.len(), 2, "one raw block and the end record");
     let z = zstd::bulk::compress(&data, o.zstd_level).unwrap().len();
     assert!(packed.len() <= z + 128, "{} vs zstd {z}", packed.len());
     // Each block alone is still model-coded (the fallback is not blanket).
     let single = round_trip(&block, &tok, &o, 16);
-    assert!(records(&single)
-        .iter()
-        .any(|r| matches!(r, Record::Model { .. })));
+    assert!(records(&single).iter().any(is_model));
 }
 
 #[test]

@@ -23,6 +23,9 @@ fn read_all(bytes: &[u8]) -> Result<Vec<(FrameHeader, Vec<Record>)>, ContainerEr
     let mut r = FrameReader::new(bytes);
     let mut frames = Vec::new();
     while let Some(h) = r.read_header()? {
+        let Header::V1(h) = h else {
+            panic!("a version-1 frame")
+        };
         let mut recs = Vec::new();
         loop {
             let rec = r.read_record(&h)?;

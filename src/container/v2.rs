@@ -305,9 +305,9 @@ impl<R: Read> FrameReader<R> {
     }
 
     /// A model block's body after its length: flags, exceptions, stream
-    /// table, payloads. Every count is bounded by the block's length (a
-    /// token or an LF is at least one byte), so nothing hostile allocates
-    /// more than the input holds.
+    /// table, payloads. Every count is bounded by the block's length (an
+    /// LF is one byte, a token at least half of one), so nothing hostile
+    /// allocates more than the input holds.
     fn model_body(&mut self, original_len: u64) -> Result<Body, ContainerError> {
         let flags_at = self.offset;
         let flags = self.byte("block flags")?;
@@ -338,7 +338,9 @@ impl<R: Read> FrameReader<R> {
         }
         let n = self.ranged("stream count", 1, MAX_STREAMS, None)?;
         let mut table = Vec::with_capacity(n as usize);
-        let mut tokens_left = original_len;
+        // A token codes at least half a byte (a real tokenizer's at least
+        // one byte; an escape unit of two tokens at least one).
+        let mut tokens_left = 2 * original_len;
         for _ in 0..n {
             let tokens = self.ranged("stream token count", 1, tokens_left, None)?;
             tokens_left -= tokens;

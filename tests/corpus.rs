@@ -20,7 +20,11 @@ use std::time::Instant;
 fn round_trip(what: &str, data: &[u8], coder: CoderKind) -> Vec<u8> {
     let r = real();
     let opts = CompressOptions {
-        level: if coder == CoderKind::Arithmetic { llmc::codec::DEFAULT_LEVEL } else { 0 },
+        level: if coder == CoderKind::Arithmetic {
+            llmc::codec::DEFAULT_LEVEL
+        } else {
+            0
+        },
         params: Params {
             coder,
             ..Params::default()

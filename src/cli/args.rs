@@ -137,7 +137,9 @@ fn parse_level(s: &str) -> Result<u8, String> {
 
 /// `-N` (N digits) as `--level=N`, zstd style; everything after `--` is left
 /// alone.
-pub fn expand_level_flags(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+pub fn expand_level_flags(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> Vec<std::ffi::OsString> {
     let mut out = Vec::new();
     let mut literal = false;
     for a in args {

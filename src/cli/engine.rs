@@ -168,12 +168,7 @@ pub fn decompress(
 /// compressor's own blocks, streams and windows for `opts`, the first token
 /// of each stream at log2(vocab) bits, the others at -log2 softmax (f64) of
 /// the logits.
-pub fn score(
-    engine: &Engine,
-    input: &[u8],
-    opts: &CodecOptions,
-    tick: &mut Tick,
-) -> Result<Score> {
+pub fn score(engine: &Engine, input: &[u8], opts: &CodecOptions, tick: &mut Tick) -> Result<Score> {
     let total = Some(input.len() as u64);
     let mut progress = reporter(tick, total, |p| p.bytes_in);
     Ok(engine.score(input, &opts.compress_options()?, &mut progress)?)
@@ -226,7 +221,10 @@ pub fn inspect(input: &[u8]) -> Result<Listing> {
         let h = match h {
             Header::V1(h) => h,
             Header::V2(h) => {
-                note(&mut models, format!("fingerprint {}", lc::short_hex8(&h.model)));
+                note(
+                    &mut models,
+                    format!("fingerprint {}", lc::short_hex8(&h.model)),
+                );
                 let coder = match h.custom {
                     Some(c) => c.coder,
                     None => CoderKind::Arithmetic,

@@ -7,13 +7,14 @@ use std::io::{self, Read, Write};
 use rayon::prelude::*;
 use xxhash_rust::xxh64::Xxh64;
 
-use super::{
-    check_parameters, kernels, no_progress, report, short_hex, short_hex8, CodecError, CountingWriter,
-    DecompressOptions, LanguageModel, ModelIdentity, Progress, ProgressFn, TextTokenizer,
-};
-use crate::coder::{CoderKind, RangeCorrupt};
 use super::decode_v2::{header_params, FrameDecoderV2};
 use super::fallback::unzstd;
+use super::{
+    check_parameters, kernels, no_progress, report, short_hex, short_hex8, CodecError,
+    CountingWriter, DecompressOptions, LanguageModel, ModelIdentity, Progress, ProgressFn,
+    TextTokenizer,
+};
+use crate::coder::{CoderKind, RangeCorrupt};
 use crate::container::{FrameHeader, FrameReader, Header, Record};
 use crate::kernels::Kernels;
 use crate::lm::parallel_rows;
@@ -82,10 +83,14 @@ pub fn decompress_stream<R: Read, W: Write, M: LanguageModel, T: TextTokenizer>(
                         model_hex: short_hex(&id.fingerprint),
                     });
                 }
-                let params = header_params(&h).ok_or_else(|| {
-                    CodecError::Parameters(format!("unknown level {}", h.level))
-                })?;
-                check_parameters(model, tokenizer.vocab_size(), params.window, params.total_bits)?;
+                let params = header_params(&h)
+                    .ok_or_else(|| CodecError::Parameters(format!("unknown level {}", h.level)))?;
+                check_parameters(
+                    model,
+                    tokenizer.vocab_size(),
+                    params.window,
+                    params.total_bits,
+                )?;
                 let mut fd = FrameDecoderV2 {
                     model,
                     tokenizer,
@@ -297,8 +302,14 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoder<'_, M, T> {
         payload: Vec<u8>,
     ) -> Result<Option<Vec<u8>>, CodecError> {
         let vocab = self.model.vocab_size();
-        let mut dec =
-            ChunkDecoder::new(coder, self.kernels, vocab, self.header.total_bits, payload)?;
+        let mut dec = ChunkDecoder::new(
+            coder,
+            Default::default(),
+            self.kernels,
+            vocab,
+            self.header.total_bits,
+            payload,
+        )?;
         let first = dec
             .decode_first(vocab)
             .map_err(|_| self.left_interval(entry))?;

@@ -18,7 +18,7 @@ use crate::container::v2::{check32, Block, Body, Header, Record, Stream};
 use crate::container::FrameReader;
 use crate::kernels::Kernels;
 use crate::lm::parallel_rows;
-use crate::predict::ChunkDecoder;
+use crate::predict::{AdaptiveConfig, ChunkDecoder};
 use crate::transform::{lf_to_crlf, LineEndings};
 
 /// The decoding parameters of a version-2 header (`None`: unknown level).
@@ -29,6 +29,7 @@ pub(super) fn header_params(h: &Header) -> Option<Params> {
             total_bits: c.total_bits,
             window: c.window,
             carry: c.carry,
+            adaptive: AdaptiveConfig::from_flags(c.predictor)?,
             ..Params::default()
         }),
         None => Params::level(h.level),
@@ -247,7 +248,14 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoderV2<'_, M, T> {
     ) -> Result<Option<Slot<M::State>>, CodecError> {
         let vocab = self.model.vocab_size();
         let p = self.params;
-        let mut dec = ChunkDecoder::new(p.coder, self.kernels, vocab, p.total_bits, s.payload)?;
+        let mut dec = ChunkDecoder::new(
+            p.coder,
+            p.adaptive,
+            self.kernels,
+            vocab,
+            p.total_bits,
+            s.payload,
+        )?;
         let first = dec
             .decode_first(vocab)
             .map_err(|_| self.corrupt_stream(block, i, "range decoder left its interval"))?;
@@ -317,7 +325,10 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoderV2<'_, M, T> {
         if logits.len() < n * vocab {
             logits.resize(n * vocab, 0.0);
         }
-        let inputs: Vec<[u32; 1]> = active.iter().map(|s| [*s.tokens.last().unwrap_or(&0)]).collect();
+        let inputs: Vec<[u32; 1]> = active
+            .iter()
+            .map(|s| [*s.tokens.last().unwrap_or(&0)])
+            .collect();
         let mut states: Vec<&mut M::State> = active.iter_mut().map(|s| &mut s.state).collect();
         let refs: Vec<&[u32]> = inputs.iter().map(|t| &t[..]).collect();
         self.model

@@ -75,9 +75,13 @@ pub(super) fn check_compress_options<M: LanguageModel>(
         (0, _) => Ok(()),
         (_, Some(lp))
             if lp.coder == p.coder
-            && lp.total_bits == p.total_bits
-            && lp.window == p.window
-            && lp.carry == p.carry => Ok(()),
+                && lp.total_bits == p.total_bits
+                && lp.window == p.window
+                && lp.carry == p.carry
+                && lp.adaptive == p.adaptive =>
+        {
+            Ok(())
+        }
         (l, _) => Err(CodecError::Parameters(format!(
             "level {l} with decoding parameters other than its own (use level 0 for custom ones)"
         ))),
@@ -97,6 +101,7 @@ fn frame_header(id: &ModelIdentity, opts: &CompressOptions) -> Header {
             total_bits: p.total_bits,
             window: p.window,
             carry: p.carry,
+            predictor: p.adaptive.flags(),
         }),
     }
 }
@@ -235,7 +240,11 @@ impl<M: LanguageModel, T: TextTokenizer> BlockCoder<'_, M, T> {
         let mut streams = Vec::new();
         let mut start = 0;
         let n = tokens.len() as u64;
-        for len in split_streams(tokens.len(), p.max_streams as usize, p.stream_tokens as usize) {
+        for len in split_streams(
+            tokens.len(),
+            p.max_streams as usize,
+            p.stream_tokens as usize,
+        ) {
             let stream = &tokens[start..start + len];
             let (before, seg_len) = (self.tokens_done, seg.len() as u64);
             let mut tick = |done: u64| {
@@ -278,7 +287,7 @@ impl<M: LanguageModel, T: TextTokenizer> BlockCoder<'_, M, T> {
     ) -> Result<Vec<u8>, CodecError> {
         let vocab = self.model.vocab_size();
         let p = self.opts.params;
-        let mut enc = ChunkEncoder::new(p.coder, self.kernels, vocab, p.total_bits)?;
+        let mut enc = ChunkEncoder::new(p.coder, p.adaptive, self.kernels, vocab, p.total_bits)?;
         let softmax = Softmax::new(self.kernels, vocab, p.total_bits)?;
         enc.encode_first(vocab, stream[0]);
         for w in windows(stream.len(), p.window as usize, p.carry as usize) {

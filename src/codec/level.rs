@@ -3,6 +3,7 @@
 //! the decoder takes the parameters from this same table).
 
 use crate::coder::{CoderKind, DEFAULT_TOTAL_BITS};
+use crate::predict::AdaptiveConfig;
 
 /// Lowest level.
 pub const MIN_LEVEL: u8 = 1;
@@ -12,7 +13,7 @@ pub const MAX_LEVEL: u8 = 9;
 pub const DEFAULT_LEVEL: u8 = 5;
 
 /// Everything that decides how a block's tokens are model-coded. The first
-/// four fields are what a decoder needs (recorded by level, or explicitly
+/// five fields are what a decoder needs (recorded by level, or explicitly
 /// for a custom set); the rest only steer the compressor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Params {
@@ -25,6 +26,8 @@ pub struct Params {
     /// Tokens of already-coded context each window after a stream's first
     /// is fed before it codes (`1..window`).
     pub carry: u32,
+    /// Which parts of the adaptive predictor run (arithmetic coder only).
+    pub adaptive: AdaptiveConfig,
     /// Most streams a block is split into (decoding runs one token of every
     /// stream per forward pass: more streams decode faster).
     pub max_streams: u32,
@@ -56,6 +59,10 @@ impl Params {
             total_bits: DEFAULT_TOTAL_BITS,
             window,
             carry,
+            adaptive: AdaptiveConfig {
+                bias: level >= 3,
+                sse: level >= 2,
+            },
             max_streams,
             stream_tokens,
             crlf: true,

@@ -45,9 +45,9 @@ mod decode_v2;
 mod encode;
 mod error;
 mod fallback;
+pub mod level;
 #[cfg(test)]
 mod real_tests;
-pub mod level;
 mod score;
 mod segment;
 mod stream;
@@ -56,8 +56,8 @@ pub mod synthetic;
 pub use decode::{decompress, decompress_stream};
 pub use encode::{compress, compress_stream};
 pub use error::CodecError;
-pub use score::{score, Score};
 pub use level::{Params, DEFAULT_LEVEL, MAX_LEVEL, MIN_LEVEL};
+pub use score::{score, Score};
 pub use segment::looks_binary;
 
 pub use crate::lm::LanguageModel;

@@ -2,7 +2,9 @@
 
 use rayon::prelude::*;
 
+use crate::coder::CoderKind;
 use crate::lm::parallel_rows;
+use crate::predict::{Adaptive, Predictor};
 
 use super::block::BlockText;
 use super::encode::{check_compress_options, run_window};
@@ -30,7 +32,9 @@ pub struct Score {
 /// [`super::compress`] with `opts` would model-code if every block won: the
 /// same blocks, line-ending transform, tokenization, streams and windows;
 /// the first token of each stream at `log2(vocab)` bits and every later one
-/// at `-log2 softmax(logits)[token]` (f64) from the same forward passes.
+/// at `-log2 softmax(logits)[token]` (f64) from the same forward passes, or,
+/// when the level's adaptive predictor runs, at `-log2 f/2^total_bits` of
+/// the predictor's own table (what the coder spends, less its < 0.1%).
 /// Blocks the compressor would store or send to a classical coder are
 /// scored too, and no coder overhead is included. `opts.params.coder` and
 /// `total_bits` do not matter (the latter is checked).
@@ -45,6 +49,7 @@ pub fn score<M: LanguageModel, T: TextTokenizer>(
     check_compress_options(model, tokenizer.vocab_size(), opts)?;
     let vocab = model.vocab_size();
     let p = opts.params;
+    let kernels = super::kernels(opts.kernels)?;
     let first_bits = (vocab as f64).log2();
     let mut logits = Vec::new();
     let mut state = model.new_state();
@@ -61,8 +66,22 @@ pub fn score<M: LanguageModel, T: TextTokenizer>(
         let (seg_tokens, seg_len) = (tokens.len() as u64, seg.len() as u64);
         let seg_base = result.tokens;
         let mut start = 0usize;
-        for len in split_streams(tokens.len(), p.max_streams as usize, p.stream_tokens as usize) {
+        for len in split_streams(
+            tokens.len(),
+            p.max_streams as usize,
+            p.stream_tokens as usize,
+        ) {
             let stream = &tokens[start..start + len];
+            // A learning predictor makes the rows sequential: its tables,
+            // the coder's own, give the bits.
+            let mut adaptive = match (p.coder, p.adaptive.any()) {
+                (CoderKind::Arithmetic, true) => {
+                    let mut a = Adaptive::new(p.adaptive, kernels, vocab, p.total_bits)?;
+                    a.observe(stream[0]);
+                    Some(a)
+                }
+                _ => None,
+            };
             start += len;
             result.bits += first_bits;
             result.tokens += 1;
@@ -79,6 +98,15 @@ pub fn score<M: LanguageModel, T: TextTokenizer>(
                     |rows, next| {
                         // Per row in parallel, summed in order (the same
                         // total whatever the threads).
+                        if let Some(a) = adaptive.as_mut() {
+                            for (row, &t) in rows.chunks_exact(vocab).zip(next) {
+                                let table = a.predict(row);
+                                let f = table.freqs()[t as usize] as f64;
+                                result.bits += table.total_bits() as f64 - f.log2();
+                                a.update(t);
+                            }
+                            return;
+                        }
                         let bits: Vec<f64> = if parallel_rows() {
                             rows.par_chunks_exact(vocab)
                                 .zip(next.par_iter())

@@ -3,7 +3,6 @@
 
 use std::io::{self, Read};
 
-
 /// Reads input in segments of at most `segment_bytes`, each cut by
 /// [`cut_point`]. The cuts depend only on the bytes (a reader's short reads
 /// are filled up), so [`super::compress_stream`] and [`super::score()`] cut alike.

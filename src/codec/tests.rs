@@ -6,11 +6,11 @@ use super::decode::batch_for;
 use super::segment::cut_point;
 use super::stream::{split_streams, windows};
 use super::synthetic::{HashModel, PairTokenizer};
-use crate::coder::CoderKind;
 use super::*;
+use crate::coder::CoderKind;
 use crate::container::v2::{self, Block, Body, Custom, Record, Stream};
 use crate::container::{FrameReader, Header};
-use crate::predict::ChunkEncoder;
+use crate::predict::{AdaptiveConfig, ChunkEncoder};
 
 fn id(name: &str, fp: u8) -> ModelIdentity {
     ModelIdentity {
@@ -80,7 +80,10 @@ fn records(file: &[u8]) -> Vec<Record> {
     let mut r = FrameReader::new(file);
     let mut out = Vec::new();
     while let Some(h) = r.read_header().unwrap() {
-        assert!(matches!(h, Header::V2(_)), "the compressor writes version 2");
+        assert!(
+            matches!(h, Header::V2(_)),
+            "the compressor writes version 2"
+        );
         loop {
             let rec = r.read_record_v2().unwrap();
             let end = matches!(rec, Record::End { .. });
@@ -823,12 +826,15 @@ fn one_token_streams_never_touch_the_model() {
                 total_bits: 24,
                 window: 4,
                 carry: 1,
+                predictor: 0,
             }),
         };
         let payloads: Vec<Vec<u8>> = toks
             .iter()
             .map(|&t| {
-                let mut enc = ChunkEncoder::new(coder, Kernels::best(), vocab, 24).unwrap();
+                let mut enc =
+                    ChunkEncoder::new(coder, Default::default(), Kernels::best(), vocab, 24)
+                        .unwrap();
                 enc.encode_first(vocab, t);
                 enc.finish()
             })
@@ -1006,7 +1012,9 @@ fn score_by_hand(data: &[u8], model: &HashModel, tok: &PairTokenizer, p: &Params
             let mut state = model.new_state();
             let fed = &s[w.fed()];
             let mut logits = vec![0f32; fed.len() * vocab];
-            model.forward(&mut [&mut state], &[fed], &mut logits).unwrap();
+            model
+                .forward(&mut [&mut state], &[fed], &mut logits)
+                .unwrap();
             for (row, &t) in logits
                 .chunks_exact(vocab)
                 .skip(w.silent())
@@ -1026,7 +1034,8 @@ fn score_is_the_cross_entropy_of_the_compressed_streams() {
     let model = HashModel::new(tok.vocab_size(), 1);
     let data = model_text(&model, &tok, 3000, 12);
     for window in [2u32, 7, 500] {
-        let o = opts(window, CoderKind::Arithmetic);
+        let mut o = opts(window, CoderKind::Arithmetic);
+        o.params.adaptive = AdaptiveConfig::default();
         let s = score(&data, &model, &tok, &o, &mut no_progress).unwrap();
         let (tokens, bits) = score_by_hand(&data, &model, &tok, &o.params);
         assert_eq!(s.bytes, data.len() as u64);
@@ -1049,12 +1058,27 @@ fn score_is_the_cross_entropy_of_the_compressed_streams() {
             assert!((payload_bits / s.bits - 1.0).abs() < 0.005);
         }
     }
+    // With the adaptive predictor the score is what its tables cost: the
+    // payloads agree within the coder's overhead.
+    let o = opts(500, CoderKind::Arithmetic);
+    assert!(o.params.adaptive.bias && o.params.adaptive.sse);
+    let s = score(&data, &model, &tok, &o, &mut no_progress).unwrap();
+    let packed = compress(&data, &model, &tok, &id("hash", 1), &o).unwrap();
+    let payload_bits: f64 = records(&packed)
+        .iter()
+        .filter_map(streams)
+        .flatten()
+        .map(|s| s.payload.len() as f64 * 8.0)
+        .sum();
+    eprintln!("adaptive: score {:.1} bits, payloads {payload_bits} bits", s.bits);
+    assert!((payload_bits / s.bits - 1.0).abs() < 0.005);
     // Blocks are cut like the compressor's: at 1000-byte blocks the
     // streams restart at every block, and the score changes accordingly.
-    let o = CompressOptions {
+    let mut o = CompressOptions {
         segment_bytes: 1000,
         ..opts(500, CoderKind::Arithmetic)
     };
+    o.params.adaptive = AdaptiveConfig::default();
     let s = score(&data, &model, &tok, &o, &mut no_progress).unwrap();
     let mut by_hand = (0, 0.0);
     let mut rest = &data[..];

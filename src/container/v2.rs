@@ -53,6 +53,8 @@ pub struct Custom {
     pub window: u32,
     /// Context tokens carried into each later window (1..window).
     pub carry: u32,
+    /// Predictor flags (bit 0 bias, bit 1 match and SSE; NUMERICS.md 10).
+    pub predictor: u8,
 }
 
 /// One stream of a model block.
@@ -124,6 +126,7 @@ pub fn encode_header(h: &Header) -> Vec<u8> {
     if let (0, Some(c)) = (h.level, h.custom) {
         out.push(coder_byte(c.coder));
         out.push(c.total_bits as u8);
+        out.push(c.predictor);
         put_varint(&mut out, c.window as u64);
         put_varint(&mut out, c.carry as u64);
     }
@@ -218,21 +221,31 @@ impl<R: Read> FrameReader<R> {
         let mut custom = None;
         if level == 0 {
             let coder_at = self.offset;
-            let mut two = [0u8; 2];
-            self.exact(&mut two, "frame parameters")?;
-            raw.extend_from_slice(&two);
+            let mut three = [0u8; 3];
+            self.exact(&mut three, "frame parameters")?;
+            raw.extend_from_slice(&three);
             let window = self.ranged("window", 2, MAX_WINDOW, Some(&mut raw))?;
             let carry = self.ranged("carry", 1, window - 1, Some(&mut raw))?;
-            let coder = match two[0] {
+            if three[2] & !3 != 0 {
+                return Err(out_of_range(
+                    "predictor flags",
+                    three[2] as u64,
+                    0,
+                    3,
+                    coder_at + 2,
+                ));
+            }
+            let coder = match three[0] {
                 1 => CoderKind::Arithmetic,
                 2 => CoderKind::Rank,
                 v => return Err(out_of_range("coder", v as u64, 1, 2, coder_at)),
             };
             custom = Some(Custom {
                 coder,
-                total_bits: two[1] as u32,
+                total_bits: three[1] as u32,
                 window: window as u32,
                 carry: carry as u32,
+                predictor: three[2],
             });
         }
         let mut check = [0u8; 2];

@@ -2,6 +2,7 @@
 //! (FORMAT.md section 5.1): token 0 uniformly, every later token with the
 //! table its predictor makes from the logits row after the token before.
 
+use super::adaptive::{Adaptive, AdaptiveConfig};
 use super::rank::RankModel;
 use super::softmax::Softmax;
 use super::Predictor;
@@ -12,20 +13,34 @@ use crate::kernels::Kernels;
 #[derive(Debug, Clone)]
 enum State {
     Arithmetic(Softmax),
+    Adaptive(Box<Adaptive>),
     Rank(Box<RankModel>),
 }
 
 impl State {
+    /// The predictor for `kind`; `adaptive` applies to the arithmetic
+    /// coder only (the rank coder has its own adaptive tables).
     fn new(
         kind: CoderKind,
+        adaptive: AdaptiveConfig,
         kernels: Kernels,
         vocab: usize,
         total_bits: u32,
     ) -> Result<Self, FreqError> {
         Ok(match kind {
+            CoderKind::Arithmetic if adaptive.any() => State::Adaptive(Box::new(Adaptive::new(
+                adaptive, kernels, vocab, total_bits,
+            )?)),
             CoderKind::Arithmetic => State::Arithmetic(Softmax::new(kernels, vocab, total_bits)?),
             CoderKind::Rank => State::Rank(Box::new(RankModel::new(vocab))),
         })
+    }
+
+    /// Tells a learning predictor of a token coded without its table.
+    fn observe(&mut self, token: u32) {
+        if let State::Adaptive(p) = self {
+            p.observe(token);
+        }
     }
 }
 
@@ -41,13 +56,14 @@ impl ChunkEncoder {
     /// arithmetic coder total `2^total_bits` and are computed with `kernels`.
     pub fn new(
         kind: CoderKind,
+        adaptive: AdaptiveConfig,
         kernels: Kernels,
         vocab: usize,
         total_bits: u32,
     ) -> Result<Self, FreqError> {
         Ok(ChunkEncoder {
             enc: RangeEncoder::new(),
-            state: State::new(kind, kernels, vocab, total_bits)?,
+            state: State::new(kind, adaptive, kernels, vocab, total_bits)?,
         })
     }
 
@@ -55,6 +71,10 @@ impl ChunkEncoder {
     pub fn encode(&mut self, logits: &[f32], token: u32) {
         match &mut self.state {
             State::Arithmetic(p) => {
+                self.enc.encode_symbol(p.predict(logits), token as usize);
+                p.update(token);
+            }
+            State::Adaptive(p) => {
                 self.enc.encode_symbol(p.predict(logits), token as usize);
                 p.update(token);
             }
@@ -87,6 +107,7 @@ impl ChunkEncoder {
     pub fn encode_first(&mut self, vocab: usize, token: u32) {
         debug_assert!((token as usize) < vocab);
         self.enc.encode(token as u64, 1, vocab as u64);
+        self.state.observe(token);
     }
 
     /// Bytes written so far (a lower bound of the final size).
@@ -120,6 +141,7 @@ impl<B: AsRef<[u8]>> ChunkDecoder<B> {
     /// can reject payloads that were altered without changing the tokens.
     pub fn new(
         kind: CoderKind,
+        adaptive: AdaptiveConfig,
         kernels: Kernels,
         vocab: usize,
         total_bits: u32,
@@ -127,7 +149,7 @@ impl<B: AsRef<[u8]>> ChunkDecoder<B> {
     ) -> Result<Self, FreqError> {
         Ok(ChunkDecoder {
             dec: RangeDecoder::new_verifying(payload),
-            state: State::new(kind, kernels, vocab, total_bits)?,
+            state: State::new(kind, adaptive, kernels, vocab, total_bits)?,
         })
     }
 
@@ -135,6 +157,11 @@ impl<B: AsRef<[u8]>> ChunkDecoder<B> {
     pub fn decode(&mut self, logits: &[f32]) -> Result<u32, RangeCorrupt> {
         match &mut self.state {
             State::Arithmetic(p) => {
+                let t = self.dec.decode_symbol(p.predict(logits))? as u32;
+                p.update(t);
+                Ok(t)
+            }
+            State::Adaptive(p) => {
                 let t = self.dec.decode_symbol(p.predict(logits))? as u32;
                 p.update(t);
                 Ok(t)
@@ -148,6 +175,7 @@ impl<B: AsRef<[u8]>> ChunkDecoder<B> {
     pub fn decode_first(&mut self, vocab: usize) -> Result<u32, RangeCorrupt> {
         let t = self.dec.target(vocab as u64)?;
         self.dec.consume(t, 1);
+        self.state.observe(t as u32);
         Ok(t as u32)
     }
 

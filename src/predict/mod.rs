@@ -13,15 +13,16 @@
 //!   (NUMERICS.md section 9); stateless.
 //! - [`rank`]: the rank coder of format version 1 (`--coder rank`): it codes
 //!   the rank of the token among the logits with small adaptive tables.
-//! - [`chunk`]: one chunk's tokens through a predictor and the range coder.
-//!
-//! Adaptive models (a learned bias, n-gram and match models, a mixer, SSE)
-//! plug in here as further predictors composed over [`softmax`].
+//! - [`adaptive`]: format version 2's learning predictor over [`softmax`]:
+//!   an online logit bias, a match model and SSE (NUMERICS.md section 10).
+//! - [`chunk`]: one stream's tokens through a predictor and the range coder.
 
+pub mod adaptive;
 pub mod chunk;
 pub mod rank;
 pub mod softmax;
 
+pub use adaptive::{Adaptive, AdaptiveConfig};
 pub use chunk::{ChunkDecoder, ChunkEncoder};
 pub use rank::RankModel;
 pub use softmax::Softmax;

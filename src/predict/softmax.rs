@@ -50,6 +50,11 @@ impl Softmax {
         })
     }
 
+    /// The table of the last [`Predictor::predict`].
+    pub fn table(&self) -> &FreqTable {
+        &self.table
+    }
+
     /// `token`'s interval in the table of one row of `logits`: a pure
     /// function of the row and the token (so rows may be done in parallel).
     pub fn interval(&mut self, logits: &[f32], token: u32) -> Interval {

@@ -42,12 +42,21 @@ fn lm_like(n: usize, vocab: usize, seed: u64) -> (Vec<Vec<f32>>, Vec<u32>, f64) 
 
 fn code(kind: CoderKind, rows: &[Vec<f32>], toks: &[u32], total_bits: u32) -> Vec<u8> {
     let vocab = rows[0].len();
-    let mut enc = ChunkEncoder::new(kind, Kernels::best(), vocab, total_bits).unwrap();
+    let mut enc =
+        ChunkEncoder::new(kind, Default::default(), Kernels::best(), vocab, total_bits).unwrap();
     for (r, &t) in rows.iter().zip(toks) {
         enc.encode(r, t);
     }
     let bytes = enc.finish();
-    let mut dec = ChunkDecoder::new(kind, Kernels::best(), vocab, total_bits, &bytes[..]).unwrap();
+    let mut dec = ChunkDecoder::new(
+        kind,
+        Default::default(),
+        Kernels::best(),
+        vocab,
+        total_bits,
+        &bytes[..],
+    )
+    .unwrap();
     for (r, &t) in rows.iter().zip(toks) {
         assert_eq!(dec.decode(r).unwrap(), t);
     }
@@ -148,21 +157,39 @@ fn first_token_is_uniform_with_both_coders() {
     for kind in [CoderKind::Arithmetic, CoderKind::Rank] {
         for first in [0u32, 1, 12345, vocab as u32 - 1] {
             // Alone: 15.58 bits fit in 2 or 3 bytes (at most one byte of end).
-            let mut enc = ChunkEncoder::new(kind, Kernels::best(), vocab, 28).unwrap();
+            let mut enc =
+                ChunkEncoder::new(kind, Default::default(), Kernels::best(), vocab, 28).unwrap();
             enc.encode_first(vocab, first);
             let alone = enc.finish();
             assert!(alone.len() <= 3, "{}", alone.len());
-            let mut dec = ChunkDecoder::new(kind, Kernels::best(), vocab, 28, &alone[..]).unwrap();
+            let mut dec = ChunkDecoder::new(
+                kind,
+                Default::default(),
+                Kernels::best(),
+                vocab,
+                28,
+                &alone[..],
+            )
+            .unwrap();
             assert_eq!(dec.decode_first(vocab).unwrap(), first);
             assert!(dec.is_canonical());
             // Followed by model-coded tokens.
-            let mut enc = ChunkEncoder::new(kind, Kernels::best(), vocab, 28).unwrap();
+            let mut enc =
+                ChunkEncoder::new(kind, Default::default(), Kernels::best(), vocab, 28).unwrap();
             enc.encode_first(vocab, first);
             for (r, &t) in rows.iter().zip(&toks) {
                 enc.encode(r, t);
             }
             let bytes = enc.finish();
-            let mut dec = ChunkDecoder::new(kind, Kernels::best(), vocab, 28, &bytes[..]).unwrap();
+            let mut dec = ChunkDecoder::new(
+                kind,
+                Default::default(),
+                Kernels::best(),
+                vocab,
+                28,
+                &bytes[..],
+            )
+            .unwrap();
             assert_eq!(dec.decode_first(vocab).unwrap(), first);
             for (r, &t) in rows.iter().zip(&toks) {
                 assert_eq!(dec.decode(r).unwrap(), t);
@@ -173,9 +200,110 @@ fn first_token_is_uniform_with_both_coders() {
     // Coded as 1 of 3 symbols, token 1 then 2 differ from token 0 in the payload.
     let mut outs = Vec::new();
     for first in 0..3u32 {
-        let mut enc = ChunkEncoder::new(CoderKind::Arithmetic, Kernels::best(), 3, 28).unwrap();
+        let mut enc = ChunkEncoder::new(
+            CoderKind::Arithmetic,
+            Default::default(),
+            Kernels::best(),
+            3,
+            28,
+        )
+        .unwrap();
         enc.encode_first(3, first);
         outs.push(enc.finish());
     }
     assert!(outs[0] != outs[1] && outs[1] != outs[2] && outs[0] != outs[2]);
+}
+
+/// Codes `toks` (rows from `rows`) with the adaptive predictor `cfg` and
+/// `kernels`, decodes them back; returns the payload.
+fn code_adaptive(
+    cfg: AdaptiveConfig,
+    kernels: Kernels,
+    rows: &[Vec<f32>],
+    toks: &[u32],
+) -> Vec<u8> {
+    let vocab = rows[0].len();
+    let kind = CoderKind::Arithmetic;
+    let mut enc = ChunkEncoder::new(kind, cfg, kernels, vocab, 28).unwrap();
+    enc.encode_first(vocab, toks[0]);
+    for (r, &t) in rows.iter().zip(&toks[1..]) {
+        enc.encode(r, t);
+    }
+    let bytes = enc.finish();
+    let mut dec = ChunkDecoder::new(kind, cfg, kernels, vocab, 28, &bytes[..]).unwrap();
+    assert_eq!(dec.decode_first(vocab).unwrap(), toks[0]);
+    for (r, &t) in rows.iter().zip(&toks[1..]) {
+        assert_eq!(dec.decode(r).unwrap(), t);
+    }
+    assert!(dec.is_canonical());
+    bytes
+}
+
+#[test]
+fn adaptive_round_trips_with_every_part_and_variant() {
+    let (rows, mut toks, _) = lm_like(600, 4096, 7);
+    toks.insert(0, 17);
+    // A repeated passage for the match model.
+    let (first, second) = (toks[50..150].to_vec(), 300..400);
+    toks.splice(second, first);
+    for flags in 0..4 {
+        let cfg = AdaptiveConfig::from_flags(flags).unwrap();
+        let reference = code_adaptive(cfg, Kernels::best(), &rows, &toks);
+        for v in Kernels::available() {
+            let k = Kernels::new(v).unwrap();
+            assert!(
+                code_adaptive(cfg, k, &rows, &toks) == reference,
+                "flags {flags}: {v} gives other bytes"
+            );
+        }
+    }
+    assert!(AdaptiveConfig::from_flags(4).is_none());
+}
+
+#[test]
+fn match_and_sse_learn_a_repeated_stream() {
+    // Flat rows: the model knows nothing; a stream that repeats a
+    // 200-token passage five times costs far less with the match model.
+    let vocab = 1000;
+    let rows = vec![vec![0f32; vocab]; 999];
+    let mut rng = Rng(3);
+    let passage: Vec<u32> = (0..200).map(|_| rng.below(vocab as u64) as u32).collect();
+    let toks: Vec<u32> = passage.iter().cycle().take(1000).copied().collect();
+    let plain = code_adaptive(AdaptiveConfig::default(), Kernels::best(), &rows, &toks).len();
+    let sse = code_adaptive(
+        AdaptiveConfig {
+            bias: false,
+            sse: true,
+        },
+        Kernels::best(),
+        &rows,
+        &toks,
+    )
+    .len();
+    eprintln!("flat model: {plain} bytes; with match and SSE: {sse} bytes");
+    // Plain: ~10 bits per token. With the match model, only the first
+    // pass (and the learning) costs.
+    assert!(sse * 3 < plain, "{sse} vs {plain}");
+}
+
+#[test]
+fn bias_learns_frequent_tokens() {
+    // Flat rows and a stream over 8 tokens of 1000: the bias learns them.
+    let vocab = 1000;
+    let rows = vec![vec![0f32; vocab]; 1999];
+    let mut rng = Rng(5);
+    let toks: Vec<u32> = (0..2000).map(|_| 100 + rng.below(8) as u32).collect();
+    let plain = code_adaptive(AdaptiveConfig::default(), Kernels::best(), &rows, &toks).len();
+    let bias = code_adaptive(
+        AdaptiveConfig {
+            bias: true,
+            sse: false,
+        },
+        Kernels::best(),
+        &rows,
+        &toks,
+    )
+    .len();
+    eprintln!("flat model: {plain} bytes; with the bias: {bias} bytes");
+    assert!(bias * 2 < plain, "{bias} vs {plain}");
 }

@@ -13,11 +13,12 @@
 //!   --file PATH        text (default /work/shared/corpus/alice29.txt, else $LLMC_BENCH_FILE)
 //!   --llamacpp         also run bench/llamacpp_speed.py if python's llama_cpp imports
 //!   --codec-bytes N    end to end: llmc::codec compress + decompress of the first N bytes
-//!                      of the file (default 16384; 0 skips; `all` = the whole file), with
-//!                      chunks of --tokens tokens, pieces of --batch, --max-batch chunks in flight
-//!   --max-batch M      chunks decoded together by the codec (default: the codec's default)
+//!                      of the file (default 16384; 0 skips; `all` = the whole file), at
+//!                      --level, pieces of --batch, --max-batch streams in flight
+//!   --level L          the codec's level (default: the default level)
+//!   --max-batch M      streams decoded together by the codec (default: the codec's default)
 //!   --codec-compress-only   skip the codec's decompression (e.g. to compare bits/byte
-//!                      across --tokens chunk lengths quickly)
+//!                      across levels quickly)
 //!   --no-compress / --no-decompress   skip the model-level phases
 //! ```
 //!
@@ -51,6 +52,7 @@ struct Opts {
     decompress: bool,
     codec_bytes: Option<usize>,
     max_batch: Option<usize>,
+    level: u8,
     codec_compress_only: bool,
 }
 
@@ -79,6 +81,7 @@ fn parse_args() -> Opts {
         decompress: true,
         codec_bytes: Some(16384),
         max_batch: None,
+        level: llmc::codec::DEFAULT_LEVEL,
         codec_compress_only: false,
     };
     let mut args = std::env::args().skip(1);
@@ -118,6 +121,7 @@ fn parse_args() -> Opts {
             }
             "--codec-compress-only" => o.codec_compress_only = true,
             "--max-batch" => o.max_batch = Some(val().parse().expect("--max-batch M")),
+            "--level" => o.level = val().parse().expect("--level L"),
             // `cargo bench` passes --bench to harness=false targets.
             "--bench" => {}
             other => panic!("unknown option {other} (see the header of benches/speed.rs)"),
@@ -433,7 +437,8 @@ fn codec(m: &Model, tok: &Tokenizer, g: &Gguf, o: &Opts) {
         fingerprint: g.fingerprint(),
     };
     let copts = CompressOptions {
-        chunk_tokens: o.tokens as u32,
+        level: o.level,
+        params: llmc::codec::Params::level(o.level).expect("--level 1..=9"),
         piece_tokens: o.batch,
         ..Default::default()
     };
@@ -450,9 +455,9 @@ fn codec(m: &Model, tok: &Tokenizer, g: &Gguf, o: &Opts) {
         .expect("compress");
     let dt = clock.secs();
     println!(
-        "  codec compress {} bytes ({n_tokens} tokens, chunks of {}): {dt:.2}s  {:.0} bytes/s  {:.1} tokens/s  {:.3} bits/byte  {}  {}  {}",
+        "  codec compress {} bytes ({n_tokens} tokens, level {}): {dt:.2}s  {:.0} bytes/s  {:.1} tokens/s  {:.3} bits/byte  {}  {}  {}",
         data.len(),
-        o.tokens,
+        o.level,
         data.len() as f64 / dt,
         n_tokens as f64 / dt,
         packed.len() as f64 * 8.0 / data.len() as f64,
@@ -471,7 +476,7 @@ fn codec(m: &Model, tok: &Tokenizer, g: &Gguf, o: &Opts) {
     let dt = clock.secs();
     assert!(out == data, "round trip differs");
     println!(
-        "  codec decompress ({} chunks in flight): {dt:.2}s  {:.0} bytes/s  {:.1} tokens/s  {}  {}  {}",
+        "  codec decompress (up to {} streams in flight): {dt:.2}s  {:.0} bytes/s  {:.1} tokens/s  {}  {}  {}",
         dopts.max_batch,
         data.len() as f64 / dt,
         n_tokens as f64 / dt,

@@ -366,13 +366,14 @@ fn list_prints_header_facts_without_the_model() {
         head,
         [
             "Frames",
-            "Chunks",
+            "Blocks",
             "Compressed",
             "Uncompressed",
             "Ratio",
             "Bits/byte",
             "Model",
             "Coder",
+            "Level",
             "Check",
             "Filename"
         ]
@@ -387,6 +388,7 @@ fn list_prints_header_facts_without_the_model() {
         "{out}"
     );
     assert_eq!(row[7], "arith", "{out}");
+    assert_eq!(row[8], "5", "{out}");
     assert_eq!(*row.last().unwrap(), "a.txt.llmc");
 
     let o = run(d.path(), &["-l", "a.txt"]);

@@ -117,6 +117,14 @@ pub struct CodecArgs {
     /// setting) [default: the level's]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=65535))]
     pub carry: Option<u32>,
+    /// Switch off the online logit bias of the adaptive predictor (a custom
+    /// setting)
+    #[arg(long)]
+    pub no_bias: bool,
+    /// Switch off the match model and SSE of the adaptive predictor (a
+    /// custom setting)
+    #[arg(long)]
+    pub no_match: bool,
 }
 
 /// `--level` (and `-N`): 1..=9, with a message that gives the range for
@@ -187,6 +195,8 @@ impl CodecArgs {
             coder: self.coder.or(top.coder),
             window: self.window.or(top.window),
             carry: self.carry.or(top.carry),
+            no_bias: self.no_bias || top.no_bias,
+            no_match: self.no_match || top.no_match,
         }
     }
 
@@ -198,6 +208,8 @@ impl CodecArgs {
             || self.coder.is_some()
             || self.window.is_some()
             || self.carry.is_some()
+            || self.no_bias
+            || self.no_match
     }
 }
 

@@ -32,6 +32,8 @@ pub struct CodecOptions {
     pub level: Option<u8>,
     pub window: Option<u32>,
     pub carry: Option<u32>,
+    pub no_bias: bool,
+    pub no_match: bool,
 }
 
 impl CodecOptions {
@@ -53,7 +55,10 @@ impl CodecOptions {
                 p.window
             );
         }
-        let custom = (p.coder, p.window, p.carry) != (base.coder, base.window, base.carry);
+        p.adaptive.bias &= !self.no_bias;
+        p.adaptive.sse &= !self.no_match;
+        let custom = (p.coder, p.window, p.carry, p.adaptive)
+            != (base.coder, base.window, base.carry, base.adaptive);
         Ok(lc::CompressOptions {
             level: if custom { 0 } else { level },
             params: p,
@@ -71,6 +76,8 @@ pub struct Listing {
     pub uncompressed: u64,
     pub model: String,
     pub coder: String,
+    /// Levels of the frames (`-` for version-1 frames, `custom` for level 0).
+    pub level: String,
     pub check: String,
 }
 
@@ -221,16 +228,19 @@ pub fn inspect(input: &[u8]) -> Result<Listing> {
         let h = match h {
             Header::V1(h) => h,
             Header::V2(h) => {
-                note(
-                    &mut models,
-                    format!("fingerprint {}", lc::short_hex8(&h.model)),
-                );
+                note(&mut models, lc::short_hex8(&h.model));
                 let coder = match h.custom {
                     Some(c) => c.coder,
                     None => CoderKind::Arithmetic,
                 };
-                note(&mut levels, format!("level {}", h.level));
-                l.check = "XXH64 (32 bits per block)".into();
+                note(
+                    &mut levels,
+                    match h.level {
+                        0 => "custom".into(),
+                        n => n.to_string(),
+                    },
+                );
+                l.check = "XXH64/32".into();
                 loop {
                     match r.read_record_v2()? {
                         v2::Record::Block(b) => {
@@ -252,6 +262,7 @@ pub fn inspect(input: &[u8]) -> Result<Listing> {
             }
         };
         note(&mut models, h.model_name.clone());
+        note(&mut levels, "-".into());
         loop {
             match r.read_record(&h)? {
                 Record::Model { coder, .. } => {
@@ -288,8 +299,6 @@ pub fn inspect(input: &[u8]) -> Result<Listing> {
     } else {
         used.join("+")
     };
-    if !levels.is_empty() {
-        l.coder = format!("{} ({})", l.coder, levels.join(","));
-    }
+    l.level = levels.join(",");
     Ok(l)
 }

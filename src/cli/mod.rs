@@ -59,6 +59,8 @@ pub fn main() -> i32 {
         },
         window: c.window,
         carry: c.carry,
+        no_bias: c.no_bias,
+        no_match: c.no_match,
     };
     if let Err(msg) = check_top_level(&cli) {
         eprintln!("error: {msg}\n\nFor more information, try '--help'.");

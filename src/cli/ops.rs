@@ -304,13 +304,14 @@ fn list(ctx: &Ctx, sources: &[Source]) -> i32 {
     let size = |n: u64| if exact { n.to_string() } else { human(n) };
     let mut t = Table::new(&[
         "Frames",
-        "Chunks",
+        "Blocks",
         "Compressed",
         "Uncompressed",
         "Ratio",
         "Bits/byte",
         "Model",
         "Coder",
+        "Level",
         "Check",
         "Filename",
     ]);
@@ -338,6 +339,7 @@ fn list(ctx: &Ctx, sources: &[Source]) -> i32 {
                     bits_per_byte(l.compressed, l.uncompressed),
                     l.model,
                     l.coder,
+                    l.level,
                     l.check,
                     src.name(),
                 ]);
@@ -365,13 +367,14 @@ fn list(ctx: &Ctx, sources: &[Source]) -> i32 {
             String::new(),
             String::new(),
             String::new(),
+            String::new(),
             format!("{ok} files"),
         ]);
     }
     if ok > 0 && ctx.level >= 1 {
         print!(
             "{}",
-            t.render(&[false, false, false, false, false, false, true, true, true, true])
+            t.render(&[false, false, false, false, false, false, true, true, false, true, true,])
         );
     }
     status

@@ -164,6 +164,9 @@ pub fn compress_stream<R: Read, W: Write, M: LanguageModel, T: TextTokenizer>(
 /// `j` they code (`j` in `w.first..=w.end`, in order); context rows are
 /// computed and dropped. After every forward pass `after_pass(coded)`, the
 /// window's tokens coded so far.
+// Two callbacks and the window's inputs: bundling them into a struct for
+// one private function would only move the list.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn run_window<M: LanguageModel>(
     model: &M,
     state: &mut M::State,

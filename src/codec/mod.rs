@@ -1,22 +1,24 @@
-//! The driver: bytes -> tokens -> chunks -> model -> predictor -> coder ->
-//! container, and back; the only module that sees the model, the predictor
-//! and the coder together. `segment` cuts the input, `encode`, `decode` and
-//! `score` are the three directions.
+//! The driver: bytes -> blocks -> transform -> tokens -> streams ->
+//! windows -> model -> predictor -> coder -> container, and back; the only
+//! module that sees the model, the predictor and the coder together.
+//! `segment` cuts the input into blocks, `block` applies the line-ending
+//! transform, `stream` splits tokens into streams and windows, `level` holds
+//! the level table; `encode`, `decode` (version 1, and the dispatch) /
+//! `decode_v2` and `score` are the three directions; `fallback` holds the
+//! classical coders.
 //!
-//! Compression reads its input in segments (default 4 MiB, cut after the
-//! last newline of the segment when there is one), tokenizes each segment on
-//! its own, and cuts the token stream into chunks of `chunk_tokens` tokens
-//! (the last chunk of a segment may be shorter). Every chunk is coded
-//! independently (FORMAT.md section 5.1): its token 0 has no prediction and
-//! is coded as one of `vocab` equally likely ids; a fresh model state is fed
-//! the chunk's tokens, and the logits after token j code token j+1. A chunk
-//! the model codes no smaller
-//! than zstd (level 19) or storing would is kept as zstd/stored bytes
-//! instead; consecutive such chunks are merged into one record.
+//! Compression (format version 2, FORMAT.md section 8) reads its input in
+//! blocks (default 4 MiB, cut after the last newline when there is one),
+//! codes CRLF text as LF text, tokenizes each block on its own and splits its
+//! tokens into a few long streams. Each stream is coded by one range coder
+//! through the adaptive predictor; its tokens are fed to the model in
+//! windows that carry `carry` tokens of context forward. A block the model
+//! codes no smaller than zstd, LZMA2 or storing is written that way instead.
 //!
-//! Decompression keeps up to `max_batch` model chunks in flight and advances
-//! all of them by one token per model call (one batched forward pass), so it
-//! is not a token-at-a-time crawl; finished chunks are written in file order.
+//! Decompression decodes a block's streams together, one token of every
+//! stream per model call (one batched forward pass), and writes a block's
+//! bytes once its check holds. Version-1 frames (independent chunks) still
+//! decode.
 //!
 //! [`score()`] runs the model over the same chunks as [`compress`] and sums
 //! the ideal code lengths, i.e. the model's cross-entropy on the input.
@@ -207,7 +209,8 @@ fn kernels(choice: Option<Kernels>) -> Result<Kernels, CodecError> {
     }
 }
 
-/// Checks parameters shared by both directions.
+/// Checks parameters shared by both directions (`chunk_tokens`: v1's
+/// chunk length or v2's window).
 fn check_parameters<M: LanguageModel>(
     model: &M,
     tokenizer_vocab: usize,

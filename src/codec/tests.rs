@@ -1070,7 +1070,10 @@ fn score_is_the_cross_entropy_of_the_compressed_streams() {
         .flatten()
         .map(|s| s.payload.len() as f64 * 8.0)
         .sum();
-    eprintln!("adaptive: score {:.1} bits, payloads {payload_bits} bits", s.bits);
+    eprintln!(
+        "adaptive: score {:.1} bits, payloads {payload_bits} bits",
+        s.bits
+    );
     assert!((payload_bits / s.bits - 1.0).abs() < 0.005);
     // Blocks are cut like the compressor's: at 1000-byte blocks the
     // streams restart at every block, and the score changes accordingly.

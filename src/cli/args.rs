@@ -125,6 +125,10 @@ pub struct CodecArgs {
     /// custom setting)
     #[arg(long)]
     pub no_match: bool,
+    /// Code CRLF line endings as they are (the compressor's choice; not
+    /// recorded)
+    #[arg(long)]
+    pub no_crlf: bool,
 }
 
 /// `--level` (and `-N`): 1..=9, with a message that gives the range for
@@ -197,6 +201,7 @@ impl CodecArgs {
             carry: self.carry.or(top.carry),
             no_bias: self.no_bias || top.no_bias,
             no_match: self.no_match || top.no_match,
+            no_crlf: self.no_crlf || top.no_crlf,
         }
     }
 
@@ -210,6 +215,7 @@ impl CodecArgs {
             || self.carry.is_some()
             || self.no_bias
             || self.no_match
+            || self.no_crlf
     }
 }
 

@@ -34,6 +34,7 @@ pub struct CodecOptions {
     pub carry: Option<u32>,
     pub no_bias: bool,
     pub no_match: bool,
+    pub no_crlf: bool,
 }
 
 impl CodecOptions {
@@ -57,6 +58,7 @@ impl CodecOptions {
         }
         p.adaptive.bias &= !self.no_bias;
         p.adaptive.sse &= !self.no_match;
+        p.crlf &= !self.no_crlf;
         let custom = (p.coder, p.window, p.carry, p.adaptive)
             != (base.coder, base.window, base.carry, base.adaptive);
         Ok(lc::CompressOptions {

@@ -61,6 +61,7 @@ pub fn main() -> i32 {
         carry: c.carry,
         no_bias: c.no_bias,
         no_match: c.no_match,
+        no_crlf: c.no_crlf,
     };
     if let Err(msg) = check_top_level(&cli) {
         eprintln!("error: {msg}\n\nFor more information, try '--help'.");

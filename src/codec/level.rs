@@ -50,8 +50,8 @@ impl Params {
             5 => (2048, 512, 16, 4096),
             6 => (3072, 1024, 16, 6144),
             7 => (4096, 1024, 12, 8192),
-            8 => (4096, 2048, 8, 16384),
-            9 => (8192, 4096, 4, 32768),
+            8 => (4096, 2048, 8, 12288),
+            9 => (8192, 4096, 8, 16384),
             _ => return None,
         };
         Some(Params {
@@ -59,6 +59,8 @@ impl Params {
             total_bits: DEFAULT_TOTAL_BITS,
             window,
             carry,
+            // Level 1 is the model alone (the fastest); the match model
+            // and SSE from 2, the bias from 3.
             adaptive: AdaptiveConfig {
                 bias: level >= 3,
                 sse: level >= 2,

@@ -218,4 +218,25 @@ impl Engine {
             )
         })
     }
+
+    /// [`codec::score_predictors`]: one score per predictor setting, from
+    /// one model run.
+    pub fn score_predictors(
+        &self,
+        input: &[u8],
+        opts: &CompressOptions,
+        configs: &[crate::predict::AdaptiveConfig],
+        progress: &mut SendProgressFn,
+    ) -> Result<Vec<Score>, CodecError> {
+        self.model.install(|| {
+            codec::score_predictors(
+                input,
+                &self.model,
+                &self.tokenizer,
+                opts,
+                configs,
+                progress as &mut ProgressFn,
+            )
+        })
+    }
 }

@@ -255,6 +255,10 @@ pub enum Command {
         /// Files to score (`-`: standard input)
         #[arg(value_name = "FILE", required = true)]
         files: Vec<PathBuf>,
+        /// A row per setting of the adaptive predictor (none, bias, match
+        /// and SSE, all), from one model run
+        #[arg(long)]
+        levers: bool,
         /// Level and settings, as for compression
         #[command(flatten)]
         codec: CodecArgs,

@@ -15,6 +15,7 @@ use anyhow::{bail, Result};
 use llmc::codec as lc;
 use llmc::coder::CoderKind;
 use llmc::container::{v2, FrameReader, Header, Record};
+use llmc::predict::AdaptiveConfig;
 
 pub use llmc::codec::Score;
 pub use llmc::engine::{Engine, EngineOptions};
@@ -181,6 +182,51 @@ pub fn score(engine: &Engine, input: &[u8], opts: &CodecOptions, tick: &mut Tick
     let total = Some(input.len() as u64);
     let mut progress = reporter(tick, total, |p| p.bytes_in);
     Ok(engine.score(input, &opts.compress_options()?, &mut progress)?)
+}
+
+/// The predictor settings `llmc score --levers` compares, with their names.
+pub const LEVERS: [(&str, AdaptiveConfig); 4] = [
+    (
+        "none",
+        AdaptiveConfig {
+            bias: false,
+            sse: false,
+        },
+    ),
+    (
+        "bias",
+        AdaptiveConfig {
+            bias: true,
+            sse: false,
+        },
+    ),
+    (
+        "match",
+        AdaptiveConfig {
+            bias: false,
+            sse: true,
+        },
+    ),
+    (
+        "all",
+        AdaptiveConfig {
+            bias: true,
+            sse: true,
+        },
+    ),
+];
+
+/// [`score`] for each of [`LEVERS`], from one model run.
+pub fn score_levers(
+    engine: &Engine,
+    input: &[u8],
+    opts: &CodecOptions,
+    tick: &mut Tick,
+) -> Result<Vec<Score>> {
+    let total = Some(input.len() as u64);
+    let mut progress = reporter(tick, total, |p| p.bytes_in);
+    let configs = LEVERS.map(|(_, c)| c);
+    Ok(engine.score_predictors(input, &opts.compress_options()?, &configs, &mut progress)?)
 }
 
 /// The codec's progress callback over a tick: the bar shows `bytes(p)` of

@@ -91,9 +91,16 @@ pub fn main() -> i32 {
             let io = io.merged(&cli.io);
             run_job(&mut ctx, Mode::Decompress, &io, codec_opts(&cli.codec))
         }
-        Some(Command::Score { files, codec }) => {
-            tools::score(&mut ctx, files, codec_opts(&codec.merged(&cli.codec)))
-        }
+        Some(Command::Score {
+            files,
+            levers,
+            codec,
+        }) => tools::score(
+            &mut ctx,
+            files,
+            codec_opts(&codec.merged(&cli.codec)),
+            *levers,
+        ),
         Some(Command::Bench { files, codec }) => {
             tools::bench(&mut ctx, files, codec_opts(&codec.merged(&cli.codec)))
         }

@@ -16,7 +16,8 @@ use llmc::coder::CoderKind;
 /// Per file: bytes, tokens, bits/token, bits/byte and the ideal size (the
 /// model's cross-entropy rounded up to whole bytes, i.e. what an ideal entropy
 /// coder would need for the tokens the codec codes; container overhead excluded).
-pub fn score(ctx: &mut Ctx, files: &[PathBuf], codec: CodecOptions) -> i32 {
+/// With `levers`, a row per predictor setting ([`engine::LEVERS`]) per file.
+pub fn score(ctx: &mut Ctx, files: &[PathBuf], codec: CodecOptions, levers: bool) -> i32 {
     let mut t = Table::new(&[
         "Bytes",
         "Tokens",
@@ -29,20 +30,31 @@ pub fn score(ctx: &mut Ctx, files: &[PathBuf], codec: CodecOptions) -> i32 {
     let (mut tb, mut tt, mut tbits, mut ok) = (0u64, 0u64, 0f64, 0usize);
     for p in files {
         let src = Source::from_arg(p);
-        let r = (|| -> Result<(u64, engine::Score)> {
+        let r = (|| -> Result<(u64, Vec<engine::Score>)> {
             src.check()?;
             let input = src.read_all()?;
             let level = ctx.level;
             let show = ctx.progress;
             let e = ctx.engine.get(level)?;
             let bar = Bar::new(show, &src.name(), Some(input.len() as u64));
-            let s = engine::score(e, &input, &codec, &mut |p| bar.tick(p))
-                .with_context(|| src.name())?;
+            let s = if levers {
+                engine::score_levers(e, &input, &codec, &mut |p| bar.tick(p))
+            } else {
+                engine::score(e, &input, &codec, &mut |p| bar.tick(p)).map(|s| vec![s])
+            }
+            .with_context(|| src.name())?;
             Ok((input.len() as u64, s))
         })();
         match r {
-            Ok((bytes, s)) => {
-                t.row(score_row(bytes, s.tokens, s.bits, src.name()));
+            Ok((bytes, scores)) => {
+                for (i, s) in scores.iter().enumerate() {
+                    let name = match levers {
+                        true => format!("{} [{}]", src.name(), engine::LEVERS[i].0),
+                        false => src.name(),
+                    };
+                    t.row(score_row(bytes, s.tokens, s.bits, name));
+                }
+                let s = scores.last().copied().unwrap_or_default();
                 tb += bytes;
                 tt += s.tokens;
                 tbits += s.bits;

@@ -4,7 +4,7 @@ use rayon::prelude::*;
 
 use crate::coder::CoderKind;
 use crate::lm::parallel_rows;
-use crate::predict::{Adaptive, Predictor};
+use crate::predict::{Adaptive, AdaptiveConfig, Predictor};
 
 use super::block::BlockText;
 use super::encode::{check_compress_options, run_window};
@@ -46,6 +46,23 @@ pub fn score<M: LanguageModel, T: TextTokenizer>(
     opts: &CompressOptions,
     progress: &mut ProgressFn,
 ) -> Result<Score, CodecError> {
+    let configs = [opts.params.adaptive];
+    let scores = score_predictors(input, model, tokenizer, opts, &configs, progress)?;
+    Ok(scores[0])
+}
+
+/// [`score`] for several predictor settings at once, from the same forward
+/// passes (`opts.params.adaptive` is ignored; one [`Score`] per entry of
+/// `configs`, in order): what each part of the adaptive predictor pays on
+/// an input, for the price of one model run.
+pub fn score_predictors<M: LanguageModel, T: TextTokenizer>(
+    input: &[u8],
+    model: &M,
+    tokenizer: &T,
+    opts: &CompressOptions,
+    configs: &[AdaptiveConfig],
+    progress: &mut ProgressFn,
+) -> Result<Vec<Score>, CodecError> {
     check_compress_options(model, tokenizer.vocab_size(), opts)?;
     let vocab = model.vocab_size();
     let p = opts.params;
@@ -54,6 +71,7 @@ pub fn score<M: LanguageModel, T: TextTokenizer>(
     let mut logits = Vec::new();
     let mut state = model.new_state();
     let mut result = Score::default();
+    let mut bits = vec![0f64; configs.len()];
     let mut base_in = 0u64;
     let mut segments = Segmenter::new(input, opts.segment_bytes);
     while let Some(seg) = segments.next_segment()? {
@@ -72,18 +90,24 @@ pub fn score<M: LanguageModel, T: TextTokenizer>(
             p.stream_tokens as usize,
         ) {
             let stream = &tokens[start..start + len];
-            // A learning predictor makes the rows sequential: its tables,
-            // the coder's own, give the bits.
-            let mut adaptive = match (p.coder, p.adaptive.any()) {
-                (CoderKind::Arithmetic, true) => {
-                    let mut a = Adaptive::new(p.adaptive, kernels, vocab, p.total_bits)?;
-                    a.observe(stream[0]);
-                    Some(a)
-                }
-                _ => None,
-            };
+            // A learning predictor makes a stream's rows sequential: its
+            // tables, the coder's own, give the bits. The settings are
+            // independent of each other (run side by side).
+            let mut preds = configs
+                .iter()
+                .map(|&c| match (p.coder, c.any()) {
+                    (CoderKind::Arithmetic, true) => {
+                        let mut a = Adaptive::new(c, kernels, vocab, p.total_bits)?;
+                        a.observe(stream[0]);
+                        Ok(Some(a))
+                    }
+                    _ => Ok(None),
+                })
+                .collect::<Result<Vec<_>, CodecError>>()?;
             start += len;
-            result.bits += first_bits;
+            for b in bits.iter_mut() {
+                *b += first_bits;
+            }
             result.tokens += 1;
             for w in windows(len, p.window as usize, p.carry as usize) {
                 model.reset_state(&mut state);
@@ -96,29 +120,27 @@ pub fn score<M: LanguageModel, T: TextTokenizer>(
                     stream,
                     w,
                     |rows, next| {
-                        // Per row in parallel, summed in order (the same
-                        // total whatever the threads).
-                        if let Some(a) = adaptive.as_mut() {
-                            for (row, &t) in rows.chunks_exact(vocab).zip(next) {
-                                let table = a.predict(row);
-                                let f = table.freqs()[t as usize] as f64;
-                                result.bits += table.total_bits() as f64 - f.log2();
-                                a.update(t);
-                            }
-                            return;
-                        }
-                        let bits: Vec<f64> = if parallel_rows() {
-                            rows.par_chunks_exact(vocab)
-                                .zip(next.par_iter())
-                                .map(|(row, &t)| neg_log2_softmax(row, t as usize))
+                        let ideal = || -> f64 { ideal_bits(rows, next, vocab) };
+                        let each: Vec<f64> = if parallel_rows() && preds.len() > 1 {
+                            preds
+                                .par_iter_mut()
+                                .map(|a| match a {
+                                    Some(a) => table_bits(a, rows, next, vocab),
+                                    None => ideal(),
+                                })
                                 .collect()
                         } else {
-                            rows.chunks_exact(vocab)
-                                .zip(next)
-                                .map(|(row, &t)| neg_log2_softmax(row, t as usize))
+                            preds
+                                .iter_mut()
+                                .map(|a| match a {
+                                    Some(a) => table_bits(a, rows, next, vocab),
+                                    None => ideal(),
+                                })
                                 .collect()
                         };
-                        result.bits += bits.iter().sum::<f64>();
+                        for (b, e) in bits.iter_mut().zip(each) {
+                            *b += e;
+                        }
                     },
                     |coded| {
                         let tokens = done_before + coded as u64;
@@ -147,7 +169,39 @@ pub fn score<M: LanguageModel, T: TextTokenizer>(
             },
         )?;
     }
-    Ok(result)
+    Ok(bits
+        .into_iter()
+        .map(|b| Score { bits: b, ..result })
+        .collect())
+}
+
+/// Bits of `next` under the predictor's tables, row by row in order.
+fn table_bits(a: &mut Adaptive, rows: &[f32], next: &[u32], vocab: usize) -> f64 {
+    let mut bits = 0.0;
+    for (row, &t) in rows.chunks_exact(vocab).zip(next) {
+        let table = a.predict(row);
+        let f = table.freqs()[t as usize] as f64;
+        bits += table.total_bits() as f64 - f.log2();
+        a.update(t);
+    }
+    bits
+}
+
+/// `sum -log2 softmax(row)[t]` in f64, rows in parallel, summed in order
+/// (the same total whatever the threads).
+fn ideal_bits(rows: &[f32], next: &[u32], vocab: usize) -> f64 {
+    let bits: Vec<f64> = if parallel_rows() {
+        rows.par_chunks_exact(vocab)
+            .zip(next.par_iter())
+            .map(|(row, &t)| neg_log2_softmax(row, t as usize))
+            .collect()
+    } else {
+        rows.chunks_exact(vocab)
+            .zip(next)
+            .map(|(row, &t)| neg_log2_softmax(row, t as usize))
+            .collect()
+    };
+    bits.iter().sum()
 }
 
 /// `-log2 softmax(row)[target]` in f64 (reporting only, not on the coding

@@ -1,4 +1,4 @@
-//! Round trips with the real default model: every file of the shared corpus
+//! Round trips with the real default model: every file of the corpus (tests/data/corpus)
 //! (text and binary) and the awkward inputs a compressor must survive.
 //!
 //! Heavy: run in release (`cargo test --release --test corpus`). Every

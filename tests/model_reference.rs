@@ -1,5 +1,5 @@
 //! The real SmolLM2-135M model: against an independent reference
-//! (shared/reference/logits.json, a float32 numpy forward pass over the
+//! (tests/data/reference/logits.json, a float32 numpy forward pass over the
 //! dequantized weights), and bit-exact batch/thread invariance.
 //!
 //! Run in release: `cargo test --release --test model_reference`.
@@ -10,20 +10,10 @@ use llmc::tokenizer::Tokenizer;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-/// shared/reference, beside the repository (CI clones main with shared/ beside
-/// it; worktrees live one level deeper).
+/// tests/data/reference: the repository's copy of the shared reference
+/// figures.
 fn reference_dir() -> PathBuf {
-    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    for cand in [
-        here.join("../shared/reference"),
-        here.join("../../shared/reference"),
-        PathBuf::from("/work/shared/reference"),
-    ] {
-        if cand.join("logits.json").exists() {
-            return cand;
-        }
-    }
-    panic!("shared/reference/logits.json not found beside the repository");
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/reference")
 }
 
 fn load(threads: usize) -> Model {

@@ -1,5 +1,5 @@
 //! `llmc::codec::score` with the real default model: the model's
-//! cross-entropy on the reference text (shared/reference/logits.json,
+//! cross-entropy on the reference text (tests/data/reference/logits.json,
 //! computed independently with numpy), and agreement with what the
 //! arithmetic coder actually spends.
 //!

@@ -7,17 +7,27 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// `llmc --version`: the program, the formats and the default model.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\nformat: writes version 2; reads versions 1 and 2",
+    "\ndefault model: SmolLM2-135M-Instruct (Q4_1 GGUF, fetched into the cache on first use)"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "llmc",
     version,
+    long_version = LONG_VERSION,
     about = "Lossless compression with a language model as the probability model",
     long_about = "Lossless compression with a language model as the probability model.\n\n\
         llmc FILE...         compress each FILE to FILE.llmc (FILE is kept)\n\
         llmc -d FILE.llmc    decompress to FILE\n\
         With no FILE, or when FILE is -, read standard input and write standard output.",
     after_help = "Exit status: 0 on success, 1 on any error (including usage errors, as zstd and gzip do), \
-        130 when interrupted.\nA file named like a subcommand can be given as ./NAME or after --.",
+        130 after SIGINT (Ctrl-C), 143 after SIGTERM, 129 after SIGHUP.\n\
+        A file named like a subcommand, or starting with -, can be given as ./NAME or after --.\n\
+        Invoked as unllmc, llmc decompresses; as llmccat, it decompresses to standard output.",
     disable_help_subcommand = true
 )]
 pub struct Cli {
@@ -35,6 +45,14 @@ pub struct Cli {
 
     #[command(flatten)]
     pub global: GlobalArgs,
+
+    /// Print a shell completion script for SHELL and exit
+    #[arg(long, value_name = "SHELL", exclusive = true)]
+    pub completions: Option<clap_complete::Shell>,
+
+    /// Print the manual page (roff) and exit
+    #[arg(long, exclusive = true)]
+    pub man: bool,
 }
 
 /// What bare `llmc` does with its files (zstd's operation flags).
@@ -73,9 +91,14 @@ pub struct IoArgs {
     /// Remove the source file after success
     #[arg(long, overrides_with = "keep")]
     pub rm: bool,
-    /// Overwrite existing output; write compressed data to a terminal
+    /// Overwrite existing output; write compressed data to a terminal; read
+    /// devices and FIFOs; with --rm, compress through a symbolic link
     #[arg(short = 'f', long)]
     pub force: bool,
+    /// Operate on the files under directories (compress: those without
+    /// the .llmc suffix; decompress: those with it)
+    #[arg(short = 'r', long)]
+    pub recursive: bool,
 }
 
 impl IoArgs {
@@ -88,6 +111,7 @@ impl IoArgs {
             keep: self.keep || top.keep,
             rm: (self.rm || top.rm) && !self.keep,
             force: self.force || top.force,
+            recursive: self.recursive || top.recursive,
         }
     }
 }
@@ -147,6 +171,26 @@ fn parse_level(s: &str) -> Result<u8, String> {
     }
 }
 
+/// `-M` sizes: bytes, or a number with K, M, G (powers of 1024; KB, MB,
+/// GB, KiB, MiB, GiB mean the same, as in zstd).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (examples: 800M, 2G, 1048576)"))?;
+    let shift = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        _ => return Err(format!("'{s}': unknown unit '{unit}' (use K, M or G)")),
+    };
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("'{s}' is too large"))
+}
+
 /// `-N` (N digits) as `--level=N`, zstd style; everything after `--` is left
 /// alone.
 pub fn expand_level_flags(
@@ -179,10 +223,19 @@ pub struct GlobalArgs {
     /// Print more (-v: a summary line per file)
     #[arg(short = 'v', long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
-    /// Worker threads for the model [default: available parallelism]
+    /// Worker threads for the model (0: one per available core; more
+    /// than the cores available are reduced to them) [default: 0]
     #[arg(short = 'T', long, value_name = "N", global = true,
-          value_parser = clap::value_parser!(u32).range(1..=1024))]
+          value_parser = clap::value_parser!(u32).range(0..=1024))]
     pub threads: Option<u32>,
+    /// Most memory decompression may use (e.g. 800M, 2G): fewer streams
+    /// are decoded at once to stay within it; an error if the model alone
+    /// needs more [default: no limit beyond 1 GiB of decoding states]
+    #[arg(short = 'M', long, value_name = "SIZE", global = true, value_parser = parse_size)]
+    pub memory: Option<u64>,
+    /// Draw no progress bar (it is drawn only when stderr is a terminal)
+    #[arg(long, global = true)]
+    pub no_progress: bool,
     /// Model file (GGUF) [env: LLMC_MODEL; default: SmolLM2-135M-Instruct Q4_1, fetched into
     /// the cache ($LLMC_HOME) on first use]
     #[arg(long, value_name = "PATH", global = true)]

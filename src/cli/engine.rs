@@ -7,7 +7,7 @@
 //! Model loading is lazy (see `ops::LazyEngine`): listing and errors found
 //! before coding never load the model.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
@@ -20,7 +20,8 @@ use llmc::predict::AdaptiveConfig;
 pub use llmc::codec::Score;
 pub use llmc::engine::{Engine, EngineOptions};
 
-use super::progress::{Interrupted, Progress};
+use super::progress::Progress;
+use super::signal::Interrupted;
 
 /// Progress callback: called by the codec now and then; an `Err` aborts.
 pub type Tick<'a> = dyn FnMut(Progress) -> Result<(), Interrupted> + Send + 'a;
@@ -145,33 +146,55 @@ pub fn model_info(path: &Path) -> Result<Vec<(String, String)>> {
     Ok(rows)
 }
 
-/// Compress `input` into `out` as one frame.
+/// Compress what `input` yields into `out` as one frame, block by block
+/// (each written as soon as it is coded); `total` is the input's size when
+/// known (for the progress bar).
 pub fn compress(
     engine: &Engine,
-    input: &[u8],
+    input: &mut (dyn Read + Send),
+    total: Option<u64>,
     out: &mut (dyn Write + Send),
     opts: &CodecOptions,
     tick: &mut Tick,
-) -> Result<()> {
-    let total = Some(input.len() as u64);
-    let mut progress = reporter(tick, total, |p| p.bytes_in);
-    engine.compress(input, out, &opts.compress_options()?, &mut progress)?;
-    Ok(())
+) -> Result<u64> {
+    let mut progress = reporter(tick, total, |p| p.original);
+    Ok(engine.compress(input, out, &opts.compress_options()?, &mut progress)?)
 }
 
-/// Decompress all frames of `input` into `out`, verifying checksums.
-/// Returns the number of bytes written.
+/// Decompress all frames `input` yields into `out`, writing each block
+/// once its check holds; `total` is the original length when known (for
+/// the progress bar), `state_budget` caps the decoding states' memory.
+/// Returns the bytes written.
 pub fn decompress(
     engine: &Engine,
-    input: &[u8],
+    input: &mut (dyn Read + Send),
+    total: Option<u64>,
     out: &mut (dyn Write + Send),
+    state_budget: Option<usize>,
     tick: &mut Tick,
 ) -> Result<u64> {
-    // The end records give the total for the progress bar; a file whose
-    // headers do not parse fails in the codec below with the precise error.
-    let total = inspect(input).ok().map(|l| l.uncompressed);
-    let mut progress = reporter(tick, total, |p| p.bytes_out);
-    Ok(engine.decompress(input, out, &lc::DecompressOptions::default(), &mut progress)?)
+    let mut progress = reporter(tick, total, |p| p.original);
+    let mut opts = lc::DecompressOptions::default();
+    if let Some(b) = state_budget {
+        opts.state_budget = b;
+    }
+    Ok(engine.decompress(input, out, &opts, &mut progress)?)
+}
+
+/// Checks the start of a compressed input before the model is loaded: an
+/// empty input, a wrong magic or an unknown version fails here, at once.
+/// `head` is the input's first bytes (at most its first 64).
+pub fn check_start(head: &[u8]) -> Result<()> {
+    match FrameReader::new(head).read_header() {
+        Ok(None) => Err(lc::CodecError::NoFrame.into()),
+        Err(
+            e @ (llmc::container::ContainerError::BadMagic { .. }
+            | llmc::container::ContainerError::Version { .. }),
+        ) => Err(lc::CodecError::from(e).into()),
+        // A header longer than `head`, or one that the decoder will
+        // report precisely.
+        _ => Ok(()),
+    }
 }
 
 /// Cross-entropy of `input` under the model (`llmc::codec::score`): the
@@ -247,11 +270,11 @@ fn reporter<'a, 'b>(
     }
 }
 
-/// Read the headers of a compressed file without the model.
-pub fn inspect(input: &[u8]) -> Result<Listing> {
+/// Read the headers of a compressed file without the model (the file is
+/// read once, front to back, one record at a time).
+pub fn inspect(input: impl Read) -> Result<Listing> {
     let mut r = FrameReader::new(input);
     let mut l = Listing {
-        compressed: input.len() as u64,
         check: "XXH64".into(),
         ..Listing::default()
     };
@@ -335,6 +358,7 @@ pub fn inspect(input: &[u8]) -> Result<Listing> {
     if l.frames == 0 {
         bail!("not an llmc file (empty)");
     }
+    l.compressed = r.offset();
     l.model = models.join(",");
     let used: Vec<&str> = names
         .iter()

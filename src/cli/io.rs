@@ -1,7 +1,10 @@
 //! Where bytes come from and go to: standard streams, or files written through
 //! a temporary file in the destination directory that is renamed into place
-//! only on success (so an error or Ctrl-C never leaves a partial file and never
-//! overwrites anything without -f).
+//! only on success (so an error or a signal never leaves a partial file and
+//! never overwrites anything without -f). Only regular files are read
+//! without -f, only regular files are removed (`--rm`), and an existing
+//! device or FIFO given as the output (with -f) is written into, never
+//! replaced.
 
 use std::fmt;
 use std::fs::{self, File};
@@ -11,7 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, Result};
 use tempfile::NamedTempFile;
 
-use super::progress;
+use super::signal::{self, Blocking};
 
 pub const SUFFIX: &str = ".llmc";
 
@@ -78,9 +81,10 @@ impl Source {
         }
     }
 
-    /// Check that the input can be read (exists, not a directory) and return
-    /// its metadata; cheap, so it runs before the model is loaded.
-    pub fn check(&self) -> Result<Option<fs::Metadata>> {
+    /// Check that the input can be read (exists, not a directory, a regular
+    /// file unless `force`) and return its metadata (through symbolic
+    /// links); cheap, so it runs before the model is loaded.
+    pub fn check(&self, force: bool) -> Result<Option<fs::Metadata>> {
         match self {
             Source::Stdin => Ok(None),
             Source::File(p) => {
@@ -88,23 +92,116 @@ impl Source {
                 if m.is_dir() {
                     return Err(anyhow!("is a directory -- ignored").context(self.name()));
                 }
+                if !m.is_file() && !force {
+                    return Err(anyhow!(
+                        "is not a regular file ({}) -- ignored (use -f to read it)",
+                        kind_name(&m)
+                    )
+                    .context(self.name()));
+                }
                 Ok(Some(m))
             }
         }
     }
 
+    /// The input as a reader (a FIFO's open waits for a writer: a signal
+    /// meanwhile ends the process).
+    pub fn open(&self) -> Result<Box<dyn Read + Send>> {
+        match self {
+            Source::Stdin => Ok(Box::new(Guarded(io::stdin()))),
+            Source::File(p) => {
+                let f = {
+                    let _b = Blocking::enter();
+                    signal::check()?;
+                    File::open(p).map_err(|e| io_err(p.display(), e))?
+                };
+                Ok(Box::new(Guarded(f)))
+            }
+        }
+    }
+
+    /// All of the input (`llmc score` and `bench` need it whole).
     pub fn read_all(&self) -> Result<Vec<u8>> {
         let mut buf = Vec::new();
-        match self {
-            Source::Stdin => io::stdin()
-                .lock()
-                .read_to_end(&mut buf)
-                .map_err(|e| io_err("stdin", e))?,
-            Source::File(p) => File::open(p)
-                .and_then(|mut f| f.read_to_end(&mut buf))
-                .map_err(|e| io_err(p.display(), e))?,
-        };
+        self.open()?
+            .read_to_end(&mut buf)
+            .map_err(|e| io_err(self.name(), e))?;
         Ok(buf)
+    }
+
+    /// Whether the input is named by a symbolic link.
+    pub fn is_symlink(&self) -> bool {
+        match self {
+            Source::Stdin => false,
+            Source::File(p) => fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink()),
+        }
+    }
+
+    /// After a successful operation with `--rm`: remove the input if it is
+    /// a regular file (not a symbolic link, a device, a FIFO); otherwise
+    /// say why it stays.
+    pub fn remove(&self) -> Result<Option<String>> {
+        let Source::File(p) = self else {
+            return Ok(None);
+        };
+        let m = fs::symlink_metadata(p).map_err(|e| io_err(p.display(), e))?;
+        if m.file_type().is_symlink() {
+            return Ok(Some(format!(
+                "{}: is a symbolic link; not removed",
+                self.name()
+            )));
+        }
+        if !m.is_file() {
+            return Ok(Some(format!(
+                "{}: is not a regular file ({}); not removed",
+                self.name(),
+                kind_name(&m)
+            )));
+        }
+        fs::remove_file(p).map_err(|e| io_err(p.display(), e).context("cannot remove source"))?;
+        Ok(None)
+    }
+}
+
+/// What kind of file `m` describes, for messages.
+pub fn kind_name(m: &fs::Metadata) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let t = m.file_type();
+        if t.is_fifo() {
+            return "a FIFO";
+        }
+        if t.is_char_device() {
+            return "a character device";
+        }
+        if t.is_block_device() {
+            return "a block device";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    if m.is_dir() {
+        "a directory"
+    } else if m.file_type().is_symlink() {
+        "a symbolic link"
+    } else if m.is_file() {
+        "a regular file"
+    } else {
+        "a special file"
+    }
+}
+
+/// A reader or writer whose calls are marked [`Blocking`] (a signal during
+/// one ends the process) and fail once a signal has arrived.
+pub struct Guarded<T>(pub T);
+
+impl<T: Read> Read for Guarded<T> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let _b = Blocking::enter();
+        signal::check().map_err(io::Error::other)?;
+        self.0.read(buf)
     }
 }
 
@@ -149,7 +246,9 @@ pub fn decompressed_name(input: &Path) -> Result<PathBuf> {
         n.len() > suffix.len() && n.ends_with(suffix)
     });
     if !ok {
-        return Err(anyhow!("unknown suffix ({SUFFIX} expected) -- ignored"));
+        return Err(anyhow!(
+            "unknown suffix ({SUFFIX} expected) -- ignored (name the output with -o NAME, or write to standard output with -c)"
+        ));
     }
     // Cut on the encoded bytes (at an ASCII boundary) so non-UTF-8 names survive.
     let bytes = input.as_os_str().as_encoded_bytes();
@@ -203,19 +302,132 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// A file being written: a temporary file next to its destination.
+/// Where a job writes: a temporary file renamed into place at the end, an
+/// existing device or FIFO written in place (`-f`), standard output, or
+/// nothing (`-t`).
+pub enum Output {
+    Temp(OutFile),
+    InPlace(File),
+    Stdout(io::Stdout),
+    Null,
+}
+
+impl Output {
+    /// Opens the output for `dest` (after [`check_dest`]).
+    pub fn open(dest: &Dest) -> Result<Output> {
+        match dest {
+            Dest::Stdout => Ok(Output::Stdout(io::stdout())),
+            Dest::Null => Ok(Output::Null),
+            Dest::File(p) => match fs::metadata(p) {
+                // An existing device or FIFO (check_dest allowed it: -f) is
+                // written into, not replaced by a regular file.
+                Ok(m) if !m.is_file() && !m.is_dir() => {
+                    let _b = Blocking::enter();
+                    signal::check()?;
+                    let f = fs::OpenOptions::new()
+                        .write(true)
+                        .open(p)
+                        .map_err(|e| io_err(p.display(), e))?;
+                    Ok(Output::InPlace(f))
+                }
+                _ => Ok(Output::Temp(OutFile::create(p)?)),
+            },
+        }
+    }
+
+    /// The writer, through a [`Sink`] that counts, watches for signals and
+    /// remembers its own failure.
+    pub fn sink(&mut self) -> Sink<'_> {
+        let inner: Box<dyn Write + Send + '_> = match self {
+            Output::Temp(f) => Box::new(&mut f.tmp),
+            Output::InPlace(f) => Box::new(BufWriter::with_capacity(1 << 16, f)),
+            Output::Stdout(s) => Box::new(BufWriter::with_capacity(1 << 16, s)),
+            Output::Null => Box::new(io::sink()),
+        };
+        Sink {
+            inner,
+            count: 0,
+            failed: None,
+        }
+    }
+
+    /// Finish: rename a temporary file into place (synced first when the
+    /// source is to be removed), or flush.
+    pub fn commit(
+        self,
+        dest: &Dest,
+        src_meta: Option<&fs::Metadata>,
+        force: bool,
+        sync: bool,
+    ) -> Result<()> {
+        match self {
+            Output::Temp(f) => f.commit(src_meta, force, sync),
+            Output::InPlace(mut f) => {
+                f.flush().map_err(|e| io_err(dest.name(), e))?;
+                Ok(())
+            }
+            Output::Stdout(s) => s.lock().flush().map_err(|e| io_err(dest.name(), e)),
+            Output::Null => Ok(()),
+        }
+    }
+}
+
+/// A file being written: a temporary file next to its destination, named
+/// `DEST.llmc-partial-PID-XXXXXX` so that a user recognises one left by a
+/// killed run; the next run for the same destination removes those whose
+/// process is gone.
 pub struct OutFile {
     tmp: BufWriter<NamedTempFile>,
     dest: PathBuf,
     _registered: Registered,
 }
 
-/// Keeps the temporary file's path known to the Ctrl-C handler while it exists.
+/// Keeps the temporary file's path known to the signal handler while it exists.
 struct Registered;
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        progress::register_temp(None);
+        signal::register_temp(None);
+    }
+}
+
+/// What a temporary file for `dest` is named before its process id.
+fn partial_prefix(dest: &Path) -> String {
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!("{name}.llmc-partial-")
+}
+
+/// Removes `DIR/NAME.llmc-partial-PID-*` files of processes that no longer
+/// exist (left by a run that was killed with SIGKILL or lost power).
+fn remove_stale_partials(dir: &Path, prefix: &str) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(prefix)) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let regular = e.file_type().is_ok_and(|t| t.is_file());
+        if regular && pid != std::process::id() && !process_exists(pid) {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Whether a process `pid` exists (Linux: /proc; elsewhere assume it does,
+/// so nothing is removed).
+fn process_exists(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        Path::new(&format!("/proc/{pid}")).exists()
+    } else {
+        true
     }
 }
 
@@ -225,8 +437,11 @@ impl OutFile {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
         };
+        let prefix = partial_prefix(dest);
+        remove_stale_partials(&dir, &prefix);
         let mut b = tempfile::Builder::new();
-        b.prefix(".llmc-").suffix(".tmp");
+        let full_prefix = format!("{prefix}{}-", std::process::id());
+        b.prefix(&full_prefix).rand_bytes(6);
         #[cfg(unix)]
         {
             // Like any new file: 0666 less the umask (tempfile's default is 0600).
@@ -246,7 +461,7 @@ impl OutFile {
                 dir.display()
             ))
         })?;
-        progress::register_temp(Some(tmp.path().to_path_buf()));
+        signal::register_temp(Some(tmp.path().to_path_buf()));
         Ok(OutFile {
             tmp: BufWriter::with_capacity(1 << 16, tmp),
             dest: dest.to_path_buf(),
@@ -254,13 +469,10 @@ impl OutFile {
         })
     }
 
-    pub fn writer(&mut self) -> &mut (dyn Write + Send) {
-        &mut self.tmp
-    }
-
     /// Flush, give the file the source's permissions and modification time,
-    /// and rename it to its destination.
-    pub fn commit(self, src_meta: Option<&fs::Metadata>, force: bool) -> Result<()> {
+    /// sync it to disk if `sync`, and rename it to its destination (then
+    /// sync the directory too if `sync`).
+    fn commit(self, src_meta: Option<&fs::Metadata>, force: bool, sync: bool) -> Result<()> {
         let OutFile {
             tmp,
             dest,
@@ -277,6 +489,9 @@ impl OutFile {
                 let _ = tmp.as_file().set_modified(t);
             }
         }
+        if sync {
+            tmp.as_file().sync_all().map_err(|e| io_err(&name, e))?;
+        }
         let r = if force {
             tmp.persist(&dest).map(|_| ())
         } else {
@@ -284,32 +499,61 @@ impl OutFile {
         };
         drop(_registered);
         match r {
-            Ok(()) => Ok(()),
+            Ok(()) => {}
             Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => {
-                Err(anyhow!("already exists; not overwritten (use -f to overwrite)").context(name))
+                return Err(
+                    anyhow!("already exists; not overwritten (use -f to overwrite)").context(name),
+                )
             }
-            Err(e) => Err(io_err(name, e.error)),
+            Err(e) => return Err(io_err(name, e.error)),
         }
+        if sync {
+            let dir = match dest.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => Path::new("."),
+            };
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| io_err(dir.display(), e))?;
+        }
+        Ok(())
     }
 }
 
-/// Counts bytes passing through a writer, and fails writes after Ctrl-C (a
-/// backstop: the codec's progress callback already stops it after the next
-/// forward pass).
-pub struct Counting<'a> {
-    pub inner: &'a mut (dyn Write + Send),
+/// The output writer of a job: counts bytes, is [`Guarded`], and keeps
+/// the first error of the output itself, so that a full disk is reported
+/// against the output's name rather than the input's.
+pub struct Sink<'a> {
+    inner: Box<dyn Write + Send + 'a>,
     pub count: u64,
+    pub failed: Option<io::Error>,
 }
 
-impl Write for Counting<'_> {
+impl Sink<'_> {
+    fn note<T>(&mut self, r: io::Result<T>) -> io::Result<T> {
+        if let (Err(e), None) = (&r, &self.failed) {
+            self.failed = Some(match e.raw_os_error() {
+                Some(code) => io::Error::from_raw_os_error(code),
+                None => io::Error::new(e.kind(), e.to_string()),
+            });
+        }
+        r
+    }
+}
+
+impl Write for Sink<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        progress::check_interrupt().map_err(io::Error::other)?;
-        let n = self.inner.write(buf)?;
+        let _b = Blocking::enter();
+        signal::check().map_err(io::Error::other)?;
+        let r = self.inner.write(buf);
+        let n = self.note(r)?;
         self.count += n as u64;
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+        let _b = Blocking::enter();
+        let r = self.inner.flush();
+        self.note(r)
     }
 }
 

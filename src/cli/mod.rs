@@ -7,6 +7,7 @@ mod engine;
 mod io;
 mod ops;
 mod progress;
+mod signal;
 mod table;
 mod tools;
 
@@ -19,11 +20,11 @@ use ops::{Ctx, Job, Mode};
 
 /// Parse the arguments, run, and return the exit status:
 /// 0 success, 1 any error (usage errors included, like zstd and gzip),
-/// 130 interrupted by Ctrl-C.
+/// 128 + the signal's number when interrupted (130 SIGINT, 143 SIGTERM).
 pub fn main() -> i32 {
-    // First, so that a Ctrl-C at any later point takes the clean path.
-    progress::install_interrupt_handler();
-    let cli = match Cli::try_parse_from(args::expand_level_flags(std::env::args_os())) {
+    // First, so that a signal at any later point takes the clean path.
+    signal::install();
+    let cli = match Cli::try_parse_from(args::expand_level_flags(by_name(std::env::args_os()))) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -31,13 +32,42 @@ pub fn main() -> i32 {
         }
     };
 
+    if let Some(shell) = cli.completions {
+        use clap::CommandFactory;
+        let mut cmd = Cli::command();
+        clap_complete::generate(shell, &mut cmd, "llmc", &mut std::io::stdout());
+        return 0;
+    }
+    if cli.man {
+        use clap::CommandFactory;
+        let man = clap_mangen::Man::new(Cli::command());
+        return match man.render(&mut std::io::stdout()) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("llmc: stdout: {e}");
+                1
+            }
+        };
+    }
+
     let g = &cli.global;
-    let threads = g.threads.map(|t| t as usize).unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
     let level = 2 + i32::from(g.verbose) - i32::from(g.quiet);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let threads = match g.threads {
+        None | Some(0) => cores,
+        Some(t) if t as usize > cores => {
+            if level >= 2 {
+                eprintln!(
+                    "llmc: -T {t}: using {cores} threads, one per available core (more would \
+                     only slow the work down)"
+                );
+            }
+            cores
+        }
+        Some(t) => t as usize,
+    };
     let mut ctx = Ctx::new(
         level,
         EngineOptions {
@@ -47,6 +77,7 @@ pub fn main() -> i32 {
             variant: None,
         },
     );
+    ctx.progress &= !g.no_progress;
 
     let codec_opts = |c: &args::CodecArgs| CodecOptions {
         coder: c.coder.map(CoderKind::from),
@@ -80,16 +111,22 @@ pub fn main() -> i32 {
             } else {
                 Mode::Compress
             };
-            run_job(&mut ctx, mode, &cli.io, codec_opts(&cli.codec))
+            run_job(&mut ctx, mode, &cli.io, g.memory, codec_opts(&cli.codec))
         }
         Some(Command::Compress { io, codec }) => {
             let io = io.merged(&cli.io);
             let codec = codec.merged(&cli.codec);
-            run_job(&mut ctx, Mode::Compress, &io, codec_opts(&codec))
+            run_job(&mut ctx, Mode::Compress, &io, g.memory, codec_opts(&codec))
         }
         Some(Command::Decompress { io }) => {
             let io = io.merged(&cli.io);
-            run_job(&mut ctx, Mode::Decompress, &io, codec_opts(&cli.codec))
+            run_job(
+                &mut ctx,
+                Mode::Decompress,
+                &io,
+                g.memory,
+                codec_opts(&cli.codec),
+            )
         }
         Some(Command::Score {
             files,
@@ -123,7 +160,13 @@ fn check_top_level(cli: &Cli) -> Result<(), String> {
     }
     let io_set = {
         let io = &cli.io;
-        !io.files.is_empty() || io.stdout || io.output.is_some() || io.keep || io.rm || io.force
+        !io.files.is_empty()
+            || io.stdout
+            || io.output.is_some()
+            || io.keep
+            || io.rm
+            || io.force
+            || io.recursive
     };
     let codec_set = cli.codec.any();
     match cmd {
@@ -139,7 +182,13 @@ fn check_top_level(cli: &Cli) -> Result<(), String> {
     }
 }
 
-fn run_job(ctx: &mut Ctx, mode: Mode, io: &args::IoArgs, codec: CodecOptions) -> i32 {
+fn run_job(
+    ctx: &mut Ctx,
+    mode: Mode,
+    io: &args::IoArgs,
+    memory: Option<u64>,
+    codec: CodecOptions,
+) -> i32 {
     ops::run(
         ctx,
         &Job {
@@ -149,7 +198,30 @@ fn run_job(ctx: &mut Ctx, mode: Mode, io: &args::IoArgs, codec: CodecOptions) ->
             output: io.output.as_deref(),
             rm: io.rm,
             force: io.force,
+            recursive: io.recursive,
+            memory,
             codec,
         },
     )
+}
+
+/// zstd's aliases by program name: invoked as `unllmc`, llmc decompresses
+/// (`-d`); as `llmccat`, it decompresses to standard output (`-dc`).
+fn by_name(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = args.collect();
+    let name = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_stem())
+        .and_then(|n| n.to_str())
+        .unwrap_or("llmc")
+        .to_owned();
+    let extra = match name.as_str() {
+        "unllmc" => Some("-d"),
+        "llmccat" => Some("-dc"),
+        _ => None,
+    };
+    if let Some(flag) = extra {
+        args.insert(1.min(args.len()), flag.into());
+    }
+    args
 }

@@ -3,14 +3,16 @@
 //! `llmc: NAME: why` and the next input is tried; the exit status is 1 if any
 //! failed.
 
-use std::fs;
-use std::io::{self, BufWriter, IsTerminal, Write};
+use std::fs::File;
+use std::io::{self, BufReader, IsTerminal, Read};
+use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context, Result};
 
 use super::engine::{self, CodecOptions, Engine, EngineOptions};
-use super::io::{check_dest, compressed_name, decompressed_name, Counting, Dest, OutFile, Source};
-use super::progress::{self, Bar, Interrupted, EXIT_INTERRUPTED};
+use super::io::{check_dest, compressed_name, decompressed_name, io_err, Dest, Output, Source};
+use super::progress::Bar;
+use super::signal::{self, Interrupted};
 use super::table::{human, Table};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,7 +116,7 @@ pub fn is_interrupt(e: &anyhow::Error) -> bool {
                 c.downcast_ref::<llmc::codec::CodecError>(),
                 Some(llmc::codec::CodecError::Interrupted)
             )
-    }) || progress::check_interrupt().is_err()
+    }) || signal::check().is_err()
 }
 
 /// What to do with the inputs and their outputs.
@@ -125,13 +127,29 @@ pub struct Job<'a> {
     pub output: Option<&'a std::path::Path>,
     pub rm: bool,
     pub force: bool,
+    /// `-r`: directories stand for the files under them.
+    pub recursive: bool,
+    /// `-M`: the most memory decoding may use, in bytes.
+    pub memory: Option<u64>,
     pub codec: CodecOptions,
 }
 
 /// Run a job over all its inputs; returns the exit status.
 pub fn run(ctx: &mut Ctx, job: &Job) -> i32 {
+    if job.stdout && job.output.is_some() {
+        ctx.error(&anyhow!(
+            "-c and -o cannot be used together (-o - writes to standard output)"
+        ));
+        return 1;
+    }
     let sources: Vec<Source> = if job.files.is_empty() {
         vec![Source::Stdin]
+    } else if job.recursive {
+        let mut out = Vec::new();
+        for p in job.files {
+            expand(ctx, job.mode, p, &mut out);
+        }
+        out
     } else {
         job.files.iter().map(|p| Source::from_arg(p)).collect()
     };
@@ -174,7 +192,7 @@ pub fn run(ctx: &mut Ctx, job: &Job) -> i32 {
         if let Err(e) = r {
             if is_interrupt(&e) {
                 ctx.error(&anyhow!("interrupted").context(src.name()));
-                return EXIT_INTERRUPTED;
+                return signal::exit_status();
             }
             ctx.error(&e);
             status = 1;
@@ -182,8 +200,8 @@ pub fn run(ctx: &mut Ctx, job: &Job) -> i32 {
                 break;
             }
         }
-        if progress::check_interrupt().is_err() {
-            return EXIT_INTERRUPTED;
+        if signal::check().is_err() {
+            return signal::exit_status();
         }
     }
     status
@@ -210,92 +228,191 @@ fn dest_for(job: &Job, src: &Source) -> Result<Dest> {
     }
 }
 
-/// One input to one output.
+/// `-r`: `p` itself if it is not a directory, else the files under it, in
+/// name order: when compressing those without the `.llmc` suffix, when
+/// decompressing those with it. Symbolic links met inside are skipped.
+fn expand(ctx: &Ctx, mode: Mode, p: &Path, out: &mut Vec<Source>) {
+    if p.as_os_str() == "-" || !p.is_dir() {
+        out.push(Source::from_arg(p));
+        return;
+    }
+    let mut entries: Vec<PathBuf> = match std::fs::read_dir(p) {
+        Ok(rd) => rd.flatten().map(|e| e.path()).collect(),
+        Err(e) => {
+            ctx.error(&io_err(p.display(), e));
+            return;
+        }
+    };
+    entries.sort();
+    for e in entries {
+        let Ok(m) = std::fs::symlink_metadata(&e) else {
+            continue;
+        };
+        if m.is_dir() {
+            expand(ctx, mode, &e, out);
+        } else if m.is_file() {
+            let has_suffix = e
+                .as_os_str()
+                .as_encoded_bytes()
+                .ends_with(super::io::SUFFIX.as_bytes());
+            if has_suffix == (mode == Mode::Compress) {
+                if ctx.level >= 3 {
+                    eprintln!("llmc: {}: skipped", e.display());
+                }
+                continue;
+            }
+            out.push(Source::File(e));
+        } else if ctx.level >= 3 {
+            eprintln!("llmc: {}: not a regular file; skipped", e.display());
+        }
+    }
+}
+
+/// Counts the bytes read through it.
+struct Counted<R> {
+    inner: R,
+    count: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+/// Memory left for decoding states under `-M limit`, after the model.
+fn state_budget(limit: u64) -> Result<usize> {
+    // Headroom for the logits, the block in flight and the allocator.
+    const HEADROOM: u64 = 64 << 20;
+    let resident = resident_bytes().unwrap_or(0);
+    let need = resident + HEADROOM;
+    if limit < need {
+        return Err(anyhow!(
+            "-M {}: the model alone needs about {} (raise the limit)",
+            human(limit),
+            human(need)
+        ));
+    }
+    Ok(usize::try_from(limit - need).unwrap_or(usize::MAX))
+}
+
+/// This process's resident memory (Linux: /proc/self/statm).
+fn resident_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = s.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// One input to one output, streamed: the input is read block by block
+/// and each block's output written as soon as it is ready (decompressed
+/// bytes only once their block's check holds).
 fn one(ctx: &mut Ctx, job: &Job, src: &Source, dest: &Dest) -> Result<()> {
     // Cheap checks first: none of them needs the model.
-    let meta = src.check()?;
+    let meta = src.check(job.force)?;
+    if job.rm && !job.force && src.is_symlink() && matches!(dest, Dest::File(_)) {
+        return Err(anyhow!(
+            "is a symbolic link; --rm would leave the link -- ignored (use -f to compress \
+             what it points to and keep the link)"
+        )
+        .context(src.name()));
+    }
     check_dest(dest, src, job.force)?;
-    let input = src.read_all()?;
-    progress::check_interrupt()?;
+    let regular = meta.as_ref().is_some_and(|m| m.is_file());
+    let mut input = src.open()?;
+    let total = match job.mode {
+        Mode::Compress => meta.as_ref().filter(|_| regular).map(|m| m.len()),
+        _ => {
+            // The start is checked before the model is loaded.
+            let mut head = Vec::with_capacity(64);
+            (&mut input)
+                .take(64)
+                .read_to_end(&mut head)
+                .map_err(|e| io_err(src.name(), e))?;
+            engine::check_start(&head).with_context(|| src.name())?;
+            input = Box::new(io::Cursor::new(head).chain(input));
+            // A file's end records give the total for the progress bar.
+            match src {
+                Source::File(p) if regular && ctx.progress => File::open(p)
+                    .ok()
+                    .and_then(|f| engine::inspect(BufReader::new(f)).ok())
+                    .map(|l| l.uncompressed),
+                _ => None,
+            }
+        }
+    };
+    signal::check()?;
     let level = ctx.level;
     let show = ctx.progress;
     let engine = ctx.engine.get(level)?;
-    progress::check_interrupt()?;
-
-    let total = match job.mode {
-        Mode::Compress => Some(input.len() as u64),
+    signal::check()?;
+    let budget = match job.memory {
+        Some(m) if job.mode != Mode::Compress => Some(state_budget(m)?),
         _ => None,
     };
+
     let bar = Bar::new(show, &src.name(), total);
     let mut tick = |p| bar.tick(p);
-    let mut code = |out: &mut (dyn Write + Send)| -> Result<(u64, u64)> {
-        let mut counting = Counting {
-            inner: out,
-            count: 0,
-        };
-        match job.mode {
+    let mut out = Output::open(dest)?;
+    let mut input = Counted {
+        inner: input,
+        count: 0,
+    };
+    let (result, failed) = {
+        let mut sink = out.sink();
+        let r = match job.mode {
             Mode::Compress => {
-                engine::compress(engine, &input, &mut counting, &job.codec, &mut tick)?;
-                Ok((input.len() as u64, counting.count))
+                engine::compress(engine, &mut input, total, &mut sink, &job.codec, &mut tick)
             }
-            _ => {
-                let n = engine::decompress(engine, &input, &mut counting, &mut tick)?;
-                Ok((input.len() as u64, n))
-            }
-        }
+            _ => engine::decompress(engine, &mut input, total, &mut sink, budget, &mut tick),
+        };
+        (r, sink.failed.take())
     };
-    let (n_in, n_out) = match dest {
-        Dest::File(p) => {
-            let mut out = OutFile::create(p)?;
-            let sizes = code(out.writer()).with_context(|| src.name())?;
-            drop(bar);
-            out.commit(meta.as_ref(), job.force)?;
-            sizes
-        }
-        Dest::Stdout => {
-            let stdout = io::stdout();
-            let mut w = BufWriter::with_capacity(1 << 16, stdout);
-            let sizes = code(&mut w).with_context(|| src.name())?;
-            w.flush().map_err(|e| super::io::io_err("stdout", e))?;
-            drop(bar);
-            sizes
-        }
-        Dest::Null => {
-            let sizes = code(&mut io::sink()).with_context(|| src.name())?;
-            drop(bar);
-            sizes
-        }
+    let n_out = match (result, failed) {
+        (Ok(n), _) => n,
+        // The output's own failure (a full disk): named after the output.
+        (Err(_), Some(e)) => return Err(io_err(dest.name(), e)),
+        (Err(e), None) => return Err(e.context(src.name())),
     };
+    let n_in = input.count;
+    drop(bar);
+    let sync = job.rm && matches!(dest, Dest::File(_));
+    out.commit(dest, meta.as_ref(), job.force, sync)?;
 
-    if job.rm {
-        if let (Source::File(p), Dest::File(_)) = (src, dest) {
-            fs::remove_file(p)
-                .map_err(|e| super::io::io_err(p.display(), e).context("cannot remove source"))?;
+    if sync {
+        if let Some(why) = src.remove()? {
+            ctx.warn(&why);
         }
     }
     if level >= 3 {
-        match job.mode {
-            Mode::Compress => {
-                let pct = if n_in == 0 {
-                    0.0
-                } else {
-                    100.0 * n_out as f64 / n_in as f64
-                };
-                eprintln!(
-                    "{} : {:.2}%   ({} => {} bytes, {})",
-                    src.name(),
-                    pct,
-                    n_in,
-                    n_out,
-                    dest.name()
-                );
-            }
-            Mode::Decompress => eprintln!("{}: {} bytes", src.name(), n_out),
-            Mode::Test => eprintln!("{}: OK ({} bytes)", src.name(), n_out),
-            Mode::List => {}
-        }
+        summary(job.mode, src, dest, n_in, n_out);
     }
     Ok(())
+}
+
+/// `-v`: a line per file.
+fn summary(mode: Mode, src: &Source, dest: &Dest, n_in: u64, n_out: u64) {
+    match mode {
+        Mode::Compress => {
+            let pct = if n_in == 0 {
+                0.0
+            } else {
+                100.0 * n_out as f64 / n_in as f64
+            };
+            eprintln!(
+                "{} : {:.2}%   ({} => {} bytes, {})",
+                src.name(),
+                pct,
+                n_in,
+                n_out,
+                dest.name()
+            );
+        }
+        Mode::Decompress => eprintln!("{}: {} bytes", src.name(), n_out),
+        Mode::Test => eprintln!("{}: OK ({} bytes)", src.name(), n_out),
+        Mode::List => {}
+    }
 }
 
 /// `-l`: a table of header facts per file (no model needed).
@@ -324,9 +441,8 @@ fn list(ctx: &Ctx, sources: &[Source]) -> i32 {
                     "--list does not support reading from standard input"
                 ));
             }
-            src.check()?;
-            let bytes = src.read_all()?;
-            engine::inspect(&bytes).with_context(|| src.name())
+            src.check(true)?;
+            engine::inspect(BufReader::new(src.open()?)).with_context(|| src.name())
         })();
         match r {
             Ok(l) => {

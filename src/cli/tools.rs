@@ -9,7 +9,8 @@ use anyhow::{ensure, Context, Result};
 use super::engine::{self, CodecOptions};
 use super::io::Source;
 use super::ops::{is_interrupt, Ctx};
-use super::progress::{Bar, EXIT_INTERRUPTED};
+use super::progress::Bar;
+use super::signal;
 use super::table::{rate, Table};
 use llmc::coder::CoderKind;
 
@@ -31,7 +32,7 @@ pub fn score(ctx: &mut Ctx, files: &[PathBuf], codec: CodecOptions, levers: bool
     for p in files {
         let src = Source::from_arg(p);
         let r = (|| -> Result<(u64, Vec<engine::Score>)> {
-            src.check()?;
+            src.check(true)?;
             let input = src.read_all()?;
             let level = ctx.level;
             let show = ctx.progress;
@@ -62,7 +63,7 @@ pub fn score(ctx: &mut Ctx, files: &[PathBuf], codec: CodecOptions, levers: bool
             }
             Err(e) if is_interrupt(&e) => {
                 ctx.error(&e);
-                return EXIT_INTERRUPTED;
+                return signal::exit_status();
             }
             Err(e) => {
                 ctx.error(&e);
@@ -113,7 +114,7 @@ pub fn bench(ctx: &mut Ctx, files: &[PathBuf], codec: CodecOptions) -> i32 {
             Ok(()) => {}
             Err(e) if is_interrupt(&e) => {
                 ctx.error(&e);
-                return EXIT_INTERRUPTED;
+                return signal::exit_status();
             }
             Err(e) => {
                 ctx.error(&e);
@@ -129,7 +130,7 @@ pub fn bench(ctx: &mut Ctx, files: &[PathBuf], codec: CodecOptions) -> i32 {
 
 fn bench_one(ctx: &mut Ctx, p: &std::path::Path, codec: CodecOptions) -> Result<()> {
     let src = Source::from_arg(p);
-    src.check()?;
+    src.check(true)?;
     let input = src.read_all()?;
     let mut t = Table::new(&["Method", "Size", "Bits/byte", "Compress", "Decompress"]);
     let n = input.len() as u64;
@@ -147,16 +148,30 @@ fn bench_one(ctx: &mut Ctx, p: &std::path::Path, codec: CodecOptions) -> Result<
         let mut packed = Vec::new();
         {
             let bar = Bar::new(show, &label, Some(n));
-            engine::compress(engine, &input, &mut packed, &opts, &mut |p| bar.tick(p))
-                .with_context(|| format!("{}: llmc {}", src.name(), coder.name()))?;
+            engine::compress(
+                engine,
+                &mut &input[..],
+                Some(n),
+                &mut packed,
+                &opts,
+                &mut |p| bar.tick(p),
+            )
+            .with_context(|| format!("{}: llmc {}", src.name(), coder.name()))?;
         }
         let tc = t0.elapsed().as_secs_f64();
         let t1 = Instant::now();
         let mut back = Vec::with_capacity(input.len());
         {
             let bar = Bar::new(show, &label, Some(n));
-            engine::decompress(engine, &packed, &mut back, &mut |p| bar.tick(p))
-                .with_context(|| format!("{}: llmc {}", src.name(), coder.name()))?;
+            engine::decompress(
+                engine,
+                &mut &packed[..],
+                Some(n),
+                &mut back,
+                None,
+                &mut |p| bar.tick(p),
+            )
+            .with_context(|| format!("{}: llmc {}", src.name(), coder.name()))?;
         }
         let td = t1.elapsed().as_secs_f64();
         ensure!(

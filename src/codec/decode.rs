@@ -50,9 +50,11 @@ pub fn decompress<M: LanguageModel, T: TextTokenizer>(
 /// Decompresses every frame `reader` yields onto `writer` (frames are
 /// concatenated like gzip members); `progress` is called after every raw
 /// record and every batched model step (one forward pass), and stops the
-/// work when it returns `Break`. Returns the bytes
-/// written. Output is written as it is decoded; on an error, what was
-/// written may be incomplete or (checksum errors) wrong.
+/// work when it returns `Break`. Returns the bytes written.
+///
+/// Nothing unverified is written: a version-2 block is written once its
+/// check holds (so at most the blocks before a bad one are written, each
+/// verified), a version-1 frame once its end check holds.
 pub fn decompress_stream<R: Read, W: Write, M: LanguageModel, T: TextTokenizer>(
     reader: R,
     writer: W,
@@ -127,7 +129,14 @@ pub fn decompress_stream<R: Read, W: Write, M: LanguageModel, T: TextTokenizer>(
             written: 0,
             tokens: &mut tokens,
         };
-        fd.run(&mut r, &mut w, progress)?;
+        // A version-1 frame has one check, at its end: its bytes are held
+        // until that check holds, so nothing unverified is released.
+        let mut held = CountingWriter {
+            inner: Vec::new(),
+            count: 0,
+        };
+        fd.run(&mut r, &mut held, progress)?;
+        w.write_all(&held.inner)?;
         frame += 1;
     }
     if frame == 0 {
@@ -378,6 +387,7 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoder<'_, M, T> {
                 bytes_in: r.offset(),
                 bytes_out: w.count,
                 tokens: *self.tokens,
+                original: w.count,
             },
         )
     }

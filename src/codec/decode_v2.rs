@@ -62,6 +62,14 @@ pub(super) struct FrameDecoderV2<'a, M: LanguageModel, T: TextTokenizer> {
     pub tokens: &'a mut u64,
 }
 
+/// Where a block starts: its offset in the input and the bytes written
+/// before it (for progress reports).
+#[derive(Debug, Clone, Copy)]
+struct BlockAt {
+    offset: u64,
+    written: u64,
+}
+
 impl<M: LanguageModel, T: TextTokenizer> FrameDecoderV2<'_, M, T> {
     /// Decodes blocks up to and including the end record; each block is
     /// written once its check holds; the end record's length and check
@@ -102,7 +110,11 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoderV2<'_, M, T> {
                 }
                 Record::Block(b) => b,
             };
-            let bytes = self.block_bytes(b, block, &mut logits, &mut pool, r.offset(), progress)?;
+            let at = BlockAt {
+                offset: r.offset(),
+                written: w.count,
+            };
+            let bytes = self.block_bytes(b, block, &mut logits, &mut pool, at, progress)?;
             hasher.update(&bytes);
             written += bytes.len() as u64;
             w.write_all(&bytes)?;
@@ -113,6 +125,7 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoderV2<'_, M, T> {
                     bytes_in: r.offset(),
                     bytes_out: w.count,
                     tokens: *self.tokens,
+                    original: w.count,
                 },
             )?;
         }
@@ -125,7 +138,7 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoderV2<'_, M, T> {
         index: u64,
         logits: &mut Vec<f32>,
         pool: &mut Vec<M::State>,
-        offset: u64,
+        at: BlockAt,
         progress: &mut ProgressFn,
     ) -> Result<Vec<u8>, CodecError> {
         let frame = self.frame;
@@ -139,7 +152,8 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoderV2<'_, M, T> {
             Body::Zstd(p) => unzstd(&p, b.original_len).map_err(corrupt)?,
             Body::Lzma2(p) => unlzma2(&p, b.original_len).map_err(corrupt)?,
             Body::Model { bare_lfs, streams } => {
-                let tokens = self.decode_streams(streams, index, logits, pool, offset, progress)?;
+                let at = (at, b.original_len);
+                let tokens = self.decode_streams(streams, index, logits, pool, at, progress)?;
                 let text = self
                     .tokenizer
                     .decode(&tokens)
@@ -183,10 +197,16 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoderV2<'_, M, T> {
         block: u64,
         logits: &mut Vec<f32>,
         pool: &mut Vec<M::State>,
-        offset: u64,
+        (at, len): (BlockAt, u64),
         progress: &mut ProgressFn,
     ) -> Result<Vec<u32>, CodecError> {
         let n = streams.len();
+        let want: u64 = streams
+            .iter()
+            .map(|s| u64::from(s.tokens))
+            .sum::<u64>()
+            .max(1);
+        let start = *self.tokens;
         let mut done: Vec<Option<Vec<u32>>> = vec![None; n];
         let mut waiting = streams.into_iter().enumerate();
         let mut active: Vec<Slot<M::State>> = Vec::new();
@@ -218,9 +238,12 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoderV2<'_, M, T> {
             report(
                 progress,
                 Progress {
-                    bytes_in: offset,
-                    bytes_out: 0,
+                    bytes_in: at.offset,
+                    bytes_out: at.written,
                     tokens: *self.tokens,
+                    original: at.written
+                        + (u128::from(len) * u128::from((*self.tokens - start).min(want))
+                            / u128::from(want)) as u64,
                 },
             )?;
         }

@@ -149,6 +149,7 @@ pub fn compress_stream<R: Read, W: Write, M: LanguageModel, T: TextTokenizer>(
                 bytes_in: total,
                 bytes_out: w.count,
                 tokens: coder.tokens_done,
+                original: total,
             },
         )?;
     }
@@ -258,6 +259,7 @@ impl<M: LanguageModel, T: TextTokenizer> BlockCoder<'_, M, T> {
                         bytes_in: base_in + seg_len * at / n,
                         bytes_out: out,
                         tokens: before + done,
+                        original: base_in + seg_len * at / n,
                     },
                 )
             };

@@ -154,6 +154,11 @@ pub struct Progress {
     pub bytes_out: u64,
     /// Tokens coded or decoded by the model so far.
     pub tokens: u64,
+    /// Original bytes done, for a progress bar: compressing, `bytes_in`;
+    /// decompressing, the bytes written plus, inside a model block, the
+    /// block's length times the share of its tokens decoded (decoded bytes
+    /// are written only once their block's check holds).
+    pub original: u64,
 }
 
 /// Progress callback: called after every forward pass (and every raw

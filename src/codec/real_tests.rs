@@ -105,19 +105,8 @@ fn real_tokenizer_round_trips_corpus_text() {
         name: "SmolLM2-135M-Instruct".into(),
         fingerprint: *fp,
     };
-    // shared/ beside the repository (CI), else the development location.
-    let manifest = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let dir = [
-        std::env::var_os("LLMC_SHARED_DIR").map(std::path::PathBuf::from),
-        Some(manifest.join("../shared")),
-        Some(manifest.join("../../shared")),
-        Some("/work/shared".into()),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|p| p.join("corpus"))
-    .find(|p| p.join("alice29.txt").is_file())
-    .expect("shared/corpus/alice29.txt not found (set LLMC_SHARED_DIR)");
+    // The corpus copy in the repository (tests/data/corpus).
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/corpus");
     let text = std::fs::read(dir.join("alice29.txt")).expect("corpus alice29.txt");
     let mut data = text[..6000].to_vec();
     // Invalid UTF-8 and control bytes too.

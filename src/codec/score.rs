@@ -151,6 +151,7 @@ pub fn score_predictors<M: LanguageModel, T: TextTokenizer>(
                                 bytes_in: base_in + seg_len * done / seg_tokens,
                                 bytes_out: 0,
                                 tokens,
+                                original: base_in + seg_len * done / seg_tokens,
                             },
                         )
                     },
@@ -166,6 +167,7 @@ pub fn score_predictors<M: LanguageModel, T: TextTokenizer>(
                 bytes_in: base_in,
                 bytes_out: 0,
                 tokens: result.tokens,
+                original: base_in,
             },
         )?;
     }

@@ -100,6 +100,9 @@ impl Config {
             rms_eps: g.get_f32(&k("attention.layer_norm_rms_epsilon"))?,
             arch: arch.clone(),
         };
+        // Ranges first: a zero head count must be reported as itself, not
+        // as the head dimension (0) it makes.
+        cfg.validate()?;
         // Keys that, if present, must agree with what this implementation does.
         for key in [
             "rope.dimension_count",
@@ -119,7 +122,6 @@ impl Config {
                 }
             }
         }
-        cfg.validate()?;
         Ok(cfg)
     }
 

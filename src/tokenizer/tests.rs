@@ -13,20 +13,10 @@ use crate::testing::Rng;
 
 // ---------------------------------------------------------------- fixtures
 
-/// `shared/` beside the repository (CI), else the development location.
+/// `tests/data`: the repository's copy of the shared corpus and reference
+/// figures (`corpus/`, `reference/`).
 fn shared_dir() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let candidates = [
-        std::env::var_os("LLMC_SHARED_DIR").map(PathBuf::from),
-        Some(manifest.join("../shared")),
-        Some(manifest.join("../../shared")),
-        Some(PathBuf::from("/work/shared")),
-    ];
-    candidates
-        .into_iter()
-        .flatten()
-        .find(|p| p.join("reference/tokenizer.json").is_file())
-        .expect("shared/ with reference/tokenizer.json not found (set LLMC_SHARED_DIR)")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data")
 }
 
 /// The real model file (`$LLMC_TEST_MODEL` or the registry's cache).

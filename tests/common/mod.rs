@@ -2,6 +2,8 @@
 //! shared corpus. Each test crate uses a part of them.
 #![allow(dead_code)]
 
+pub mod cli;
+
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -35,21 +37,20 @@ pub fn real() -> &'static Real {
     })
 }
 
-/// `shared/<sub>/<file>` beside the repository (as on CI; worktrees live
-/// one level deeper), or under `LLMC_SHARED_DIR`.
+/// `tests/data/<sub>/<file>`: the public test texts (Canterbury corpus) and
+/// the reference figures, copied from the project's shared folder so that a
+/// clone of the repository alone runs every test.
 pub fn shared(sub: &str, file: &str) -> PathBuf {
-    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    [
-        std::env::var_os("LLMC_SHARED_DIR").map(PathBuf::from),
-        Some(here.join("../shared")),
-        Some(here.join("../../shared")),
-        Some(PathBuf::from("/work/shared")),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|d| d.join(sub).join(file))
-    .find(|p| p.exists())
-    .unwrap_or_else(|| panic!("shared/{sub}/{file} not found (set LLMC_SHARED_DIR)"))
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(sub)
+        .join(file);
+    assert!(
+        p.is_file(),
+        "{} is missing from the repository",
+        p.display()
+    );
+    p
 }
 
 /// The shared corpus directory.

@@ -84,6 +84,15 @@ pub struct Engine {
 impl Engine {
     /// Locates (fetching the default model if needed), reads and loads the
     /// model of `opts`.
+    ///
+    /// ```
+    /// use llmc::engine::{Engine, EngineOptions};
+    ///
+    /// let opts = EngineOptions { threads: 2, quiet: true, ..Default::default() };
+    /// let engine = Engine::load(&opts)?;
+    /// println!("{}", engine.label()); // SmolLM2-135M-Instruct (f4574e70)
+    /// # Ok::<(), llmc::engine::EngineError>(())
+    /// ```
     pub fn load(opts: &EngineOptions) -> Result<Engine, EngineError> {
         let path = registry::resolve_model_quiet(opts.model.as_deref(), opts.quiet)?;
         Engine::open(&path, opts)
@@ -149,7 +158,31 @@ impl Engine {
 
     /// Compresses everything `input` yields into one frame on `output`
     /// ([`codec::compress_stream`]; the predictor on the model's kernels
-    /// unless `opts` names others); returns the bytes written.
+    /// unless `opts` names others); returns the bytes written. Each block
+    /// (at most 4 MiB of input) is written as soon as it is coded;
+    /// `progress` is called after every forward pass and stops the work
+    /// when it returns `Break`.
+    ///
+    /// ```
+    /// use std::ops::ControlFlow;
+    /// use llmc::codec::{CompressOptions, Params};
+    /// use llmc::engine::{Engine, EngineOptions};
+    ///
+    /// let engine = Engine::load(&EngineOptions { quiet: true, ..Default::default() })?;
+    /// // Level 1, the fastest (levels 1..=9; the default is 5).
+    /// let opts = CompressOptions {
+    ///     level: 1,
+    ///     params: Params::level(1).expect("a level"),
+    ///     ..CompressOptions::default()
+    /// };
+    /// let mut packed = Vec::new();
+    /// let n = engine.compress(&b"Hello, world.\n"[..], &mut packed, &opts, &mut |p| {
+    ///     eprintln!("{} tokens", p.tokens);
+    ///     ControlFlow::Continue(())
+    /// })?;
+    /// assert_eq!(n as usize, packed.len());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn compress<R: Read + Send, W: Write + Send>(
         &self,
         input: R,
@@ -175,7 +208,25 @@ impl Engine {
     }
 
     /// Decompresses every frame `input` yields onto `output`
-    /// ([`codec::decompress_stream`]); returns the bytes written.
+    /// ([`codec::decompress_stream`]); returns the bytes written. Nothing
+    /// unverified is written: each block once its check holds.
+    ///
+    /// ```
+    /// use std::ops::ControlFlow;
+    /// use llmc::codec::{CodecError, DecompressOptions};
+    /// use llmc::engine::{Engine, EngineOptions};
+    ///
+    /// let engine = Engine::load(&EngineOptions { quiet: true, ..Default::default() })?;
+    /// let mut out = Vec::new();
+    /// let err = engine
+    ///     .decompress(&b"not compressed"[..], &mut out, &DecompressOptions::default(), &mut |_| {
+    ///         ControlFlow::Continue(())
+    ///     })
+    ///     .unwrap_err();
+    /// assert!(matches!(err, CodecError::Container(_)));
+    /// assert!(out.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn decompress<R: Read + Send, W: Write + Send>(
         &self,
         input: R,
@@ -201,7 +252,21 @@ impl Engine {
     }
 
     /// The model's cross-entropy on `input` over the chunks compression
-    /// would code ([`codec::score`]).
+    /// would code ([`codec::score`]): what ranks data and models by how
+    /// well they compress.
+    ///
+    /// ```
+    /// use std::ops::ControlFlow;
+    /// use llmc::codec::CompressOptions;
+    /// use llmc::engine::{Engine, EngineOptions};
+    ///
+    /// let engine = Engine::load(&EngineOptions { quiet: true, ..Default::default() })?;
+    /// let text = b"It was the best of times, it was the worst of times.\n";
+    /// let s = engine.score(text, &CompressOptions::default(), &mut |_| ControlFlow::Continue(()))?;
+    /// println!("{} tokens, {:.3} bits/byte", s.tokens, s.bits / s.bytes as f64);
+    /// assert!(s.bits > 0.0 && s.bytes == text.len() as u64);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn score(
         &self,
         input: &[u8],

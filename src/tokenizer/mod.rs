@@ -307,9 +307,21 @@ impl Tokenizer {
     }
 
     /// Encodes any bytes (valid UTF-8 or not) by the rule in the module
-    /// documentation. Special-token text is plain text; the only id
-    /// emitted that is not a byte token or a merge result is the escape
-    /// token (rule 6), always followed by a byte value.
+    /// documentation; [`Tokenizer::decode`] gives the bytes back.
+    /// Special-token text is plain text; the only id emitted that is not a
+    /// byte token or a merge result is the escape token (rule 6), always
+    /// followed by a byte value.
+    ///
+    /// ```
+    /// use llmc::engine::{Engine, EngineOptions};
+    ///
+    /// let engine = Engine::load(&EngineOptions { quiet: true, ..Default::default() })?;
+    /// let tok = engine.tokenizer();
+    /// let bytes = b"Hello\r\n\xff world";
+    /// let ids = tok.encode(bytes);
+    /// assert_eq!(tok.decode(&ids)?, bytes);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn encode(&self, bytes: &[u8]) -> Vec<u32> {
         // English averages 4+ bytes per token.
         let mut out = Vec::with_capacity(bytes.len() / 3 + 1);

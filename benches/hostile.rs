@@ -299,8 +299,7 @@ fn gguf(per_seed: usize) {
         }
     }
     println!(
-        "GGUF: {} ({} bytes, header {head} bytes)",
-        "tiny.gguf",
+        "GGUF: tiny.gguf ({} bytes, header {head} bytes)",
         bytes.len()
     );
     header();

@@ -281,7 +281,12 @@ fn list_prints_header_facts_without_the_model() {
             "Filename"
         ]
     );
-    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    // The model column names a known model (its name has a space).
+    let line = lines.next().unwrap();
+    assert!(line.contains(llmc::registry::DEFAULT_MODEL.name), "{out}");
+    let line = line.replace(llmc::registry::DEFAULT_MODEL.name, "MODEL");
+    let row: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(row[6], "MODEL", "{out}");
     assert_eq!(row[0], "1", "one frame: {out}");
     assert_eq!(row[2], packed_len.to_string(), "{out}");
     assert_eq!(row[3], TEXT.len().to_string(), "{out}");

@@ -104,14 +104,14 @@ fn corpus_round_trips() {
         .collect();
     names.sort();
     assert!(names.len() >= 11, "corpus incomplete: {names:?}");
-    // The suite's time budget: text files are cut to their first 16 KB
+    // The suite's time budget: text files are cut to their first 8 KB
     // unless LLMC_FULL_CORPUS is set (binary files skip the model and stay
     // whole); the full corpus is a benchmark (docs/FORMAT.md 8.7).
     let full = std::env::var_os("LLMC_FULL_CORPUS").is_some();
     for name in names {
         let mut data = std::fs::read(dir.join(&name)).unwrap();
         if !full && !llmc::codec::looks_binary(&data[..data.len().min(4096)]) {
-            data.truncate(16 << 10);
+            data.truncate(8 << 10);
         }
         let arith = round_trip(&name, &data, CoderKind::Arithmetic).len();
         // Never larger than zstd -19 or xz -9e plus the frame overhead

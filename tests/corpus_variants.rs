@@ -112,7 +112,9 @@ fn corpus_compresses_to_identical_bytes_with_every_variant() {
         let (expected, threads): (&[_], &[usize]) = if variant == Variant::Scalar {
             (&short, &[2])
         } else {
-            (&full, &[1, 2, 3])
+            // 1 and 3 threads: uneven splits of the rows either side of
+            // the reference's 2.
+            (&full, &[1, 3])
         };
         let limit = if variant == Variant::Scalar {
             600

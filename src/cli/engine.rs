@@ -299,7 +299,13 @@ pub fn inspect(input: impl Read) -> Result<Listing> {
         let h = match h {
             Header::V1(h) => h,
             Header::V2(h) => {
-                note(&mut models, lc::short_hex8(&h.model));
+                note(
+                    &mut models,
+                    match llmc::registry::known_by_fingerprint(&h.model) {
+                        Some(m) => m.name.to_string(),
+                        None => lc::short_hex8(&h.model),
+                    },
+                );
                 let coder = match h.custom {
                     Some(c) => c.coder,
                     None => CoderKind::Arithmetic,

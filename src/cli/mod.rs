@@ -32,42 +32,13 @@ pub fn main() -> i32 {
         }
     };
 
-    if let Some(shell) = cli.completions {
-        use clap::CommandFactory;
-        let mut cmd = Cli::command();
-        clap_complete::generate(shell, &mut cmd, "llmc", &mut std::io::stdout());
-        return 0;
-    }
-    if cli.man {
-        use clap::CommandFactory;
-        let man = clap_mangen::Man::new(Cli::command());
-        return match man.render(&mut std::io::stdout()) {
-            Ok(()) => 0,
-            Err(e) => {
-                eprintln!("llmc: stdout: {e}");
-                1
-            }
-        };
+    if let Some(status) = print_generated(&cli) {
+        return status;
     }
 
     let g = &cli.global;
     let level = 2 + i32::from(g.verbose) - i32::from(g.quiet);
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    let threads = match g.threads {
-        None | Some(0) => cores,
-        Some(t) if t as usize > cores => {
-            if level >= 2 {
-                eprintln!(
-                    "llmc: -T {t}: using {cores} threads, one per available core (more would \
-                     only slow the work down)"
-                );
-            }
-            cores
-        }
-        Some(t) => t as usize,
-    };
+    let threads = threads_for(g.threads, level);
     let mut ctx = Ctx::new(
         level,
         EngineOptions {
@@ -144,6 +115,49 @@ pub fn main() -> i32 {
         Some(Command::Model(ModelCommand::Fetch)) => tools::model_fetch(&ctx),
         Some(Command::Model(ModelCommand::Path)) => tools::model_path(&ctx, g.model.as_deref()),
         Some(Command::Model(ModelCommand::Info)) => tools::model_info(&ctx, g.model.as_deref()),
+    }
+}
+
+/// `--completions SHELL` and `--man`: print and return the exit status.
+fn print_generated(cli: &Cli) -> Option<i32> {
+    if let Some(shell) = cli.completions {
+        use clap::CommandFactory;
+        let mut cmd = Cli::command();
+        clap_complete::generate(shell, &mut cmd, "llmc", &mut std::io::stdout());
+        return Some(0);
+    }
+    if cli.man {
+        use clap::CommandFactory;
+        let man = clap_mangen::Man::new(Cli::command());
+        return Some(match man.render(&mut std::io::stdout()) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("llmc: stdout: {e}");
+                1
+            }
+        });
+    }
+    None
+}
+
+/// `-T`: 0 or none is one thread per available core; more than the cores
+/// available are reduced to them, with a warning.
+fn threads_for(asked: Option<u32>, level: i32) -> usize {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    match asked {
+        None | Some(0) => cores,
+        Some(t) if t as usize > cores => {
+            if level >= 2 {
+                eprintln!(
+                    "llmc: -T {t}: using {cores} threads, one per available core (more would \
+                     only slow the work down)"
+                );
+            }
+            cores
+        }
+        Some(t) => t as usize,
     }
 }
 

@@ -79,7 +79,9 @@ pub fn decompress_stream<R: Read, W: Write, M: LanguageModel, T: TextTokenizer>(
                 if h.model != id.fingerprint[..8] {
                     return Err(CodecError::ModelMismatch {
                         frame,
-                        file_name: "another model".into(),
+                        file_name: crate::registry::known_by_fingerprint(&h.model)
+                            .map_or("another model", |m| m.name)
+                            .into(),
                         file_hex: short_hex8(&h.model),
                         model_name: id.name.clone(),
                         model_hex: short_hex(&id.fingerprint),

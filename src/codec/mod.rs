@@ -161,6 +161,18 @@ pub struct Progress {
     pub original: u64,
 }
 
+impl Progress {
+    /// `bytes` of input done (and no output yet): scoring's reports.
+    fn input(bytes: u64, tokens: u64) -> Progress {
+        Progress {
+            bytes_in: bytes,
+            bytes_out: 0,
+            tokens,
+            original: bytes,
+        }
+    }
+}
+
 /// Progress callback: called after every forward pass (and every raw
 /// record); `ControlFlow::Break(())` stops the work with
 /// [`CodecError::Interrupted`].

@@ -145,15 +145,8 @@ pub fn score_predictors<M: LanguageModel, T: TextTokenizer>(
                     |coded| {
                         let tokens = done_before + coded as u64;
                         let done = (tokens - seg_base).min(seg_tokens);
-                        report(
-                            progress,
-                            Progress {
-                                bytes_in: base_in + seg_len * done / seg_tokens,
-                                bytes_out: 0,
-                                tokens,
-                                original: base_in + seg_len * done / seg_tokens,
-                            },
-                        )
+                        let bytes = base_in + seg_len * done / seg_tokens;
+                        report(progress, Progress::input(bytes, tokens))
                     },
                 )?;
                 result.tokens += w.coded().len() as u64;
@@ -161,15 +154,7 @@ pub fn score_predictors<M: LanguageModel, T: TextTokenizer>(
         }
         result.bytes += seg_len;
         base_in += seg_len;
-        report(
-            progress,
-            Progress {
-                bytes_in: base_in,
-                bytes_out: 0,
-                tokens: result.tokens,
-                original: base_in,
-            },
-        )?;
+        report(progress, Progress::input(base_in, result.tokens))?;
     }
     Ok(bits
         .into_iter()

@@ -61,6 +61,10 @@ pub struct ModelSpec {
     pub file_size: u64,
     /// File name of the GGUF in the cache directory.
     pub file_name: &'static str,
+    /// The first 8 bytes of the model's fingerprint
+    /// ([`crate::gguf::Gguf::fingerprint`]), which version-2 files record:
+    /// how a file names the model it needs.
+    pub fingerprint8: [u8; 8],
 }
 
 /// The default model: SmolLM2-135M-Instruct as a Q4_1 GGUF (98 MB), from a
@@ -75,7 +79,17 @@ pub const DEFAULT_MODEL: ModelSpec = ModelSpec {
     file_sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
     file_size: 98_362_432,
     file_name: "SmolLM2-135M-Instruct.Q4_1.gguf",
+    fingerprint8: [0xf4, 0x57, 0x4e, 0x70, 0x6e, 0xad, 0x39, 0x3d],
 };
+
+/// The models llmc knows by name.
+pub const KNOWN_MODELS: &[ModelSpec] = &[DEFAULT_MODEL];
+
+/// The known model whose fingerprint starts with `prefix` (as a version-2
+/// file records it), if any.
+pub fn known_by_fingerprint(prefix: &[u8; 8]) -> Option<&'static ModelSpec> {
+    KNOWN_MODELS.iter().find(|m| &m.fingerprint8 == prefix)
+}
 
 /// Everything that can go wrong finding or fetching a model.
 #[derive(Debug, thiserror::Error)]

@@ -68,7 +68,23 @@ fn fake_spec(content: &[u8]) -> ModelSpec {
         file_sha256: sha,
         file_size: content.len() as u64,
         file_name: "fake.gguf",
+        fingerprint8: [0; 8],
     }
+}
+
+/// The recorded fingerprint of the default model is the real one's.
+#[test]
+fn default_model_fingerprint_is_recorded() {
+    let path = model_for_tests().expect("locate the test model");
+    let g = crate::gguf::Gguf::open(&path).expect("open the test model");
+    assert_eq!(g.fingerprint()[..8], DEFAULT_MODEL.fingerprint8);
+    let mut prefix = [0u8; 8];
+    prefix.copy_from_slice(&g.fingerprint()[..8]);
+    assert_eq!(
+        known_by_fingerprint(&prefix).map(|m| m.name),
+        Some(DEFAULT_MODEL.name)
+    );
+    assert!(known_by_fingerprint(&[0; 8]).is_none());
 }
 
 fn set_mtime(path: &Path, t: SystemTime) {

@@ -371,3 +371,35 @@ fn stale_partial_files_are_cleaned() {
     ok(&run(d.path(), &["a.txt"]));
     assert_eq!(listing(d.path()), ["a.txt", "a.txt.llmc", live.as_str()]);
 }
+
+/// A full disk: the error names the output, and no partial file stays.
+/// Needs a small tmpfs (root); skipped where mounting is not allowed.
+#[test]
+fn full_disk_leaves_no_partial_file() {
+    let d = tempdir();
+    let small = d.path().join("small");
+    fs::create_dir(&small).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&small)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("cannot mount a tmpfs here: skipping the full-disk case");
+        return;
+    }
+    // Fill it up.
+    let mut fill = fs::File::create(small.join("fill")).unwrap();
+    while fill.write_all(&[0u8; 1024]).is_ok() {}
+    drop(fill);
+    write(d.path(), "a.txt", TEXT.repeat(8).as_bytes());
+    let o = run(d.path(), &["-o", "small/a.txt.llmc", "a.txt"]);
+    let listed = listing(&small);
+    let _ = Command::new("umount").arg(&small).status();
+    fails(&o);
+    let e = stderr(&o);
+    assert!(e.starts_with("llmc: small/a.txt.llmc: "), "{e}");
+    assert!(!e.contains("partial"), "{e}");
+    assert_eq!(listed, ["fill"]);
+}

@@ -132,8 +132,9 @@ pub struct CodecArgs {
     /// Entropy coder (a custom setting: recorded in the file)
     #[arg(long, value_enum, value_name = "CODER")]
     pub coder: Option<CoderArg>,
-    /// Most tokens the model sees at once (a custom setting: recorded in the
-    /// file) [default: the level's]
+    /// Most tokens the model sees at once, 2..=65536 and within the model's
+    /// context (8192 for the default model; a custom setting: recorded in
+    /// the file) [default: the level's]
     #[arg(long, visible_alias = "chunk-tokens", value_name = "N",
           value_parser = clap::value_parser!(u32).range(2..=65536))]
     pub window: Option<u32>,

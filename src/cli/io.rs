@@ -534,7 +534,13 @@ impl Sink<'_> {
         if let (Err(e), None) = (&r, &self.failed) {
             self.failed = Some(match e.raw_os_error() {
                 Some(code) => io::Error::from_raw_os_error(code),
-                None => io::Error::new(e.kind(), e.to_string()),
+                // tempfile appends `at path "..."` (the temporary name):
+                // the message names the output instead.
+                None => {
+                    let msg = e.to_string();
+                    let msg = msg.split(" at path ").next().unwrap_or_default();
+                    io::Error::new(e.kind(), msg.to_string())
+                }
             });
         }
         r

@@ -244,9 +244,11 @@ fn check_parameters<M: LanguageModel>(
         || chunk_tokens > MAX_CHUNK_TOKENS
         || chunk_tokens as usize > model.max_context()
     {
+        // One range, the same as the command line's --window states: the
+        // format's cap or the model's context, whichever is smaller.
+        let most = (MAX_CHUNK_TOKENS as usize).min(model.max_context());
         return Err(CodecError::Parameters(format!(
-            "chunk of {chunk_tokens} tokens: must be 1..={} and within the model context of {}",
-            MAX_CHUNK_TOKENS,
+            "window of {chunk_tokens} tokens: at most {most} (the model's context is {} tokens)",
             model.max_context()
         )));
     }

@@ -5,6 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 secs=${1:-1800}
+# The GGUF corpus is kept as a tarball (its inputs are near-copies of a
+# 60 KB model); unpack it on first use.
+if [ ! -d corpus/gguf ] && [ -f corpus/gguf.tar.xz ]; then
+  tar -C corpus -xJf corpus/gguf.tar.xz
+fi
 for t in ${TARGETS:-decompress gguf}; do
   mkdir -p "corpus/$t"
   case $t in

@@ -86,48 +86,50 @@ fn decode(engine: &Engine, data: &[u8]) -> Result<Vec<u8>, String> {
         .map_err(|e| e.to_string())
 }
 
+impl Tally {
+    /// Runs one case: counts it, times it, and counts a panic or a hang;
+    /// otherwise returns its result for the caller to judge.
+    fn run<T>(&mut self, f: impl FnOnce() -> Result<T, String>) -> Option<Result<T, String>> {
+        self.cases += 1;
+        let t0 = Instant::now();
+        let r = catch_unwind(AssertUnwindSafe(f));
+        let dt = t0.elapsed();
+        self.slowest = self.slowest.max(dt);
+        match r {
+            _ if dt > HANG => self.hang += 1,
+            Err(_) => self.panic += 1,
+            Ok(r) => return Some(r),
+        }
+        None
+    }
+}
+
 /// Runs one case: `want` is the output a correct decoder gives, `None`
 /// where only an error is right.
 fn case(t: &mut Tally, engine: &Engine, data: &[u8], want: Option<&[u8]>) {
-    t.cases += 1;
-    let t0 = Instant::now();
-    let r = catch_unwind(AssertUnwindSafe(|| decode(engine, data)));
-    let dt = t0.elapsed();
-    t.slowest = t.slowest.max(dt);
-    if dt > HANG {
-        t.hang += 1;
-        return;
-    }
-    match (r, want) {
-        (Err(_), _) => t.panic += 1,
-        (Ok(Err(_)), None) => t.error += 1,
-        (Ok(Err(_)), Some(_)) => t.wrong += 1,
-        (Ok(Ok(out)), Some(w)) if out == w => t.correct += 1,
-        (Ok(Ok(_)), Some(_)) => t.wrong += 1,
-        // A damaged file that decodes: right only if it gives the original
-        // (checked by the caller passing the original as `want`).
-        (Ok(Ok(_)), None) => t.wrong += 1,
+    match (t.run(|| decode(engine, data)), want) {
+        (None, _) => {}
+        (Some(Err(_)), None) => t.error += 1,
+        (Some(Ok(out)), Some(w)) if out == w => t.correct += 1,
+        // An error where the input is valid, or output where it is not.
+        _ => t.wrong += 1,
     }
 }
 
 /// A damaged copy decodes either to an error or, if the damage changed
 /// nothing the format checks, to the original.
 fn damaged(t: &mut Tally, s: &Seed, data: &[u8]) {
-    t.cases += 1;
-    let t0 = Instant::now();
-    let r = catch_unwind(AssertUnwindSafe(|| decode(s.engine, data)));
-    let dt = t0.elapsed();
-    t.slowest = t.slowest.max(dt);
-    match r {
-        _ if dt > HANG => t.hang += 1,
-        Err(_) => t.panic += 1,
-        Ok(Err(_)) => t.error += 1,
-        Ok(Ok(out)) if out == s.original => t.correct += 1,
+    match t.run(|| decode(s.engine, data)) {
+        None => {}
+        Some(Err(_)) => t.error += 1,
+        Some(Ok(out)) if out == s.original => t.correct += 1,
         // A file of concatenated frames cut exactly where a frame ends is
         // a valid file of fewer frames (as with gzip, xz and zstd): it
         // decodes to those frames' output, a prefix of the original.
-        Ok(Ok(out)) if data.len() < s.packed.len() && s.original.starts_with(&out) => t.prefix += 1,
-        Ok(Ok(_)) => t.wrong += 1,
+        Some(Ok(out)) if data.len() < s.packed.len() && s.original.starts_with(&out) => {
+            t.prefix += 1
+        }
+        Some(Ok(_)) => t.wrong += 1,
     }
 }
 
@@ -296,16 +298,10 @@ fn gguf(per_seed: usize) {
             }
             _ => d.truncate(rng.below(bytes.len())),
         }
-        t.cases += 1;
-        let t0 = Instant::now();
-        let r = catch_unwind(AssertUnwindSafe(|| load(d)));
-        let dt = t0.elapsed();
-        t.slowest = t.slowest.max(dt);
-        match r {
-            _ if dt > HANG => t.hang += 1,
-            Err(_) => t.panic += 1,
-            Ok(Err(_)) => t.error += 1,
-            Ok(Ok(())) => t.correct += 1,
+        match t.run(|| load(d)) {
+            None => {}
+            Some(Err(_)) => t.error += 1,
+            Some(Ok(())) => t.correct += 1,
         }
     }
     println!(

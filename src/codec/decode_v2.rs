@@ -62,12 +62,13 @@ pub(super) struct FrameDecoderV2<'a, M: LanguageModel, T: TextTokenizer> {
     pub tokens: &'a mut u64,
 }
 
-/// Where a block starts: its offset in the input and the bytes written
-/// before it (for progress reports).
+/// Where a block stands, for progress reports: its offset in the input,
+/// the bytes written before it and its original length.
 #[derive(Debug, Clone, Copy)]
 struct BlockAt {
     offset: u64,
     written: u64,
+    len: u64,
 }
 
 impl<M: LanguageModel, T: TextTokenizer> FrameDecoderV2<'_, M, T> {
@@ -113,6 +114,7 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoderV2<'_, M, T> {
             let at = BlockAt {
                 offset: r.offset(),
                 written: w.count,
+                len: b.original_len,
             };
             let bytes = self.block_bytes(b, block, &mut logits, &mut pool, at, progress)?;
             hasher.update(&bytes);
@@ -152,7 +154,6 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoderV2<'_, M, T> {
             Body::Zstd(p) => unzstd(&p, b.original_len).map_err(corrupt)?,
             Body::Lzma2(p) => unlzma2(&p, b.original_len).map_err(corrupt)?,
             Body::Model { bare_lfs, streams } => {
-                let at = (at, b.original_len);
                 let tokens = self.decode_streams(streams, index, logits, pool, at, progress)?;
                 let text = self
                     .tokenizer
@@ -197,7 +198,7 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoderV2<'_, M, T> {
         block: u64,
         logits: &mut Vec<f32>,
         pool: &mut Vec<M::State>,
-        (at, len): (BlockAt, u64),
+        at: BlockAt,
         progress: &mut ProgressFn,
     ) -> Result<Vec<u32>, CodecError> {
         let n = streams.len();
@@ -242,7 +243,7 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoderV2<'_, M, T> {
                     bytes_out: at.written,
                     tokens: *self.tokens,
                     original: at.written
-                        + (u128::from(len) * u128::from((*self.tokens - start).min(want))
+                        + (u128::from(at.len) * u128::from((*self.tokens - start).min(want))
                             / u128::from(want)) as u64,
                 },
             )?;

@@ -234,12 +234,20 @@ pub struct GlobalArgs {
     /// needs more [default: no limit beyond 1 GiB of decoding states]
     #[arg(short = 'M', long, value_name = "SIZE", global = true, value_parser = parse_size)]
     pub memory: Option<u64>,
+    /// Print the results of -l, score and bench as one JSON array
+    #[arg(long, global = true, conflicts_with = "jsonl")]
+    pub json: bool,
+    /// Print the results of -l, score and bench as JSON lines, one object
+    /// per file as soon as it is done
+    #[arg(long, global = true)]
+    pub jsonl: bool,
     /// Draw no progress bar (it is drawn only when stderr is a terminal)
     #[arg(long, global = true)]
     pub no_progress: bool,
-    /// Model file (GGUF) [env: LLMC_MODEL; default: SmolLM2-135M-Instruct Q4_1, fetched into
-    /// the cache ($LLMC_HOME) on first use]
-    #[arg(long, value_name = "PATH", global = true)]
+    /// Model file (GGUF), or a known model's name (smollm2-135m), fetched
+    /// into the cache ($LLMC_HOME) on first use [env: LLMC_MODEL; default:
+    /// smollm2-135m, SmolLM2-135M-Instruct Q4_1]
+    #[arg(long, value_name = "PATH|NAME", global = true)]
     pub model: Option<PathBuf>,
 }
 

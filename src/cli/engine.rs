@@ -42,7 +42,7 @@ pub struct CodecOptions {
 impl CodecOptions {
     /// The codec's options: the level's parameters, or a custom set (level
     /// 0 in the file) if any setting differs from them.
-    fn compress_options(&self) -> Result<lc::CompressOptions> {
+    pub fn compress_options(&self) -> Result<lc::CompressOptions> {
         let level = self.level.unwrap_or(lc::DEFAULT_LEVEL);
         let Some(mut p) = lc::Params::level(level) else {
             bail!("level {level} is outside 1..={}", lc::MAX_LEVEL);

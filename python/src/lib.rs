@@ -23,8 +23,9 @@ use pyo3::types::PyBytes;
 use errors::{CorruptError, LlmcError, ModelError, ModelMismatchError};
 use pipe::{Op, Pull, Push};
 
-/// The engines loaded so far: (model file, threads) -> engine.
-type Cache = Vec<((PathBuf, usize), Arc<Engine>)>;
+/// The engines loaded so far: (model file, threads) -> engine, with the
+/// process that loaded them.
+type Cache = Vec<((PathBuf, usize), Arc<Engine>, u32)>;
 static ENGINES: Mutex<Cache> = Mutex::new(Vec::new());
 
 fn cores() -> usize {
@@ -43,7 +44,14 @@ fn engine_for(py: Python<'_>, model: Option<String>, threads: usize) -> PyResult
         let key = (path, threads);
         // Held while loading, so that two threads asking at once load once.
         let mut cache = ENGINES.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, e)) = cache.iter().find(|(k, _)| *k == key) {
+        // After fork() the parent's engines have no threads: forgotten
+        // (dropping them could wait on threads that do not exist), and
+        // loaded again in this process.
+        let pid = std::process::id();
+        for stale in cache.extract_if(.., |(_, _, p)| *p != pid) {
+            std::mem::forget(stale);
+        }
+        if let Some((_, e, _)) = cache.iter().find(|(k, _, _)| *k == key) {
             return Ok(e.clone());
         }
         let opts = EngineOptions {
@@ -53,7 +61,7 @@ fn engine_for(py: Python<'_>, model: Option<String>, threads: usize) -> PyResult
             quiet: false,
         };
         let engine = Arc::new(Engine::open(&key.0, &opts).map_err(errors::engine)?);
-        cache.push((key, engine.clone()));
+        cache.push((key, engine.clone(), pid));
         Ok(engine)
     })
 }
@@ -132,6 +140,21 @@ impl From<CodecScore> for Score {
 #[pyclass(frozen, module = "llmc")]
 pub struct Model {
     engine: Arc<Engine>,
+    /// The process that loaded `engine`: in a forked child, the model is
+    /// loaded again (see [`Model::engine`]).
+    pid: u32,
+}
+
+impl Model {
+    /// The engine, loaded again if this process is a fork of the one that
+    /// loaded it.
+    fn engine(&self, py: Python<'_>) -> PyResult<Arc<Engine>> {
+        if self.pid == std::process::id() {
+            return Ok(self.engine.clone());
+        }
+        let path = self.engine.path().to_string_lossy().into_owned();
+        engine_for(py, Some(path), self.engine.model().threads())
+    }
 }
 
 #[pymethods]
@@ -145,6 +168,7 @@ impl Model {
         let model = model.map(|p| p.to_string_lossy().into_owned());
         Ok(Model {
             engine: engine_for(py, model, threads)?,
+            pid: std::process::id(),
         })
     }
 
@@ -182,7 +206,7 @@ impl Model {
         level: u8,
     ) -> PyResult<Bound<'py, PyBytes>> {
         let opts = compress_options(level)?;
-        let e = &self.engine;
+        let e = &self.engine(py)?;
         let out = pipe::run(py, |cancel| {
             let mut out = Vec::with_capacity(data.len() / 4 + 64);
             let mut progress = stop_on(cancel);
@@ -199,7 +223,7 @@ impl Model {
         py: Python<'py>,
         data: PyBackedBytes,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let e = &self.engine;
+        let e = &self.engine(py)?;
         let opts = DecompressOptions::default();
         let out = pipe::run(py, |cancel| {
             let mut out = Vec::new();
@@ -215,7 +239,7 @@ impl Model {
     #[pyo3(signature = (data, level = llmc::codec::DEFAULT_LEVEL))]
     fn score(&self, py: Python<'_>, data: PyBackedBytes, level: u8) -> PyResult<Score> {
         let opts = compress_options(level)?;
-        let e = &self.engine;
+        let e = &self.engine(py)?;
         let s = pipe::run(py, |cancel| {
             let mut progress = stop_on(cancel);
             e.score(&data[..], &opts, &mut progress)
@@ -227,28 +251,28 @@ impl Model {
     /// A stream that compresses what is written to it into `sink` (an
     /// object with `write`).
     #[pyo3(signature = (sink, level = llmc::codec::DEFAULT_LEVEL))]
-    fn _compress_writer(&self, sink: Py<PyAny>, level: u8) -> PyResult<Push> {
+    fn _compress_writer(&self, py: Python<'_>, sink: Py<PyAny>, level: u8) -> PyResult<Push> {
         let op = Op::Compress(compress_options(level)?);
-        Ok(Push::start(self.engine.clone(), op, sink))
+        Ok(Push::start(self.engine(py)?, op, sink))
     }
 
     /// A stream that decompresses what is written to it into `sink`.
-    fn _decompress_writer(&self, sink: Py<PyAny>) -> Push {
+    fn _decompress_writer(&self, py: Python<'_>, sink: Py<PyAny>) -> PyResult<Push> {
         let op = Op::Decompress(DecompressOptions::default());
-        Push::start(self.engine.clone(), op, sink)
+        Ok(Push::start(self.engine(py)?, op, sink))
     }
 
     /// A stream whose reads are `source` (an object with `read`) compressed.
     #[pyo3(signature = (source, level = llmc::codec::DEFAULT_LEVEL))]
-    fn _compress_reader(&self, source: Py<PyAny>, level: u8) -> PyResult<Pull> {
+    fn _compress_reader(&self, py: Python<'_>, source: Py<PyAny>, level: u8) -> PyResult<Pull> {
         let op = Op::Compress(compress_options(level)?);
-        Ok(Pull::start(self.engine.clone(), op, source))
+        Ok(Pull::start(self.engine(py)?, op, source))
     }
 
     /// A stream whose reads are `source` decompressed.
-    fn _decompress_reader(&self, source: Py<PyAny>) -> Pull {
+    fn _decompress_reader(&self, py: Python<'_>, source: Py<PyAny>) -> PyResult<Pull> {
         let op = Op::Decompress(DecompressOptions::default());
-        Pull::start(self.engine.clone(), op, source)
+        Ok(Pull::start(self.engine(py)?, op, source))
     }
 
     fn __repr__(&self) -> String {

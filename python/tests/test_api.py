@@ -188,3 +188,37 @@ def test_model_object():
     assert llmc.Model("smollm2-135m").fingerprint == m.fingerprint
     assert m.decompress(m.compress(b"abc", 1)) == b"abc"
     assert llmc.__version__
+
+
+def test_ctrl_c_stops_a_long_call():
+    import _thread
+
+    big = small_text("alice29.txt", 150_000)
+    timer = threading.Timer(0.5, _thread.interrupt_main)
+    t = time.perf_counter()
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        llmc.compress(big, 9)  # about a minute of work uninterrupted
+    elapsed = time.perf_counter() - t
+    timer.join()
+    assert elapsed < 20, elapsed
+    # The shared model is still good.
+    assert llmc.decompress(llmc.compress(b"after the interrupt", 1)) == b"after the interrupt"
+
+
+def _child_compress(q):
+    q.put(llmc.compress(b"compressed in a forked child", 1))
+
+
+def test_forked_child_loads_the_model_again():
+    import multiprocessing
+
+    want = llmc.compress(b"compressed in a forked child", 1)  # loaded here first
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_child_compress, args=(q,))
+    p.start()
+    got = q.get(timeout=120)
+    p.join(timeout=60)
+    assert p.exitcode == 0
+    assert got == want

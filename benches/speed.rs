@@ -263,19 +263,6 @@ fn mac_report(tokens: f64, secs: f64, macs_per_token: f64, m: &Model) -> String 
     )
 }
 
-/// The CPU's model name (`/proc/cpuinfo`), for the figures' record.
-fn cpu_name() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name") || l.starts_with("CPU part"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|n| n.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
-}
-
 /// Compression-style: the chunk `ids[..n]` as batches of `batch` tokens with
 /// logits. Returns the final cache (reused for decompression positions).
 fn compress(m: &Model, text: &Text, o: &Opts) -> KvCache {
@@ -541,7 +528,7 @@ fn main() {
         o.file.display(),
         text.ids.len(),
         o.tokens,
-        cpu_name(),
+        llmc::kernels::cpu_name(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         load_avg()
     );

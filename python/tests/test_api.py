@@ -192,13 +192,20 @@ def test_model_object():
 
 def test_ctrl_c_stops_a_long_call():
     import _thread
+    import signal
 
     big = small_text("alice29.txt", 150_000)
+    # Python's own SIGINT handler, which a process started in the background
+    # of a shell (SIGINT ignored) does not get; interrupt_main needs it.
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(0.5, _thread.interrupt_main)
     t = time.perf_counter()
     timer.start()
-    with pytest.raises(KeyboardInterrupt):
-        llmc.compress(big, 9)  # about a minute of work uninterrupted
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            llmc.compress(big, 9)  # about a minute of work uninterrupted
+    finally:
+        signal.signal(signal.SIGINT, old)
     elapsed = time.perf_counter() - t
     timer.join()
     assert elapsed < 20, elapsed

@@ -236,25 +236,12 @@ impl Bench {
         json!({
             "file": self.file,
             "bytes": n,
-            "cpu": cpu_name(),
+            "cpu": llmc::kernels::cpu_name(),
             "threads": self.threads,
             "model": self.model,
             "methods": methods,
         })
     }
-}
-
-/// The CPU's model name (`/proc/cpuinfo`), for benchmark records.
-fn cpu_name() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name") || l.starts_with("Model"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 
 fn bench_one(ctx: &mut Ctx, p: &std::path::Path, codec: CodecOptions) -> Result<Bench> {

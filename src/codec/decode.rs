@@ -4,9 +4,9 @@
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 
-use rayon::prelude::*;
 use xxhash_rust::xxh64::Xxh64;
 
+use super::batch::forward_decode;
 use super::decode_v2::{header_params, FrameDecoderV2};
 use super::fallback::unzstd;
 use super::{
@@ -14,10 +14,9 @@ use super::{
     CountingWriter, DecompressOptions, LanguageModel, ModelIdentity, Progress, ProgressFn,
     TextTokenizer,
 };
-use crate::coder::{CoderKind, RangeCorrupt};
+use crate::coder::CoderKind;
 use crate::container::{FrameHeader, FrameReader, Header, Record};
 use crate::kernels::Kernels;
-use crate::lm::parallel_rows;
 use crate::predict::ChunkDecoder;
 
 /// Chunks in flight for a frame of `chunk_tokens`-token chunks.
@@ -453,36 +452,16 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoder<'_, M, T> {
         active: &mut [Slot<M::State>],
         logits: &mut Vec<f32>,
     ) -> Result<(), CodecError> {
-        let vocab = self.model.vocab_size();
         let n = active.len();
-        if logits.len() < n * vocab {
-            logits.resize(n * vocab, 0.0);
+        let mut states = Vec::with_capacity(n);
+        let mut inputs = Vec::with_capacity(n);
+        let mut decs = Vec::with_capacity(n);
+        for s in active.iter_mut() {
+            states.push(&mut s.state);
+            inputs.push(&s.input[..]);
+            decs.push(&mut s.dec);
         }
-        let (mut states, inputs): (Vec<&mut M::State>, Vec<&[u32]>) = active
-            .iter_mut()
-            .map(|s| (&mut s.state, &s.input[..]))
-            .unzip();
-        self.model
-            .forward(&mut states, &inputs, &mut logits[..n * vocab])
-            .map_err(|e| CodecError::Model(Box::new(e)))?;
-        // Each chunk's next token from its logits row: independent per
-        // chunk (own decoder and predictor), so spread over the threads
-        // (a frequency table is about 50 thousand exps).
-        let rows = &logits[..n * vocab];
-        let decoded: Vec<Result<u32, RangeCorrupt>> = if n > 1 && parallel_rows() {
-            let mut decs: Vec<&mut ChunkDecoder<Vec<u8>>> =
-                active.iter_mut().map(|s| &mut s.dec).collect();
-            decs.par_iter_mut()
-                .zip(rows.par_chunks_exact(vocab))
-                .map(|(d, row)| d.decode(row))
-                .collect()
-        } else {
-            active
-                .iter_mut()
-                .zip(rows.chunks_exact(vocab))
-                .map(|(slot, row)| slot.dec.decode(row))
-                .collect()
-        };
+        let decoded = forward_decode(self.model, &mut states, &inputs, &mut decs, logits)?;
         for (slot, t) in active.iter_mut().zip(decoded) {
             let t = t.map_err(|_| self.left_interval(slot.entry))?;
             slot.decoded.push(t);

@@ -5,19 +5,17 @@
 
 use std::io::{Read, Write};
 
-use rayon::prelude::*;
 use xxhash_rust::xxh64::Xxh64;
 
+use super::batch::forward_decode;
 use super::fallback::{unlzma2, unzstd};
 use super::stream::{windows, Window};
 use super::{
     report, CodecError, CountingWriter, LanguageModel, Params, Progress, ProgressFn, TextTokenizer,
 };
-use crate::coder::RangeCorrupt;
 use crate::container::v2::{check32, Block, Body, Header, Record, Stream};
 use crate::container::FrameReader;
 use crate::kernels::Kernels;
-use crate::lm::parallel_rows;
 use crate::predict::{AdaptiveConfig, ChunkDecoder};
 use crate::transform::{lf_to_crlf, LineEndings};
 
@@ -344,42 +342,23 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoderV2<'_, M, T> {
         block: u64,
         logits: &mut Vec<f32>,
     ) -> Result<(), CodecError> {
-        let vocab = self.model.vocab_size();
-        let n = active.len();
-        if logits.len() < n * vocab {
-            logits.resize(n * vocab, 0.0);
-        }
         let inputs: Vec<[u32; 1]> = active
             .iter()
             .map(|s| [*s.tokens.last().unwrap_or(&0)])
             .collect();
-        let mut states: Vec<&mut M::State> = active.iter_mut().map(|s| &mut s.state).collect();
         let refs: Vec<&[u32]> = inputs.iter().map(|t| &t[..]).collect();
-        self.model
-            .forward(&mut states, &refs, &mut logits[..n * vocab])
-            .map_err(|e| CodecError::Model(Box::new(e)))?;
-        let rows = &logits[..n * vocab];
-        let decoded: Vec<Result<u32, RangeCorrupt>> = if n > 1 && parallel_rows() {
-            let mut decs: Vec<&mut ChunkDecoder<Vec<u8>>> =
-                active.iter_mut().map(|s| &mut s.dec).collect();
-            decs.par_iter_mut()
-                .zip(rows.par_chunks_exact(vocab))
-                .map(|(d, row)| d.decode(row))
-                .collect()
-        } else {
-            active
-                .iter_mut()
-                .zip(rows.chunks_exact(vocab))
-                .map(|(slot, row)| slot.dec.decode(row))
-                .collect()
-        };
+        let (mut states, mut decs): (Vec<_>, Vec<_>) = active
+            .iter_mut()
+            .map(|s| (&mut s.state, &mut s.dec))
+            .unzip();
+        let decoded = forward_decode(self.model, &mut states, &refs, &mut decs, logits)?;
         for (slot, t) in active.iter_mut().zip(decoded) {
             let t = t.map_err(|_| {
                 self.corrupt_stream(block, slot.index, "range decoder left its interval")
             })?;
             slot.tokens.push(t);
         }
-        *self.tokens += n as u64;
+        *self.tokens += active.len() as u64;
         Ok(())
     }
 }

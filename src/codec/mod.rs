@@ -41,6 +41,7 @@ use crate::coder::FreqTable;
 use crate::container::MAX_CHUNK_TOKENS;
 use crate::kernels::Kernels;
 
+mod batch;
 mod block;
 mod decode;
 mod decode_v2;

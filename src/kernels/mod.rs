@@ -39,6 +39,7 @@ pub use dispatch::Kernels;
 pub use freq::FIX_BITS;
 pub use kv::{AttnScratch, KvView};
 pub use matrix::{share_matrices, BlockKind, BlockMatrix, PackedMatrix};
+pub use peak::cpu_name;
 pub use variant::{KernelError, Variant};
 
 /// The batched kernels (several rows or queries per call), under the path

@@ -17,6 +17,21 @@ use std::time::Instant;
 
 use super::Kernels;
 
+/// The CPU's model name (`/proc/cpuinfo`: `model name`, or `CPU part` on
+/// aarch64), else the architecture: every benchmark figure names its CPU.
+pub fn cpu_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name") || l.starts_with("CPU part"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, n)| n.trim().to_string())
+        })
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
 /// The scalar tables' loop: 8 independent i32 chains (the inputs are made
 /// opaque every round, or the compiler would sum the rounds in one step).
 pub(crate) fn peak_scalar(iters: u64, u: u8, s: i8) -> i32 {

@@ -209,7 +209,7 @@ impl Model {
         let e = &self.engine(py)?;
         let out = pipe::run(py, |cancel| {
             let mut out = Vec::with_capacity(data.len() / 4 + 64);
-            let mut progress = stop_on(cancel);
+            let mut progress = pipe::until(cancel);
             e.compress(&data[..], &mut out, &opts, &mut progress)
                 .map(|_| out)
         })?
@@ -227,7 +227,7 @@ impl Model {
         let opts = DecompressOptions::default();
         let out = pipe::run(py, |cancel| {
             let mut out = Vec::new();
-            let mut progress = stop_on(cancel);
+            let mut progress = pipe::until(cancel);
             e.decompress(&data[..], &mut out, &opts, &mut progress)
                 .map(|_| out)
         })?
@@ -241,7 +241,7 @@ impl Model {
         let opts = compress_options(level)?;
         let e = &self.engine(py)?;
         let s = pipe::run(py, |cancel| {
-            let mut progress = stop_on(cancel);
+            let mut progress = pipe::until(cancel);
             e.score(&data[..], &opts, &mut progress)
         })?
         .map_err(errors::codec)?;
@@ -281,15 +281,6 @@ impl Model {
             self.engine.path(),
             self.threads()
         )
-    }
-}
-
-fn stop_on(
-    cancel: &std::sync::atomic::AtomicBool,
-) -> impl FnMut(llmc::codec::Progress) -> std::ops::ControlFlow<()> + Send + '_ {
-    move |_| match cancel.load(std::sync::atomic::Ordering::Relaxed) {
-        true => std::ops::ControlFlow::Break(()),
-        false => std::ops::ControlFlow::Continue(()),
     }
 }
 

@@ -47,7 +47,7 @@ fn detach_until<T: Send>(
 }
 
 /// A progress callback that stops the codec once `cancel` is set.
-fn until(cancel: &AtomicBool) -> impl FnMut(Progress) -> ControlFlow<()> + Send + '_ {
+pub fn until(cancel: &AtomicBool) -> impl FnMut(Progress) -> ControlFlow<()> + Send + '_ {
     move |_| match cancel.load(Ordering::Relaxed) {
         true => ControlFlow::Break(()),
         false => ControlFlow::Continue(()),

@@ -29,6 +29,10 @@ pub struct KvView<'a> {
     pub dv: &'a [f32],
     pub n_kv_head: usize,
     pub head_dim: usize,
+    /// Sliding-window attention (NUMERICS.md section 7): a query that sees
+    /// keys `0..n` attends only to the last `window` of them, `n -
+    /// window..n` (the others get weight 0); 0 means no window.
+    pub window: usize,
 }
 
 impl<'a> KvView<'a> {
@@ -59,6 +63,7 @@ impl<'a> KvView<'a> {
             dv: &[],
             n_kv_head,
             head_dim,
+            window: 0,
         }
     }
     /// Groups of 4 dimensions per K row.
@@ -92,6 +97,34 @@ impl<'a> KvView<'a> {
     pub fn dv_index(&self, t: usize, g: usize) -> usize {
         t * self.n_kv_head + g
     }
+    /// The first key a query that sees keys `0..n_keys` attends to: `n_keys
+    /// - window` with a window (saturating), else 0.
+    #[inline(always)]
+    pub fn first_key(&self, n_keys: usize) -> usize {
+        if self.window == 0 {
+            0
+        } else {
+            n_keys.saturating_sub(self.window)
+        }
+    }
+
+    /// The view without its first `tiles` K tiles (`16 * tiles` positions):
+    /// position `t` of the result is position `t + 16 * tiles` of `self`.
+    /// Used to skip keys a sliding window masks: a masked key's weight is
+    /// exactly 0 and whole tiles of zeros change neither `sum16` (striped
+    /// lanes of 16) nor an fma chain, so the result is the same bits.
+    pub fn skip_tiles(&self, tiles: usize) -> KvView<'a> {
+        let pos = tiles * KV_TILE;
+        let nkv = self.n_kv_head;
+        KvView {
+            k: &self.k[(tiles * nkv * self.k_tile_bytes()).min(self.k.len())..],
+            dk: &self.dk[(pos * nkv).min(self.dk.len())..],
+            v: &self.v[(pos * nkv * self.head_dim).min(self.v.len())..],
+            dv: &self.dv[(pos * nkv).min(self.dv.len())..],
+            ..*self
+        }
+    }
+
     /// Panics unless the view holds keys `0..n_keys` (whole K tiles) of
     /// every head.
     pub(crate) fn check(&self, n_keys: usize) {

@@ -90,6 +90,36 @@ impl BlockMatrix {
         &self.quants
     }
 
+    /// The matrix with its rows reordered: row `i` of the result is row
+    /// `perm[i]` of `self` (`perm` a permutation of `0..rows`; panics
+    /// otherwise). Exact: blocks move whole.
+    pub fn permute_rows(&self, perm: &[usize]) -> BlockMatrix {
+        assert_eq!(perm.len(), self.rows, "one index per row");
+        let mut seen = vec![false; self.rows];
+        for &p in perm {
+            assert!(p < self.rows && !std::mem::replace(&mut seen[p], true));
+        }
+        let (c, nb) = (self.cols, self.cols / QK);
+        let pick = |v: &[f32], w: usize| -> Vec<f32> {
+            perm.iter().flat_map(|&p| v[p * w..(p + 1) * w].iter().copied()).collect()
+        };
+        BlockMatrix {
+            kind: self.kind,
+            rows: self.rows,
+            cols: c,
+            scales: pick(&self.scales, nb),
+            mins: if self.mins.is_empty() {
+                Vec::new()
+            } else {
+                pick(&self.mins, nb)
+            },
+            quants: perm
+                .iter()
+                .flat_map(|&p| self.quants[p * c..(p + 1) * c].iter().copied())
+                .collect(),
+        }
+    }
+
     /// Dequantizes row `r` into `out` (len `cols`), NUMERICS.md section 8
     /// (embedding lookup): Q8 `d * q`, Q4 `d * q + m` (no fma).
     pub fn dequant_row(&self, r: usize, out: &mut [f32]) {

@@ -46,7 +46,7 @@ pub use variant::{KernelError, Variant};
 /// they always had.
 pub mod batch {
     pub use super::attention::{attention_batch, attention_batch_prefetch};
-    pub use super::ffn::silu_mul;
+    pub use super::ffn::{gelu_mul, silu_mul, GELU_A, GELU_K2};
     pub use super::quant::{prep_quantize_rows, quantize_rows};
 }
 

@@ -191,8 +191,13 @@ pub fn attention(
         *s = isum as f32 * (dq * kv.dk[kv.dk_index(t, g)]);
     }
     let scores = &mut scores[..n_keys];
-    let m = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
-    for s in scores.iter_mut() {
+    // A sliding window masks keys 0..k0: weight exactly 0, not in the max.
+    let k0 = kv.first_key(n_keys);
+    let m = scores[k0..]
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+    scores[..k0].fill(0.0);
+    for s in scores[k0..].iter_mut() {
         *s = exp(*s - m);
     }
     let z = sum16(scores);
@@ -217,6 +222,20 @@ pub fn exp_sub(x: &[f32], m: f32, out: &mut [f32]) {
     assert_eq!(x.len(), out.len());
     for (o, &v) in out.iter_mut().zip(x) {
         *o = exp(v - m);
+    }
+}
+
+/// GeGLU gate (section 11), the specification of
+/// [`super::batch::gelu_mul`]: `y = (K2 * g) * (1 + (A * g) * g)`, `g =
+/// (g / (1 + exp(-y))) * u`, in place.
+#[inline(always)]
+pub fn gelu_mul(g: &mut [f32], u: &[f32]) {
+    use super::ffn::{GELU_A, GELU_K2};
+    assert_eq!(g.len(), u.len());
+    for (gi, &ui) in g.iter_mut().zip(u) {
+        let x = *gi;
+        let y = (GELU_K2 * x) * (1.0 + (GELU_A * x) * x);
+        *gi = (x / (1.0 + exp(-y))) * ui;
     }
 }
 

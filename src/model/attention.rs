@@ -9,7 +9,7 @@
 use super::cache::HeadMut;
 use super::exec::{balanced_runs, Buffers};
 use super::{KvCache, Model, Slot};
-use crate::kernels::{scalar, AttnScratch, Kernels, KvView, QuantPart, QuantizedRows, QK};
+use crate::kernels::{scalar, AttnScratch, Kernels, KvView, QuantPart, QuantizedRows, KV_TILE, QK};
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -27,10 +27,10 @@ pub(super) enum AttnPlan {
 impl Model {
     /// The attention plan for the batch `slots`.
     pub(super) fn attention_plan(&self, slots: &[Slot]) -> AttnPlan {
-        let (e, nkv) = (self.cfg.n_embd, self.cfg.n_kv_head);
+        let (qd, nkv) = (self.cfg.q_dim(), self.cfg.n_kv_head);
         let fused = slots.windows(2).all(|w| w[0].seq != w[1].seq)
             && slots.len() * nkv >= 2 * self.threads
-            && (e / nkv) % QK == 0;
+            && (qd / nkv) % QK == 0;
         if fused {
             AttnPlan::Fused
         } else {
@@ -51,7 +51,7 @@ impl Model {
         caches: &mut [&mut KvCache],
     ) {
         let cfg = &self.cfg;
-        let (e, kvd, hd) = (cfg.n_embd, cfg.kv_dim(), cfg.head_dim);
+        let (qd, kvd, hd) = (cfg.q_dim(), cfg.kv_dim(), cfg.head_dim);
         let slots = b.slots;
         let jobs = match plan {
             AttnPlan::Fused => {
@@ -60,20 +60,22 @@ impl Model {
             }
             AttnPlan::Jobs(jobs) => jobs,
         };
-        self.rows2(b.q, e, b.kb, kvd, |t, qr, kr| {
-            let (cos, sin) = self.rope.at(slots[t].pos);
+        let rope = self.rope_of(l);
+        self.rows2(b.q, qd, b.kb, kvd, |t, qr, kr| {
+            let (cos, sin) = rope.at(slots[t].pos);
             for head in qr.chunks_exact_mut(hd).chain(kr.chunks_exact_mut(hd)) {
                 scalar::rope(head, cos, sin);
             }
         });
         self.store_kv(l, slots, b.kb, b.vb, caches);
         // views[seq * n_kv_head + g]
+        let window = cfg.window_of(l).unwrap_or(0);
         let views: Vec<KvView<'_>> = caches
             .iter()
-            .flat_map(|c| (0..cfg.n_kv_head).map(move |g| c.view(l, g)))
+            .flat_map(|c| (0..cfg.n_kv_head).map(move |g| KvView { window, ..c.view(l, g) }))
             .collect();
         self.attention(b.q, slots, jobs, &views, b.att_jobs, b.att);
-        self.quantize(b.qx, b.att, e);
+        self.quantize(b.qx, b.att, qd);
     }
 
     /// The attention block of a decoding step (at most one new token per
@@ -102,7 +104,7 @@ impl Model {
         let (hd, nkv) = (self.cfg.head_dim, self.cfg.n_kv_head);
         let gw = self.cfg.n_head / nkv * hd;
         // qparts[t * nkv + g]: the quantized output's blocks of job (t, g).
-        qx.reshape(slots.len(), self.cfg.n_embd);
+        qx.reshape(slots.len(), self.cfg.q_dim());
         let ranges: Vec<Range<usize>> = (0..nkv).map(|g| g * gw..(g + 1) * gw).collect();
         let mut by_head: Vec<_> = qx
             .parts_mut(&ranges)
@@ -158,7 +160,7 @@ impl Model {
                 let pf = next
                     .first()
                     .map_or([&[][..]; 4], |j| j.head.view().read_regions(j.pos + 1));
-                self.decode_job(&mut cur[i], &pf);
+                self.decode_job(l, &mut cur[i], &pf);
             }
         };
         if self.threads == 1 {
@@ -169,16 +171,19 @@ impl Model {
     }
 
     /// One job of [`Model::decode_attention`].
-    fn decode_job(&self, j: &mut DecodeJob<'_, '_>, prefetch: &[&[u8]]) {
+    fn decode_job(&self, l: usize, j: &mut DecodeJob<'_, '_>, prefetch: &[&[u8]]) {
         let hd = self.cfg.head_dim;
         let k = &self.kernels;
-        let (cos, sin) = self.rope.at(j.pos);
+        let (cos, sin) = self.rope_of(l).at(j.pos);
         for head in j.q.chunks_exact_mut(hd) {
             scalar::rope(head, cos, sin);
         }
         scalar::rope(j.k, cos, sin);
         j.head.write(k, j.pos, j.k, j.v);
-        let view = j.head.view();
+        let view = KvView {
+            window: self.cfg.window_of(l).unwrap_or(0),
+            ..j.head.view()
+        };
         let qs: Vec<&[f32]> = j.q.chunks_exact(hd).collect();
         let n_keys = vec![j.pos + 1; qs.len()];
         let mut o: Vec<&mut [f32]> = j.out.chunks_exact_mut(hd).collect();
@@ -277,7 +282,7 @@ impl Model {
         tmp: &mut [f32],
         att: &mut [f32],
     ) {
-        let (e, hd) = (self.cfg.n_embd, self.cfg.head_dim);
+        let (e, hd) = (self.cfg.q_dim(), self.cfg.head_dim);
         let k = &self.kernels;
         let mut outs: Vec<&mut [f32]> = Vec::with_capacity(jobs.len());
         let mut rest = &mut *tmp;
@@ -352,6 +357,10 @@ impl Model {
 /// Attention of each query `qs[i]` over keys `0..n_keys[i]` of `view` (KV
 /// head 0 of a one-head view) into `out[i]`, pulling the regions in
 /// `prefetch` into cache meanwhile ([`Kernels::attention_queries`]).
+///
+/// With a sliding window, the whole K tiles that every query's window
+/// masks are skipped ([`KvView::skip_tiles`]: the same bits), so a local
+/// layer's attention costs its window, not the context.
 fn attend(
     k: &Kernels,
     view: &KvView<'_>,
@@ -360,8 +369,17 @@ fn attend(
     out: &mut [&mut [f32]],
     prefetch: &[&[u8]],
 ) {
+    let first = n_keys.iter().map(|&n| view.first_key(n)).min().unwrap_or(0);
+    let skip = first / KV_TILE;
+    if skip == 0 {
+        ATT_SCRATCH
+            .with(|s| k.attention_queries(view, 0, qs, n_keys, &mut s.borrow_mut(), out, prefetch));
+        return;
+    }
+    let sub = view.skip_tiles(skip);
+    let keys: Vec<usize> = n_keys.iter().map(|&n| n - skip * KV_TILE).collect();
     ATT_SCRATCH
-        .with(|s| k.attention_queries(view, 0, qs, n_keys, &mut s.borrow_mut(), out, prefetch));
+        .with(|s| k.attention_queries(&sub, 0, qs, &keys, &mut s.borrow_mut(), out, prefetch));
 }
 
 /// Consecutive tokens of one sequence per attention job: with the 3 query

@@ -28,6 +28,9 @@ pub struct KvCache {
     n_kv_head: usize,
     head_dim: usize,
     max_len: usize,
+    /// Positions every state of the model starts with (gemma3: its start
+    /// token), which [`KvCache::clear`] keeps.
+    base: usize,
     /// Positions holding valid keys/values.
     len: usize,
     /// Positions allocated (a multiple of KV_TILE).
@@ -57,6 +60,7 @@ impl KvCache {
             n_kv_head: cfg.n_kv_head,
             head_dim: cfg.head_dim,
             max_len: cfg.context_len,
+            base: 0,
             len: 0,
             cap: 0,
             rows: LargeBuf::new(),
@@ -90,14 +94,27 @@ impl KvCache {
         self.max_len
     }
 
-    /// Forgets every token, keeping the allocation for reuse.
+    /// Forgets every token after the model's prefix (none for llama; the
+    /// start token for gemma3), keeping the allocation for reuse.
     pub fn clear(&mut self) {
-        self.len = 0;
+        self.len = self.base;
     }
 
-    /// Keeps only the first `len` tokens (no-op if `len >= self.len()`).
+    /// Keeps only the first `len` tokens (no-op if `len >= self.len()`),
+    /// never fewer than the model's prefix.
     pub fn truncate(&mut self, len: usize) {
-        self.len = self.len.min(len);
+        self.len = self.len.min(len.max(self.base));
+    }
+
+    /// Positions of the model's prefix, which every fresh state holds.
+    pub fn prefix_len(&self) -> usize {
+        self.base
+    }
+
+    /// Makes the tokens now in the cache its prefix ([`KvCache::clear`]
+    /// keeps them).
+    pub(crate) fn freeze_prefix(&mut self) {
+        self.base = self.len;
     }
 
     /// Bytes allocated for keys and values.
@@ -113,10 +130,11 @@ impl KvCache {
             && self.max_len == cfg.context_len
     }
 
-    /// Makes room for `tokens` positions in all (at most the context
-    /// length), so that appending up to that many allocates nothing more.
+    /// Makes room for `tokens` positions after the prefix (at most the
+    /// context length), so that appending up to that many allocates nothing
+    /// more.
     pub fn reserve_tokens(&mut self, tokens: usize) {
-        self.reserve(tokens.min(self.max_len));
+        self.reserve(tokens.saturating_add(self.base).min(self.max_len));
     }
 
     /// Makes room for `new_len <= max_len` positions.
@@ -204,6 +222,7 @@ impl KvCache {
             dv: &self.scales[so + cap..so + 2 * cap],
             n_kv_head: 1,
             head_dim: self.head_dim,
+            window: 0,
         }
     }
 }
@@ -248,6 +267,7 @@ impl HeadMut<'_> {
             dv: self.dv,
             n_kv_head: 1,
             head_dim: self.head_dim,
+            window: 0,
         }
     }
 }

@@ -16,11 +16,29 @@ pub const MAX_VOCAB: usize = 1 << 20;
 /// more are accepted and capped (the RoPE table and KV caches are sized by it).
 pub const MAX_CONTEXT: usize = 65_536;
 
-/// Hyper-parameters of a llama-architecture model.
+/// What a gemma3 model adds to the llama shape (llama.cpp's reading of the
+/// architecture; NUMERICS.md section 11).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gemma3 {
+    /// Keys a local layer attends to, the query's own included
+    /// (`gemma3.attention.sliding_window`, 512).
+    pub sliding_window: usize,
+    /// Every `swa_period`-th layer (`l % period == period - 1`) is global,
+    /// the others local (6, as llama.cpp sets it for gemma3).
+    pub swa_period: usize,
+    /// RoPE base of the local layers (10000; `rope_base` is the global
+    /// layers').
+    pub rope_base_local: f32,
+}
+
+/// Hyper-parameters of a llama- or gemma3-architecture model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// `general.architecture` (the metadata key prefix), e.g. `"llama"`.
+    /// `general.architecture` (the metadata key prefix): `"llama"` or
+    /// `"gemma3"`.
     pub arch: String,
+    /// The gemma3 additions; `None` for llama.
+    pub gemma3: Option<Gemma3>,
     /// Transformer blocks.
     pub n_layer: usize,
     /// Residual stream width (SmolLM2-135M: 576).
@@ -31,7 +49,8 @@ pub struct Config {
     pub n_head: usize,
     /// Key/value heads (3); divides `n_head`.
     pub n_kv_head: usize,
-    /// `n_embd / n_head` (64), even.
+    /// Width of one attention head (SmolLM2: `n_embd / n_head` = 64; gemma3:
+    /// `attention.key_length` = 256), even.
     pub head_dim: usize,
     /// Vocabulary size = rows of the token embedding (49152).
     pub vocab: usize,
@@ -60,7 +79,7 @@ impl Config {
     /// embedding's shape (checked against `{arch}.vocab_size` when present).
     pub fn from_gguf(g: &Gguf) -> Result<Config, ModelError> {
         let arch = g.get_str("general.architecture")?.to_string();
-        if arch != "llama" {
+        if arch != "llama" && arch != "gemma3" {
             return Err(ModelError::UnsupportedArchitecture(arch));
         }
         let k = |s: &str| format!("{arch}.{s}");
@@ -86,8 +105,21 @@ impl Config {
                 });
             }
         }
-        let head_dim = n_embd.checked_div(n_head).unwrap_or(0);
+        let gemma3 = if arch == "gemma3" {
+            Some(Gemma3 {
+                sliding_window: get_usize(g, &k("attention.sliding_window"))?,
+                swa_period: 6,
+                rope_base_local: 10_000.0,
+            })
+        } else {
+            None
+        };
+        let head_dim = match gemma3 {
+            Some(_) => get_usize(g, &k("attention.key_length"))?,
+            None => n_embd.checked_div(n_head).unwrap_or(0),
+        };
         let cfg = Config {
+            gemma3,
             n_layer: get_usize(g, &k("block_count"))?,
             n_embd,
             n_ff: get_usize(g, &k("feed_forward_length"))?,
@@ -104,6 +136,15 @@ impl Config {
         // as the head dimension (0) it makes.
         cfg.validate()?;
         // Keys that, if present, must agree with what this implementation does.
+        if let Some(v) = optional(g.get_str(&k("rope.scaling.type")))? {
+            if v != "none" {
+                return Err(ModelError::BadConfig {
+                    key: k("rope.scaling.type"),
+                    value: v.to_string(),
+                    reason: "RoPE scaling is not supported".into(),
+                });
+            }
+        }
         for key in [
             "rope.dimension_count",
             "attention.key_length",
@@ -155,14 +196,32 @@ impl Config {
                 "widths must be multiples of 32 (quantization blocks)",
             );
         }
-        if self.n_embd % self.n_head != 0 || self.head_dim * self.n_head != self.n_embd {
+        if self.gemma3.is_none()
+            && (self.n_embd % self.n_head != 0 || self.head_dim * self.n_head != self.n_embd)
+        {
             return bad(
                 "attention.head_count",
                 self.n_head.to_string(),
                 "must divide embedding_length",
             );
         }
-        if self.head_dim % 2 != 0 || self.head_dim > MAX_HEAD_DIM {
+        if let Some(gm) = &self.gemma3 {
+            if self.q_dim() % QK != 0 {
+                return bad(
+                    "attention.key_length",
+                    self.head_dim.to_string(),
+                    "query width (heads x key length) must be a multiple of 32",
+                );
+            }
+            if gm.sliding_window == 0 || gm.sliding_window > MAX_CONTEXT {
+                return bad(
+                    "attention.sliding_window",
+                    gm.sliding_window.to_string(),
+                    &format!("must be between 1 and {MAX_CONTEXT}"),
+                );
+            }
+        }
+        if self.head_dim == 0 || self.head_dim % 2 != 0 || self.head_dim > MAX_HEAD_DIM {
             return bad(
                 "attention.head_count",
                 self.n_head.to_string(),
@@ -193,6 +252,19 @@ impl Config {
         Ok(())
     }
 
+    /// Width of the queries and the attention output: `n_head * head_dim`
+    /// (`n_embd` for llama).
+    pub fn q_dim(&self) -> usize {
+        self.n_head * self.head_dim
+    }
+
+    /// The sliding window of layer `l`: `Some(keys)` for a gemma3 local
+    /// layer, `None` for a global one (every llama layer).
+    pub fn window_of(&self, l: usize) -> Option<usize> {
+        let gm = self.gemma3.as_ref()?;
+        (l % gm.swa_period != gm.swa_period - 1).then_some(gm.sliding_window)
+    }
+
     /// Width of one position's keys (or values): `n_kv_head * head_dim`.
     pub fn kv_dim(&self) -> usize {
         self.n_kv_head * self.head_dim
@@ -201,7 +273,8 @@ impl Config {
     /// Multiply-adds of the matrix products per token (for speed reports).
     pub fn matmul_macs_per_token(&self) -> u64 {
         let e = self.n_embd as u64;
-        let layer = e * e * 2 + e * self.kv_dim() as u64 * 2 + e * self.n_ff as u64 * 3;
+        let q = self.q_dim() as u64;
+        let layer = e * q * 2 + e * self.kv_dim() as u64 * 2 + e * self.n_ff as u64 * 3;
         layer * self.n_layer as u64 + e * self.vocab as u64
     }
 }

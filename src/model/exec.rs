@@ -124,13 +124,15 @@ impl Model {
         }
     }
 
-    /// `gate = silu(Wgate x) * Wup x`, `up = Wup x` (both `[n, F]`), and
+    /// `gate = act(Wgate x) * Wup x`, `up = Wup x` (both `[n, F]`), and
     /// `gate` quantized into `qg`: each job computes one row range (whole
-    /// quantization blocks) of both, applies SwiGLU to it and quantizes it
-    /// right away (element-wise and block-wise, so the range split cannot
-    /// change a value).
+    /// quantization blocks) of both, applies SwiGLU (llama) or GeGLU
+    /// (gemma3) to it and quantizes it right away (element-wise and
+    /// block-wise, so the range split cannot change a value).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn gate_up(
         &self,
+        act: Glu,
         x: &QuantizedRows,
         wg: &PackedMatrix,
         wu: &PackedMatrix,
@@ -160,7 +162,10 @@ impl Model {
             SILU_SCRATCH.with(|tmp| {
                 let tmp = &mut tmp.borrow_mut();
                 for ((g, u), q) in g.iter_mut().zip(u.iter()).zip(q.iter_mut()) {
-                    batch::silu_mul(&self.kernels, g, u, tmp);
+                    match act {
+                        Glu::Silu => batch::silu_mul(&self.kernels, g, u, tmp),
+                        Glu::GeluTanh => batch::gelu_mul(&self.kernels, g, u, tmp),
+                    }
                     q.quantize(&self.kernels, g);
                 }
             });
@@ -171,6 +176,15 @@ impl Model {
             jobs.par_iter_mut().with_max_len(1).for_each(run);
         }
     }
+}
+
+/// The gated activation of the FFN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Glu {
+    /// `silu(gate) * up` (llama).
+    Silu,
+    /// `gelu_tanh(gate) * up` (gemma3).
+    GeluTanh,
 }
 
 /// A matmul job: matrix, output row range, per token the output slice.
@@ -235,15 +249,15 @@ pub(super) struct Buffers<'a> {
     pub(super) x: &'a mut [f32],
     /// Normed input / matmul output `[n, E]`.
     pub(super) h: &'a mut [f32],
-    /// Queries `[n, E]`.
+    /// Queries `[n, Q]` (`Q = n_head * head_dim`).
     pub(super) q: &'a mut [f32],
     /// New keys `[n, KV]`.
     pub(super) kb: &'a mut [f32],
     /// New values `[n, KV]`.
     pub(super) vb: &'a mut [f32],
-    /// Attention output `[n, E]`.
+    /// Attention output `[n, Q]`.
     pub(super) att: &'a mut [f32],
-    /// The same, in attention job order `[n, E]`.
+    /// The same, in attention job order `[n, Q]`.
     pub(super) att_jobs: &'a mut [f32],
     /// FFN hidden state `[n, F]`.
     pub(super) gate: &'a mut [f32],
@@ -258,7 +272,7 @@ pub(super) struct Buffers<'a> {
 impl Scratch {
     /// The buffers for the batch in `slots` / `ids`, grown if needed.
     pub(super) fn buffers(&mut self, cfg: &Config) -> Buffers<'_> {
-        let (e, f, kvd) = (cfg.n_embd, cfg.n_ff, cfg.kv_dim());
+        let (e, f, kvd, qd) = (cfg.n_embd, cfg.n_ff, cfg.kv_dim(), cfg.q_dim());
         let n = self.slots.len();
         let Scratch {
             slots,
@@ -280,11 +294,11 @@ impl Scratch {
             ids,
             x: grown(x, n * e),
             h: grown(h, n * e),
-            q: grown(q, n * e),
+            q: grown(q, n * qd),
             kb: grown(kb, n * kvd),
             vb: grown(vb, n * kvd),
-            att: grown(att, n * e),
-            att_jobs: grown(att_jobs, n * e),
+            att: grown(att, n * qd),
+            att_jobs: grown(att_jobs, n * qd),
             gate: grown(gate, n * f),
             up: grown(up, n * f),
             qx,

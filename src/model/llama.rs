@@ -18,13 +18,16 @@
 //! Each residual add is done in the pass of the next norm (`x += h`, then
 //! `h = rmsnorm(x)`), so `h` holds a matmul result that `x` has not had yet.
 
-use super::exec::Scratch;
+use super::exec::{Glu, Scratch};
 use super::{KvCache, Model};
 
 impl Model {
     /// The forward pass over the validated batch in `sc.slots` / `sc.ids`
     /// (caches reserved, not yet advanced); `logits`: `[n, vocab]`.
     pub(super) fn run(&self, sc: &mut Scratch, caches: &mut [&mut KvCache], logits: &mut [f32]) {
+        if self.cfg.gemma3.is_some() {
+            return self.run_gemma3(sc, caches, logits);
+        }
         let e = self.cfg.n_embd;
         let mut b = sc.buffers(&self.cfg);
         let plan = self.attention_plan(b.slots);
@@ -57,7 +60,7 @@ impl Model {
             self.add_norm_quantize(b.x, b.h, true, &lw.ffn_norm, b.qx);
             // gate, up: [n, F] = Wgate h, Wup h; gate = silu(gate) * up
             // (SwiGLU), quantized into qg.
-            self.gate_up(b.qx, &lw.w_gate, &lw.w_up, b.gate, b.up, b.qg);
+            self.gate_up(Glu::Silu, b.qx, &lw.w_gate, &lw.w_up, b.gate, b.up, b.qg);
             // h: [n, E] = Wdown gate (added to x by the next norm).
             self.matmuls(b.qg, &mut [(&lw.w_down, &mut *b.h)]);
             pending = true;

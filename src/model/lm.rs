@@ -11,8 +11,9 @@ impl LanguageModel for Model {
         self.config().vocab
     }
 
+    /// The context length less the prefix every state holds.
     fn max_context(&self) -> usize {
-        self.config().context_len
+        self.config().context_len - self.prefix_len()
     }
 
     fn new_state(&self) -> KvCache {

@@ -13,7 +13,9 @@
 mod attention;
 mod cache;
 mod config;
+mod convert;
 mod exec;
+mod gemma3;
 mod llama;
 mod lm;
 #[cfg(test)]
@@ -21,9 +23,9 @@ mod synthetic;
 mod weights;
 
 pub use cache::KvCache;
-pub use config::{Config, MAX_CONTEXT};
+pub use config::{Config, Gemma3, MAX_CONTEXT};
 use exec::Scratch;
-pub use weights::{Embedding, LayerWeights, Weights};
+pub use weights::{Embedding, Gemma3Norms, LayerWeights, Weights};
 
 use crate::gguf::{GgmlType, Gguf, GgufError};
 use crate::kernels::math::{RopeTable, TRIG_ACCURATE_MAX};
@@ -36,7 +38,7 @@ pub enum ModelError {
     Gguf(#[from] GgufError),
     #[error(transparent)]
     Kernel(#[from] KernelError),
-    #[error("unsupported model architecture {0:?} (supported: llama)")]
+    #[error("unsupported model architecture {0:?} (supported: llama, gemma3)")]
     UnsupportedArchitecture(String),
     #[error("model metadata {key} = {value}: {reason}")]
     BadConfig {
@@ -50,7 +52,7 @@ pub enum ModelError {
         expected: Vec<u64>,
         found: Vec<u64>,
     },
-    #[error("tensor {name:?} has type {ggml_type}, which llmc cannot compute with (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)")]
+    #[error("tensor {name:?} has type {ggml_type}, which llmc cannot compute with (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q6_K)")]
     UnsupportedTensorType { name: String, ggml_type: GgmlType },
     #[error("tensor {name:?} contains a NaN or infinite value")]
     NonFinite { name: String },
@@ -92,11 +94,17 @@ pub struct Model {
     cfg: Config,
     weights: Weights,
     kernels: Kernels,
+    /// RoPE of the global layers (every llama layer).
     rope: RopeTable,
+    /// RoPE of gemma3's local (sliding-window) layers.
+    rope_local: Option<RopeTable>,
     pool: rayon::ThreadPool,
     threads: usize,
     /// Activation buffers reused across [`Model::forward`] calls.
     scratch: std::sync::Mutex<Scratch>,
+    /// What every new state holds: gemma3's start token, computed once at
+    /// load (`None`: states start empty, as llama's do).
+    prefix: Option<KvCache>,
 }
 
 impl std::fmt::Debug for Model {
@@ -123,7 +131,29 @@ impl Model {
         let cfg = Config::from_gguf(g)?;
         let kernels = select_kernels(opts)?;
         let weights = Weights::load(g, &cfg, &kernels)?;
-        Model::assemble(cfg, weights, kernels, opts)
+        let mut model = Model::assemble(cfg, weights, kernels, opts)?;
+        if let Some(bos) = start_token(g, &model.cfg)? {
+            model.set_prefix(&[bos])?;
+        }
+        Ok(model)
+    }
+
+    /// Makes `tokens` the context every new state starts with: run once,
+    /// their keys and values are copied into each new cache (the same bits
+    /// as feeding them: a token's values depend only on its sequence).
+    pub fn set_prefix(&mut self, tokens: &[u32]) -> Result<(), ModelError> {
+        self.prefix = None;
+        let mut c = self.new_cache();
+        let mut logits = vec![0f32; tokens.len() * self.cfg.vocab];
+        self.forward(&mut [&mut c], &[tokens], &mut logits)?;
+        c.freeze_prefix();
+        self.prefix = Some(c);
+        Ok(())
+    }
+
+    /// Tokens every new state starts with (see [`Model::set_prefix`]).
+    pub fn prefix_len(&self) -> usize {
+        self.prefix.as_ref().map_or(0, |c| c.len())
     }
 
     fn assemble(
@@ -148,15 +178,29 @@ impl Model {
         // far inside the accurate range of the f64 sin/cos.
         debug_assert!((cfg.context_len as f64) < TRIG_ACCURATE_MAX);
         let rope = RopeTable::new(cfg.head_dim, cfg.rope_base, cfg.context_len);
+        let rope_local = cfg
+            .gemma3
+            .as_ref()
+            .map(|gm| RopeTable::new(cfg.head_dim, gm.rope_base_local, cfg.context_len));
         Ok(Model {
             cfg,
             weights,
             kernels,
             rope,
+            rope_local,
             pool,
             threads,
             scratch: Default::default(),
+            prefix: None,
         })
+    }
+
+    /// The RoPE table of layer `l`.
+    pub(crate) fn rope_of(&self, l: usize) -> &RopeTable {
+        match (&self.rope_local, self.cfg.window_of(l)) {
+            (Some(local), Some(_)) => local,
+            _ => &self.rope,
+        }
     }
 
     pub fn config(&self) -> &Config {
@@ -196,9 +240,12 @@ impl Model {
         self.weights.tied
     }
 
-    /// An empty KV cache for one sequence.
+    /// A KV cache for one sequence, holding the model's prefix (if any).
     pub fn new_cache(&self) -> KvCache {
-        KvCache::new(&self.cfg)
+        match &self.prefix {
+            Some(p) => p.clone(),
+            None => KvCache::new(&self.cfg),
+        }
     }
 
     /// Appends `tokens[s]` to `caches[s]` for every sequence `s` (lengths may
@@ -312,6 +359,30 @@ impl Model {
             *s = Scratch::default();
         }
     }
+}
+
+/// The start token a gemma3 model's states begin with: the GGUF's
+/// `tokenizer.ggml.bos_token_id` when `tokenizer.ggml.add_bos_token` is
+/// true (Gemma predicts far worse without it). llama models get none: the
+/// files SmolLM2 wrote were defined without one.
+fn start_token(g: &Gguf, cfg: &Config) -> Result<Option<u32>, ModelError> {
+    if cfg.gemma3.is_none() {
+        return Ok(None);
+    }
+    match g.get_bool("tokenizer.ggml.add_bos_token") {
+        Ok(true) => {}
+        Ok(false) | Err(crate::gguf::GgufError::MissingKey(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let bos = g.get_u32("tokenizer.ggml.bos_token_id")?;
+    if bos as usize >= cfg.vocab {
+        return Err(ModelError::BadConfig {
+            key: "tokenizer.ggml.bos_token_id".into(),
+            value: bos.to_string(),
+            reason: format!("outside the vocabulary of {}", cfg.vocab),
+        });
+    }
+    Ok(Some(bos))
 }
 
 fn select_kernels(opts: &ModelOptions) -> Result<Kernels, ModelError> {

@@ -3,7 +3,8 @@
 //! for tests.
 
 use super::{
-    select_kernels, Config, Embedding, LayerWeights, Model, ModelError, ModelOptions, Weights,
+    select_kernels, Config, Embedding, Gemma3Norms, LayerWeights, Model, ModelError,
+    ModelOptions, Weights,
 };
 use crate::kernels::{BlockKind, BlockMatrix, Kernels, PackedMatrix, QK};
 use crate::testing::Rng;
@@ -16,7 +17,13 @@ impl Model {
         cfg.validate()?;
         let kernels = select_kernels(opts)?;
         let weights = synthetic_weights(&cfg, seed, &kernels)?;
-        Model::assemble(cfg, weights, kernels, opts)
+        let gemma = cfg.gemma3.is_some();
+        let mut m = Model::assemble(cfg, weights, kernels, opts)?;
+        if gemma {
+            // A start token, as a gemma3 GGUF asks for.
+            m.set_prefix(&[2])?;
+        }
+        Ok(m)
     }
 }
 
@@ -32,20 +39,33 @@ fn synthetic_weights(cfg: &Config, seed: u64, k: &Kernels) -> Result<Weights, Mo
         let m = BlockMatrix::new(BlockKind::Q4, rows, cols, scales, mins, quants)?;
         Ok(k.pack_matrix(m))
     };
-    let (e, f, kvd) = (cfg.n_embd, cfg.n_ff, cfg.kv_dim());
+    let (e, f, kvd, qd) = (cfg.n_embd, cfg.n_ff, cfg.kv_dim(), cfg.q_dim());
     let mut layers = Vec::with_capacity(cfg.n_layer);
     for _ in 0..cfg.n_layer {
         layers.push(LayerWeights {
             attn_norm: vec![1.0; e],
-            wq: q4(e, e)?,
+            wq: q4(qd, e)?,
             wk: q4(kvd, e)?,
             wv: q4(kvd, e)?,
-            wo: q4(e, e)?,
+            wo: q4(e, qd)?,
             ffn_norm: vec![1.0; e],
             w_gate: q4(f, e)?,
             w_up: q4(f, e)?,
             w_down: q4(e, f)?,
+            gemma3: None,
         });
+    }
+    if cfg.gemma3.is_some() {
+        let hd = cfg.head_dim;
+        let mut norm = |n: usize| -> Vec<f32> { (0..n).map(|_| 1.0 + 0.25 * rng.signed()).collect() };
+        for l in &mut layers {
+            l.gemma3 = Some(Gemma3Norms {
+                q_norm: norm(hd),
+                k_norm: norm(hd),
+                post_attn_norm: norm(e),
+                post_ffn_norm: norm(e),
+            });
+        }
     }
     let emb: Vec<f32> = (0..cfg.vocab * e).map(|_| rng.signed()).collect();
     let emb = BlockMatrix::quantize_f32(cfg.vocab, e, &emb)?;

@@ -7,6 +7,7 @@ use crate::testing::Rng;
 fn tiny_config() -> Config {
     Config {
         arch: "llama".into(),
+        gemma3: None,
         n_layer: 2,
         n_embd: 64,
         n_ff: 96,
@@ -17,6 +18,25 @@ fn tiny_config() -> Config {
         context_len: 80,
         rope_base: 10_000.0,
         rms_eps: 1e-5,
+    }
+}
+
+/// A tiny gemma3: query width (4 x 32) unlike the embedding (64), one KV
+/// head, windows of 20 keys on every other layer, a start token.
+fn tiny_gemma_config() -> Config {
+    Config {
+        arch: "gemma3".into(),
+        gemma3: Some(Gemma3 {
+            sliding_window: 20,
+            swa_period: 2,
+            rope_base_local: 10_000.0,
+        }),
+        n_layer: 3,
+        n_kv_head: 1,
+        head_dim: 32,
+        rope_base: 1e6,
+        rms_eps: 1e-6,
+        ..tiny_config()
     }
 }
 
@@ -53,7 +73,7 @@ fn run_pieces(m: &Model, toks: &[u32], sizes: &[usize]) -> Vec<f32> {
         i += n;
         s += 1;
     }
-    assert_eq!(cache.len(), toks.len());
+    assert_eq!(fed(&cache), toks.len());
     out
 }
 
@@ -82,10 +102,16 @@ fn one_pass_equals_token_by_token_and_pieces() {
 
 #[test]
 fn thread_count_does_not_change_bits() {
+    for cfg in [tiny_config(), tiny_gemma_config()] {
+        thread_count_does_not_change_bits_for(cfg);
+    }
+}
+
+fn thread_count_does_not_change_bits_for(cfg: Config) {
     let toks = tokens(3, 37);
-    let want = bits(&run_pieces(&tiny_model(1), &toks, &[37]));
+    let want = bits(&run_pieces(&model_of(cfg.clone(), 1, Variant::Scalar), &toks, &[37]));
     for threads in [2, 3] {
-        let m = tiny_model(threads);
+        let m = model_of(cfg.clone(), threads, Variant::Scalar);
         assert_eq!(
             want,
             bits(&run_pieces(&m, &toks, &[37])),
@@ -106,8 +132,8 @@ fn batching_with_other_sequences_does_not_change_bits() {
         .enumerate()
         .map(|(i, &n)| tokens(10 + i as u64, n))
         .collect();
-    for threads in [1, 2] {
-        let m = tiny_model(threads);
+    for (threads, cfg) in [(1, tiny_config()), (2, tiny_config()), (2, tiny_gemma_config())] {
+        let m = model_of(cfg, threads, Variant::Scalar);
         let v = m.config().vocab;
         let alone: Vec<Vec<u32>> = seqs
             .iter()
@@ -131,14 +157,14 @@ fn batching_with_other_sequences_does_not_change_bits() {
         let mut caches: Vec<KvCache> = seqs.iter().map(|_| m.new_cache()).collect();
         let mut got: Vec<Vec<u32>> = vec![Vec::new(); seqs.len()];
         let mut round = 0;
-        while caches.iter().zip(&seqs).any(|(c, s)| c.len() < s.len()) {
+        while caches.iter().zip(&seqs).any(|(c, s)| fed(c) < s.len()) {
             let toks: Vec<&[u32]> = caches
                 .iter()
                 .zip(&seqs)
                 .enumerate()
                 .map(|(i, (c, s))| {
-                    let n = (1 + (i + round) % 4).min(s.len() - c.len());
-                    &s[c.len()..c.len() + n]
+                    let n = (1 + (i + round) % 4).min(s.len() - fed(c));
+                    &s[fed(c)..fed(c) + n]
                 })
                 .collect();
             let n: usize = toks.iter().map(|t| t.len()).sum();
@@ -376,30 +402,45 @@ fn model_and_cache_can_be_shared_across_threads() {
 }
 
 fn tiny_model_with(threads: usize, variant: Variant) -> Model {
+    model_of(tiny_config(), threads, variant)
+}
+
+fn model_of(cfg: Config, threads: usize, variant: Variant) -> Model {
     let opts = ModelOptions {
         threads,
         variant: Some(variant),
     };
-    Model::synthetic(tiny_config(), 42, &opts).unwrap()
+    Model::synthetic(cfg, 42, &opts).unwrap()
+}
+
+/// Tokens of a sequence already fed (the cache less the model's prefix).
+fn fed(c: &KvCache) -> usize {
+    c.len() - c.prefix_len()
 }
 
 /// Every kernel variant (with the batched attention of the SIMD ones) gives
-/// the scalar model's bits, alone and in ragged multi-sequence batches.
+/// the scalar model's bits, alone and in ragged multi-sequence batches, for
+/// llama and for gemma3 (sliding windows, a start token).
 #[test]
 fn every_variant_gives_the_scalar_bits() {
-    let seqs: Vec<Vec<u32>> = [33, 1, 18, 6]
+    every_variant_gives_the_scalar_bits_for(tiny_config());
+    every_variant_gives_the_scalar_bits_for(tiny_gemma_config());
+}
+
+fn every_variant_gives_the_scalar_bits_for(cfg: Config) {
+    let seqs: Vec<Vec<u32>> = [33, 1, 18, 6, 60]
         .iter()
         .enumerate()
         .map(|(i, &n)| tokens(20 + i as u64, n))
         .collect();
-    let reference = tiny_model_with(1, Variant::Scalar);
+    let reference = model_of(cfg.clone(), 1, Variant::Scalar);
     let want: Vec<Vec<u32>> = seqs
         .iter()
         .map(|s| bits(&run_pieces(&reference, s, &[64])))
         .collect();
     for variant in Kernels::available() {
         for threads in [1, 2, 3] {
-            let m = tiny_model_with(threads, variant);
+            let m = model_of(cfg.clone(), threads, variant);
             for (s, w) in seqs.iter().zip(&want) {
                 assert_eq!(&bits(&run_pieces(&m, s, &[64])), w, "{variant} {threads}");
                 assert_eq!(&bits(&run_pieces(&m, s, &[1, 5])), w, "{variant} {threads}");
@@ -423,13 +464,13 @@ fn every_variant_gives_the_scalar_bits() {
                 let step: Vec<&[u32]> = refs
                     .iter()
                     .zip(&seqs)
-                    .map(|(c, s)| &s[c.len()..(c.len() + 1).min(s.len())])
+                    .map(|(c, s)| &s[fed(c)..(fed(c) + 1).min(s.len())])
                     .collect();
                 let n: usize = step.iter().map(|t| t.len()).sum();
                 if n == 0 {
                     break;
                 }
-                let pos: Vec<usize> = refs.iter().map(|c| c.len()).collect();
+                let pos: Vec<usize> = refs.iter().map(|c| fed(c)).collect();
                 let mut l = vec![0f32; n * v];
                 m.forward(&mut refs, &step, &mut l).unwrap();
                 let mut off = 0;

@@ -1,23 +1,24 @@
 //! Model weights: GGUF tensors converted to the canonical block form
 //! (NUMERICS.md section 3) and packed for the chosen kernel variant.
 
+use super::convert::{block_matrix, check_dims, vector, widen};
 use super::{Config, ModelError};
-use crate::gguf::{bf16_to_f32, f16_to_f32, GgmlType, Gguf, Tensor};
-use crate::kernels::{share_matrices, BlockKind, BlockMatrix, Kernels, PackedMatrix, QK};
+use crate::gguf::{GgmlType, Gguf};
+use crate::kernels::{share_matrices, BlockMatrix, Kernels, PackedMatrix};
 
 /// Weights of one transformer block. Matrix shapes are `rows x cols` (GGUF
-/// dims are `[cols, rows]`).
+/// dims are `[cols, rows]`); `Q = n_head * head_dim` (`n_embd` for llama).
 #[derive(Debug)]
 pub struct LayerWeights {
     /// `[n_embd]`
     pub attn_norm: Vec<f32>,
-    /// `n_embd x n_embd`
+    /// `Q x n_embd` (gemma3: rows permuted, see [`Gemma3Norms`])
     pub wq: PackedMatrix,
     /// `kv_dim x n_embd`
     pub wk: PackedMatrix,
     /// `kv_dim x n_embd`
     pub wv: PackedMatrix,
-    /// `n_embd x n_embd`
+    /// `n_embd x Q`
     pub wo: PackedMatrix,
     /// `[n_embd]`
     pub ffn_norm: Vec<f32>,
@@ -27,6 +28,42 @@ pub struct LayerWeights {
     pub w_up: PackedMatrix,
     /// `n_embd x n_ff`
     pub w_down: PackedMatrix,
+    /// The gemma3 norms; `None` for llama.
+    pub gemma3: Option<Gemma3Norms>,
+}
+
+/// The norms a gemma3 block adds (the GGUF stores them in the `1 + w` form
+/// the model multiplies by).
+///
+/// Gemma rotates dimension pairs `(i, i + head_dim/2)` (NeoX style), llama
+/// `(2i, 2i + 1)`. The rows of `wq` and `wk` are permuted within each head
+/// when loading, dimension `2i` taking row `i` and `2i + 1` row `i +
+/// head_dim/2`, and so are `q_norm` and `k_norm`: the one RoPE kernel then
+/// computes Gemma's rotation, and the attention scores (sums over all
+/// dimensions) are those of the unpermuted heads.
+#[derive(Debug)]
+pub struct Gemma3Norms {
+    /// `[head_dim]`, permuted
+    pub q_norm: Vec<f32>,
+    /// `[head_dim]`, permuted
+    pub k_norm: Vec<f32>,
+    /// `[n_embd]`: applied to the attention block's output before the
+    /// residual add.
+    pub post_attn_norm: Vec<f32>,
+    /// `[n_embd]`: applied to the FFN's output before the residual add.
+    pub post_ffn_norm: Vec<f32>,
+}
+
+/// Row order that turns NeoX-style rotation pairs into adjacent pairs, for
+/// `heads` heads of `hd` rows: `perm[h * hd + 2i] = h * hd + i`,
+/// `perm[h * hd + 2i + 1] = h * hd + i + hd/2`.
+pub(super) fn neox_perm(heads: usize, hd: usize) -> Vec<usize> {
+    (0..heads * hd)
+        .map(|r| {
+            let (h, j) = (r / hd, r % hd);
+            h * hd + j / 2 + (j % 2) * (hd / 2)
+        })
+        .collect()
 }
 
 /// The token embedding, kept in its stored precision for lookup.
@@ -67,24 +104,50 @@ pub struct Weights {
 impl Weights {
     /// Reads, checks and packs every tensor `cfg` calls for.
     pub fn load(g: &Gguf, cfg: &Config, k: &Kernels) -> Result<Weights, ModelError> {
-        let (e, f, kv) = (cfg.n_embd, cfg.n_ff, cfg.kv_dim());
+        let (e, f, kv, q) = (cfg.n_embd, cfg.n_ff, cfg.kv_dim(), cfg.q_dim());
+        let (hd, gemma) = (cfg.head_dim, cfg.gemma3.is_some());
         let mat = |name: &str, rows: usize, cols: usize| -> Result<PackedMatrix, ModelError> {
             Ok(k.pack_matrix(block_matrix(&g.tensor(name)?, rows, cols)?))
+        };
+        // Gemma's Q and K rows in adjacent-pair order (Gemma3Norms).
+        let rotated = |name: &str, heads: usize| -> Result<PackedMatrix, ModelError> {
+            let m = block_matrix(&g.tensor(name)?, heads * hd, e)?;
+            Ok(k.pack_matrix(if gemma {
+                m.permute_rows(&neox_perm(heads, hd))
+            } else {
+                m
+            }))
         };
         let vec = |name: &str, n: usize| vector(&g.tensor(name)?, n);
         let mut layers = Vec::with_capacity(cfg.n_layer);
         for l in 0..cfg.n_layer {
             let n = |s: &str| format!("blk.{l}.{s}.weight");
+            let gemma3 = if gemma {
+                let perm = neox_perm(1, hd);
+                let head_norm = |s: &str| -> Result<Vec<f32>, ModelError> {
+                    let w = vec(&n(s), hd)?;
+                    Ok(perm.iter().map(|&i| w[i]).collect())
+                };
+                Some(Gemma3Norms {
+                    q_norm: head_norm("attn_q_norm")?,
+                    k_norm: head_norm("attn_k_norm")?,
+                    post_attn_norm: vec(&n("post_attention_norm"), e)?,
+                    post_ffn_norm: vec(&n("post_ffw_norm"), e)?,
+                })
+            } else {
+                None
+            };
             layers.push(LayerWeights {
                 attn_norm: vec(&n("attn_norm"), e)?,
-                wq: mat(&n("attn_q"), e, e)?,
-                wk: mat(&n("attn_k"), kv, e)?,
+                wq: rotated(&n("attn_q"), cfg.n_head)?,
+                wk: rotated(&n("attn_k"), cfg.n_kv_head)?,
                 wv: mat(&n("attn_v"), kv, e)?,
-                wo: mat(&n("attn_output"), e, e)?,
+                wo: mat(&n("attn_output"), e, q)?,
                 ffn_norm: vec(&n("ffn_norm"), e)?,
                 w_gate: mat(&n("ffn_gate"), f, e)?,
                 w_up: mat(&n("ffn_up"), f, e)?,
                 w_down: mat(&n("ffn_down"), e, f)?,
+                gemma3,
             });
         }
         let embd = g.tensor("token_embd.weight")?;
@@ -134,112 +197,4 @@ impl Weights {
         mats.push(&mut self.output);
         share_matrices(&mut mats);
     }
-}
-
-/// Checks a tensor's GGUF dims (ggml order: contiguous dimension first).
-fn check_dims(t: &Tensor<'_>, expected: &[usize]) -> Result<(), ModelError> {
-    let expected: Vec<u64> = expected.iter().map(|&d| d as u64).collect();
-    if t.dims != expected.as_slice() {
-        return Err(ModelError::TensorShape {
-            name: t.name.to_string(),
-            expected,
-            found: t.dims.to_vec(),
-        });
-    }
-    Ok(())
-}
-
-fn non_finite(t: &Tensor<'_>) -> ModelError {
-    ModelError::NonFinite {
-        name: t.name.to_string(),
-    }
-}
-
-/// A float tensor widened to f32 (exact), refusing NaN and infinities.
-fn widen(t: &Tensor<'_>) -> Result<Vec<f32>, ModelError> {
-    let v: Vec<f32> = match t.ggml_type {
-        GgmlType::F32 => t
-            .data
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-        GgmlType::F16 => t
-            .data
-            .chunks_exact(2)
-            .map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]])))
-            .collect(),
-        GgmlType::BF16 => t
-            .data
-            .chunks_exact(2)
-            .map(|b| bf16_to_f32(u16::from_le_bytes([b[0], b[1]])))
-            .collect(),
-        other => {
-            return Err(ModelError::UnsupportedTensorType {
-                name: t.name.to_string(),
-                ggml_type: other,
-            })
-        }
-    };
-    if v.iter().any(|x| !x.is_finite()) {
-        return Err(non_finite(t));
-    }
-    Ok(v)
-}
-
-/// A 1-D float tensor of length `n` (norm weights).
-fn vector(t: &Tensor<'_>, n: usize) -> Result<Vec<f32>, ModelError> {
-    check_dims(t, &[n])?;
-    widen(t)
-}
-
-/// A GGUF matrix (`dims = [cols, rows]`) in canonical block form.
-/// Q8_0, Q4_0 and Q4_1 map exactly; F32/F16/BF16 are quantized to Q8 by the
-/// activation rule (NUMERICS.md section 3).
-pub fn block_matrix(t: &Tensor<'_>, rows: usize, cols: usize) -> Result<BlockMatrix, ModelError> {
-    check_dims(t, &[cols, rows])?;
-    let nb = rows * cols / QK;
-    let f16 = |b: &[u8], i: usize| f16_to_f32(u16::from_le_bytes([b[i], b[i + 1]]));
-    let m = match t.ggml_type {
-        GgmlType::Q8_0 => {
-            let mut scales = Vec::with_capacity(nb);
-            let mut quants = Vec::with_capacity(rows * cols);
-            for blk in t.data.chunks_exact(34) {
-                scales.push(f16(blk, 0));
-                quants.extend(blk[2..].iter().map(|&b| b as i8));
-            }
-            BlockMatrix::new(BlockKind::Q8, rows, cols, scales, Vec::new(), quants)?
-        }
-        GgmlType::Q4_0 | GgmlType::Q4_1 => {
-            let q41 = t.ggml_type == GgmlType::Q4_1;
-            let size = if q41 { 20 } else { 18 };
-            let mut scales = Vec::with_capacity(nb);
-            let mut mins = Vec::with_capacity(nb);
-            let mut quants = vec![0i8; rows * cols];
-            for (blk, q) in t.data.chunks_exact(size).zip(quants.chunks_exact_mut(QK)) {
-                let d = f16(blk, 0);
-                scales.push(d);
-                // Q4_0: w = d * (q - 8) = d * q + (-8 * d), exact.
-                mins.push(if q41 { f16(blk, 2) } else { -8.0 * d });
-                // Byte i holds element i (low nibble) and i + 16 (high nibble).
-                for (i, &b) in blk[size - 16..].iter().enumerate() {
-                    q[i] = (b & 0x0f) as i8;
-                    q[i + 16] = (b >> 4) as i8;
-                }
-            }
-            BlockMatrix::new(BlockKind::Q4, rows, cols, scales, mins, quants)?
-        }
-        GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => {
-            BlockMatrix::quantize_f32(rows, cols, &widen(t)?)?
-        }
-        other => {
-            return Err(ModelError::UnsupportedTensorType {
-                name: t.name.to_string(),
-                ggml_type: other,
-            })
-        }
-    };
-    if m.scales().iter().chain(m.mins()).any(|x| !x.is_finite()) {
-        return Err(non_finite(t));
-    }
-    Ok(m)
 }

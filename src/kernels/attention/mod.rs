@@ -310,11 +310,16 @@ fn softmax<V: Lanes>(
 ) {
     for (qn, zq) in zbuf.iter_mut().enumerate() {
         let n = n_keys[qn];
-        let s = &scores[qn * stride..qn * stride + n];
+        // A sliding window masks keys 0..k0 (weight exactly 0, not in the
+        // max), as the specification does.
+        let k0 = kv.first_key(n);
+        let s = &scores[qn * stride + k0..qn * stride + n];
         let m = max(s);
         let e = &mut es[qn * stride..qn * stride + n];
+        let (masked, e_win) = e.split_at_mut(k0);
+        masked.fill(0.0);
         // (Element-wise: the pieces give the same bits as one call.)
-        for (sc, ec) in s.chunks(PF_EXP_CHUNK).zip(e.chunks_mut(PF_EXP_CHUNK)) {
+        for (sc, ec) in s.chunks(PF_EXP_CHUNK).zip(e_win.chunks_mut(PF_EXP_CHUNK)) {
             pf.issue::<V>(PF_EXP_LINES);
             k.exp_sub(sc, m, ec);
         }

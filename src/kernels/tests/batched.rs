@@ -130,6 +130,68 @@ fn batched_attention_matches_scalar_per_query() {
     }
 }
 
+/// Sliding-window attention (section 7): every variant's batched kernel
+/// equals the specification query by query; the specification equals an
+/// attention over only the window's keys up to the masked zeros (checked
+/// against f64); and a view that skips whole tiles below the window gives
+/// the same bits (how the model skips masked keys).
+#[test]
+fn windowed_attention_matches_scalar_and_skips_tiles() {
+    let mut rng = Rng(21);
+    let (n_kv, hd, cap) = (1usize, 64usize, 200usize);
+    let kv = cache_with(&mut rng, n_kv, hd, cap, cap, 1.0, true);
+    for window in [1usize, 15, 16, 17, 48, 100] {
+        let mut view = kv.view();
+        view.window = window;
+        let nq = 7;
+        let qv: Vec<Vec<f32>> = (0..nq)
+            .map(|_| (0..hd).map(|_| rng.signed() * 3.0).collect())
+            .collect();
+        let n_keys: Vec<usize> = (0..nq).map(|i| 90 + 17 * i).collect();
+        let mut want = vec![vec![0f32; hd]; nq];
+        for i in 0..nq {
+            let mut s = AttnScratch::new();
+            scalar::attention(&qv[i], &view, 0, n_keys[i], &mut s, &mut want[i]);
+            // Without the window over keys k0..n the result differs only by
+            // rounding.
+            let k0 = n_keys[i] - window.min(n_keys[i]);
+            assert_eq!(view.first_key(n_keys[i]), k0);
+            let mut plain = view;
+            plain.window = 0;
+            let skip = k0 / KV_TILE;
+            let sub = plain.skip_tiles(skip);
+            let mut alone = vec![0f32; hd];
+            let n_sub = n_keys[i] - skip * KV_TILE;
+            let mut sub_w = sub;
+            sub_w.window = window;
+            scalar::attention(&qv[i], &sub_w, 0, n_sub, &mut s, &mut alone);
+            assert_eq!(bits(&alone), bits(&want[i]), "window {window} skip {skip}");
+            if k0 % KV_TILE == 0 {
+                // The window starts on a tile: exactly the unmasked attention
+                // over the window's keys.
+                let mut ref_ = vec![0f32; hd];
+                scalar::attention(&qv[i], &sub, 0, n_sub, &mut s, &mut ref_);
+                assert_eq!(bits(&ref_), bits(&want[i]), "window {window}");
+            }
+        }
+        for kern in Kernels::available().into_iter().map(|v| Kernels::new(v).unwrap()) {
+            let qs: Vec<&[f32]> = qv.iter().map(|q| q.as_slice()).collect();
+            let mut got = vec![vec![f32::NAN; hd]; nq];
+            let mut outs: Vec<&mut [f32]> = got.iter_mut().map(|o| o.as_mut_slice()).collect();
+            let mut scratch = AttnScratch::new();
+            attention_batch(&kern, &view, 0, &qs, &n_keys, &mut scratch, &mut outs);
+            for i in 0..nq {
+                assert_eq!(
+                    bits(&got[i]),
+                    bits(&want[i]),
+                    "{:?} window {window} query {i}",
+                    kern.variant()
+                );
+            }
+        }
+    }
+}
+
 /// Every variant's head-row quantization (K/V cache rows, queries)
 /// equals the scalar rule: lengths with and without a vector tail,
 /// random rows with special values mixed in, all-zero rows, rows whose

@@ -735,6 +735,7 @@ impl KvBuf {
             dv: &self.dv,
             n_kv_head: self.n_kv,
             head_dim: self.hd,
+            window: 0,
         }
     }
 }

@@ -244,11 +244,12 @@ pub struct GlobalArgs {
     /// Draw no progress bar (it is drawn only when stderr is a terminal)
     #[arg(long, global = true)]
     pub no_progress: bool,
-    /// Model file (GGUF), or a known model's name (smollm2-135m), fetched
-    /// into the cache ($LLMC_HOME) on first use [env: LLMC_MODEL; default:
-    /// smollm2-135m, SmolLM2-135M-Instruct Q4_1]
-    #[arg(long, value_name = "PATH|NAME", global = true)]
-    pub model: Option<PathBuf>,
+    /// Model file (GGUF), or a known model's name (smollm2-135m,
+    /// gemma3-270m: `llmc model list`), fetched into the cache ($LLMC_HOME)
+    /// on first use; `score` takes several to compare them [env:
+    /// LLMC_MODEL; default: smollm2-135m, SmolLM2-135M-Instruct Q4_1]
+    #[arg(long, value_name = "PATH|NAME", global = true, action = clap::ArgAction::Append)]
+    pub model: Vec<PathBuf>,
 }
 
 impl CodecArgs {
@@ -341,8 +342,15 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum ModelCommand {
-    /// Download the default model into the cache (if not there yet) and print its path
-    Fetch,
+    /// Download a known model (default: smollm2-135m) into the cache (if not there yet)
+    /// and print its path
+    Fetch {
+        /// A known model's name (`llmc model list`)
+        #[arg(value_name = "NAME")]
+        name: Option<String>,
+    },
+    /// List the models llmc knows by name, and whether each is in the cache
+    List,
     /// Print the path of the model llmc would use (--model, LLMC_MODEL, else the default,
     /// fetched if needed)
     Path,

@@ -93,11 +93,15 @@ pub fn resolve_model(explicit: Option<&Path>, quiet: bool) -> Result<PathBuf> {
 }
 
 /// Download the default model into the cache unless it is there, and return its path.
-pub fn fetch_default_model(quiet: bool) -> Result<PathBuf> {
-    Ok(llmc::registry::fetch(
-        &llmc::registry::DEFAULT_MODEL,
-        quiet,
-    )?)
+pub fn fetch_model(name: Option<&str>, quiet: bool) -> Result<PathBuf> {
+    let spec = match name {
+        None => &llmc::registry::DEFAULT_MODEL,
+        Some(n) => llmc::registry::known_by_id(n).ok_or_else(|| {
+            let known: Vec<&str> = llmc::registry::KNOWN_MODELS.iter().map(|m| m.id).collect();
+            anyhow::anyhow!("unknown model {n:?} (known: {})", known.join(", "))
+        })?,
+    };
+    Ok(llmc::registry::fetch(spec, quiet)?)
 }
 
 /// Key facts about a model file, as `(name, value)` rows for `llmc model info`.

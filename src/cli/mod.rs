@@ -43,7 +43,7 @@ pub fn main() -> i32 {
     let mut ctx = Ctx::new(
         level,
         EngineOptions {
-            model: g.model.clone(),
+            model: g.model.last().cloned(),
             threads,
             quiet: level < 2,
             variant: None,
@@ -118,9 +118,16 @@ pub fn main() -> i32 {
         Some(Command::Bench { files, codec }) => {
             tools::bench(&mut ctx, files, codec_opts(&codec.merged(&cli.codec)))
         }
-        Some(Command::Model(ModelCommand::Fetch)) => tools::model_fetch(&ctx),
-        Some(Command::Model(ModelCommand::Path)) => tools::model_path(&ctx, g.model.as_deref()),
-        Some(Command::Model(ModelCommand::Info)) => tools::model_info(&ctx, g.model.as_deref()),
+        Some(Command::Model(ModelCommand::Fetch { name })) => {
+            tools::model_fetch(&ctx, name.as_deref())
+        }
+        Some(Command::Model(ModelCommand::List)) => tools::model_list(&ctx),
+        Some(Command::Model(ModelCommand::Path)) => {
+            tools::model_path(&ctx, g.model.last().map(|p| p.as_path()))
+        }
+        Some(Command::Model(ModelCommand::Info)) => {
+            tools::model_info(&ctx, g.model.last().map(|p| p.as_path()))
+        }
     }
 }
 
@@ -179,6 +186,9 @@ fn check_top_level(cli: &Cli) -> Result<(), String> {
     };
     if json && !reports {
         return Err("--json and --jsonl go with -l, score and bench".into());
+    }
+    if cli.global.model.len() > 1 && !matches!(cli.command, Some(Command::Score { .. })) {
+        return Err("only score takes --model more than once (to compare models)".into());
     }
     let Some(cmd) = &cli.command else {
         return Ok(());

@@ -372,8 +372,8 @@ fn bench_row(name: &str, n: u64, size: u64, tc: f64, td: f64) -> Vec<String> {
 
 /// `llmc model fetch`: make sure the default model is in the cache
 /// (downloading and verifying it if not) and print its path.
-pub fn model_fetch(ctx: &Ctx) -> i32 {
-    match engine::fetch_default_model(ctx.level < 2) {
+pub fn model_fetch(ctx: &Ctx, name: Option<&str>) -> i32 {
+    match engine::fetch_model(name, ctx.level < 2) {
         Ok(p) => {
             println!("{}", p.display());
             0
@@ -383,6 +383,26 @@ pub fn model_fetch(ctx: &Ctx) -> i32 {
             1
         }
     }
+}
+
+/// `llmc model list`: the known models, their sizes, and where each is
+/// cached (or that it is not yet).
+pub fn model_list(ctx: &Ctx) -> i32 {
+    let mut t = Table::new(&["Name", "Model", "Size", "Cached"]);
+    for m in llmc::registry::KNOWN_MODELS {
+        let cached = match llmc::registry::cached_path(m) {
+            Ok(Some(p)) => p.display().to_string(),
+            Ok(None) => "no (fetched on first use)".into(),
+            Err(e) => {
+                ctx.error(&anyhow::Error::from(e).context("model cache"));
+                return 1;
+            }
+        };
+        let size = format!("{} MB", (m.file_size + 500_000) / 1_000_000);
+        t.row(vec![m.id.into(), m.name.into(), size, cached]);
+    }
+    print!("{}", t.render(&[true, true, false, true]));
+    0
 }
 
 /// `llmc model path`: the model a run would use.

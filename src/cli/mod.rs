@@ -3,6 +3,7 @@
 //! the library; `engine` is the single seam to it.
 
 mod args;
+mod compare;
 mod engine;
 mod io;
 mod json;
@@ -107,6 +108,13 @@ pub fn main() -> i32 {
         }
         Some(Command::Score {
             files,
+            levers: false,
+            codec,
+        }) if g.model.len() > 1 => {
+            compare::score_models(&mut ctx, &g.model, files, codec_opts(&codec.merged(&cli.codec)))
+        }
+        Some(Command::Score {
+            files,
             levers,
             codec,
         }) => tools::score(
@@ -187,8 +195,13 @@ fn check_top_level(cli: &Cli) -> Result<(), String> {
     if json && !reports {
         return Err("--json and --jsonl go with -l, score and bench".into());
     }
-    if cli.global.model.len() > 1 && !matches!(cli.command, Some(Command::Score { .. })) {
-        return Err("only score takes --model more than once (to compare models)".into());
+    if cli.global.model.len() > 1
+        && !matches!(cli.command, Some(Command::Score { levers: false, .. }))
+    {
+        return Err(
+            "only score takes --model more than once (to compare models; not with --levers)"
+                .into(),
+        );
     }
     let Some(cmd) = &cli.command else {
         return Ok(());

@@ -73,6 +73,18 @@ pub struct LazyEngine {
 }
 
 impl LazyEngine {
+    /// A lazy engine with these options but another model.
+    pub fn with_model(&self, model: PathBuf) -> LazyEngine {
+        LazyEngine {
+            opts: EngineOptions {
+                model: Some(model),
+                ..self.opts.clone()
+            },
+            slot: None,
+            failed: false,
+        }
+    }
+
     pub fn get(&mut self, level: i32) -> Result<&Engine> {
         if self.slot.is_none() {
             if level >= 4 {

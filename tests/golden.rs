@@ -16,7 +16,8 @@ use llmc::coder::CoderKind;
 use llmc::gguf::Gguf;
 use llmc::kernels::Kernels;
 use llmc::model::{Model, ModelOptions};
-use llmc::tokenizer::Tokenizer;
+use llmc::registry::ModelSpec;
+use llmc::tokenizer::ModelTokenizer;
 use std::path::PathBuf;
 
 fn data(name: &str) -> PathBuf {
@@ -59,12 +60,23 @@ fn options(made: Made) -> Option<CompressOptions> {
 }
 
 fn check(made: Made, source: &str, file: &str) {
-    let path = llmc::registry::model_for_tests().expect("locate the model");
+    check_with(&llmc::registry::DEFAULT_MODEL, made, source, file)
+}
+
+/// [`check`] with a known model: the default one is located like every
+/// test (`LLMC_TEST_MODEL` or the registry), others fetched by the
+/// registry as users fetch them.
+fn check_with(spec: &ModelSpec, made: Made, source: &str, file: &str) {
+    let path = if *spec == llmc::registry::DEFAULT_MODEL {
+        llmc::registry::model_for_tests().expect("locate the model")
+    } else {
+        llmc::registry::fetch(spec, true).expect("fetch the model")
+    };
     let g = Gguf::open(&path).expect("open the model");
-    let tok = Tokenizer::from_gguf(&g).expect("tokenizer");
+    let tok = ModelTokenizer::from_gguf(&g).expect("tokenizer");
     let source = std::fs::read(data(source)).expect("read the source text");
     let id = ModelIdentity {
-        name: llmc::registry::DEFAULT_MODEL.name.to_string(),
+        name: spec.name.to_string(),
         fingerprint: g.fingerprint(),
     };
     let golden_path = data(file);
@@ -177,5 +189,28 @@ fn golden_v2_windows_rank() {
         Made::Custom(CoderKind::Rank),
         "golden-crlf.txt",
         "golden-v2.windows.rank.llmc",
+    );
+}
+
+/// Gemma-3-270M (a second architecture, K-quants, the SentencePiece
+/// tokenizer, a start token in every state): the fastest level, and small
+/// windows with several streams decoded as a batch.
+#[test]
+fn golden_v2_gemma_fastest_level() {
+    check_with(
+        &llmc::registry::GEMMA3_270M,
+        Made::Level(1),
+        "golden.txt",
+        "golden-v2.gemma.level1.llmc",
+    );
+}
+
+#[test]
+fn golden_v2_gemma_windows() {
+    check_with(
+        &llmc::registry::GEMMA3_270M,
+        Made::Custom(CoderKind::Arithmetic),
+        "golden.txt",
+        "golden-v2.gemma.windows.arith.llmc",
     );
 }

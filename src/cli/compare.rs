@@ -118,8 +118,8 @@ fn score_one(
     let (level, show) = (ctx.level, ctx.progress);
     let e = ctx.engine.get(level)?;
     let bar = Bar::new(show, &src.name(), Some(input.len() as u64));
-    let s = engine::score(e, &input, codec, &mut |p| bar.tick(p))
-        .map_err(|e| e.context(src.name()))?;
+    let s =
+        engine::score(e, &input, codec, &mut |p| bar.tick(p)).map_err(|e| e.context(src.name()))?;
     let id = e.identity();
     let fingerprint = id.fingerprint.iter().map(|b| format!("{b:02x}")).collect();
     let prefix: [u8; 8] = id.fingerprint[..8].try_into().expect("8 bytes");
@@ -166,7 +166,11 @@ fn print_table(
     if n > 1 {
         t.rule();
         let mut row = vec![total_bytes.to_string()];
-        row.extend(total_bits.iter().map(|&b| per(Some(Cell { bits: b }), total_bytes)));
+        row.extend(
+            total_bits
+                .iter()
+                .map(|&b| per(Some(Cell { bits: b }), total_bytes)),
+        );
         row.push(format!("{n} files"));
         t.row(row);
     }

@@ -110,9 +110,12 @@ pub fn main() -> i32 {
             files,
             levers: false,
             codec,
-        }) if g.model.len() > 1 => {
-            compare::score_models(&mut ctx, &g.model, files, codec_opts(&codec.merged(&cli.codec)))
-        }
+        }) if g.model.len() > 1 => compare::score_models(
+            &mut ctx,
+            &g.model,
+            files,
+            codec_opts(&codec.merged(&cli.codec)),
+        ),
         Some(Command::Score {
             files,
             levers,
@@ -199,8 +202,7 @@ fn check_top_level(cli: &Cli) -> Result<(), String> {
         && !matches!(cli.command, Some(Command::Score { levers: false, .. }))
     {
         return Err(
-            "only score takes --model more than once (to compare models; not with --levers)"
-                .into(),
+            "only score takes --model more than once (to compare models; not with --levers)".into(),
         );
     }
     let Some(cmd) = &cli.command else {

@@ -76,14 +76,19 @@ pub fn decompress_stream<R: Read, W: Write, M: LanguageModel, T: TextTokenizer>(
             Header::V1(h) => h,
             Header::V2(h) => {
                 if h.model != id.fingerprint[..8] {
+                    let known = crate::registry::known_by_fingerprint(&h.model);
                     return Err(CodecError::ModelMismatch {
                         frame,
-                        file_name: crate::registry::known_by_fingerprint(&h.model)
-                            .map_or("another model", |m| m.name)
-                            .into(),
+                        file_name: known.map_or("another model", |m| m.name).into(),
                         file_hex: short_hex8(&h.model),
                         model_name: id.name.clone(),
                         model_hex: short_hex(&id.fingerprint),
+                        hint: known.map_or(String::new(), |m| {
+                            format!(
+                                "; decompress it with --model {} (fetched on first use)",
+                                m.id
+                            )
+                        }),
                     });
                 }
                 let params = header_params(&h)
@@ -116,6 +121,7 @@ pub fn decompress_stream<R: Read, W: Write, M: LanguageModel, T: TextTokenizer>(
                 file_hex: short_hex(&h.fingerprint),
                 model_name: id.name.clone(),
                 model_hex: short_hex(&id.fingerprint),
+                hint: String::new(),
             });
         }
         check_parameters(model, tokenizer.vocab_size(), h.chunk_tokens, h.total_bits)?;

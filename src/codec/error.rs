@@ -19,7 +19,7 @@ pub enum CodecError {
     /// The frame was made with another model.
     #[error(
         "model mismatch in frame {frame}: the file was compressed with model '{file_name}' \
-         (fingerprint {file_hex}), but the loaded model is '{model_name}' (fingerprint {model_hex})"
+         (fingerprint {file_hex}), but the loaded model is '{model_name}' (fingerprint {model_hex}){hint}"
     )]
     ModelMismatch {
         /// Frame index.
@@ -32,6 +32,9 @@ pub enum CodecError {
         model_name: String,
         /// Short hex of the loaded model's fingerprint.
         model_hex: String,
+        /// What to do: `"; decompress it with --model <name>"` when the
+        /// file's model is a known one, else empty.
+        hint: String,
     },
     /// Options or frame parameters the model cannot serve.
     #[error("invalid parameters: {0}")]

@@ -49,7 +49,10 @@ pub fn gelu_mul(k: &Kernels, g: &mut [f32], u: &[f32], tmp: &mut Vec<f32>) {
     assert_eq!(g.len(), u.len());
     let n = g.len();
     tmp.clear();
-    tmp.extend(g.iter().map(|&x| -((GELU_K2 * x) * (1.0 + (GELU_A * x) * x))));
+    tmp.extend(
+        g.iter()
+            .map(|&x| -((GELU_K2 * x) * (1.0 + (GELU_A * x) * x))),
+    );
     tmp.resize(2 * n, 0.0);
     let (neg, e) = tmp.split_at_mut(n);
     k.exp_sub(neg, 0.0, e);

@@ -101,7 +101,9 @@ impl BlockMatrix {
         }
         let (c, nb) = (self.cols, self.cols / QK);
         let pick = |v: &[f32], w: usize| -> Vec<f32> {
-            perm.iter().flat_map(|&p| v[p * w..(p + 1) * w].iter().copied()).collect()
+            perm.iter()
+                .flat_map(|&p| v[p * w..(p + 1) * w].iter().copied())
+                .collect()
         };
         BlockMatrix {
             kind: self.kind,

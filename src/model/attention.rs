@@ -72,7 +72,12 @@ impl Model {
         let window = cfg.window_of(l).unwrap_or(0);
         let views: Vec<KvView<'_>> = caches
             .iter()
-            .flat_map(|c| (0..cfg.n_kv_head).map(move |g| KvView { window, ..c.view(l, g) }))
+            .flat_map(|c| {
+                (0..cfg.n_kv_head).map(move |g| KvView {
+                    window,
+                    ..c.view(l, g)
+                })
+            })
             .collect();
         self.attention(b.q, slots, jobs, &views, b.att_jobs, b.att);
         self.quantize(b.qx, b.att, qd);

@@ -69,7 +69,7 @@ pub(super) fn vector(t: &Tensor<'_>, n: usize) -> Result<Vec<f32>, ModelError> {
 pub fn block_matrix(t: &Tensor<'_>, rows: usize, cols: usize) -> Result<BlockMatrix, ModelError> {
     check_dims(t, &[cols, rows])?;
     let nb = rows * cols / QK;
-        let m = match t.ggml_type {
+    let m = match t.ggml_type {
         GgmlType::Q8_0 => {
             let mut scales = Vec::with_capacity(nb);
             let mut quants = Vec::with_capacity(rows * cols);
@@ -175,7 +175,11 @@ fn q4_k(data: &[u8], rows: usize, cols: usize) -> Result<BlockMatrix, ModelError
         let sc = &blk[4..16];
         // 64 weights per 32 bytes: the low nibbles are sub-block 2i, the
         // high nibbles sub-block 2i + 1.
-        for (i, (qs, q)) in blk[16..].chunks_exact(32).zip(q.chunks_exact_mut(64)).enumerate() {
+        for (i, (qs, q)) in blk[16..]
+            .chunks_exact(32)
+            .zip(q.chunks_exact_mut(64))
+            .enumerate()
+        {
             for half in 0..2 {
                 let (s, m) = scale_min_k4(2 * i + half, sc);
                 scales.push(d * s as f32);

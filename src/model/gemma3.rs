@@ -80,7 +80,15 @@ impl Model {
             self.rows(b.h, e, |_, row| self.norm_in_place(row, &gn.post_attn_norm));
             // x += h; h = rmsnorm(x, ffn_norm) -> qx.
             self.add_norm_quantize(b.x, b.h, true, &lw.ffn_norm, b.qx);
-            self.gate_up(Glu::GeluTanh, b.qx, &lw.w_gate, &lw.w_up, b.gate, b.up, b.qg);
+            self.gate_up(
+                Glu::GeluTanh,
+                b.qx,
+                &lw.w_gate,
+                &lw.w_up,
+                b.gate,
+                b.up,
+                b.qg,
+            );
             // h = rmsnorm(Wdown g, post_ffn_norm), added to x by the next norm.
             self.matmuls(b.qg, &mut [(&lw.w_down, &mut *b.h)]);
             self.rows(b.h, e, |_, row| self.norm_in_place(row, &gn.post_ffn_norm));

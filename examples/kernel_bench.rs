@@ -170,6 +170,7 @@ fn bench_attention(kernels: &[Kernels], budget: Duration) {
             dv: &dv,
             n_kv_head: n_kv,
             head_dim: hd,
+            window: 0,
         };
         let q: Vec<f32> = (0..3 * hd).map(|_| rng.f32()).collect();
         print!("{:<22}", n_keys);

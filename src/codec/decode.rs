@@ -83,12 +83,7 @@ pub fn decompress_stream<R: Read, W: Write, M: LanguageModel, T: TextTokenizer>(
                         file_hex: short_hex8(&h.model),
                         model_name: id.name.clone(),
                         model_hex: short_hex(&id.fingerprint),
-                        hint: known.map_or(String::new(), |m| {
-                            format!(
-                                "; decompress it with --model {} (fetched on first use)",
-                                m.id
-                            )
-                        }),
+                        hint: known.map(|m| m.id),
                     });
                 }
                 let params = header_params(&h)
@@ -121,7 +116,7 @@ pub fn decompress_stream<R: Read, W: Write, M: LanguageModel, T: TextTokenizer>(
                 file_hex: short_hex(&h.fingerprint),
                 model_name: id.name.clone(),
                 model_hex: short_hex(&id.fingerprint),
-                hint: String::new(),
+                hint: None,
             });
         }
         check_parameters(model, tokenizer.vocab_size(), h.chunk_tokens, h.total_bits)?;

@@ -19,7 +19,8 @@ pub enum CodecError {
     /// The frame was made with another model.
     #[error(
         "model mismatch in frame {frame}: the file was compressed with model '{file_name}' \
-         (fingerprint {file_hex}), but the loaded model is '{model_name}' (fingerprint {model_hex}){hint}"
+         (fingerprint {file_hex}), but the loaded model is '{model_name}' (fingerprint {model_hex}){}",
+        mismatch_hint(.hint)
     )]
     ModelMismatch {
         /// Frame index.
@@ -32,9 +33,9 @@ pub enum CodecError {
         model_name: String,
         /// Short hex of the loaded model's fingerprint.
         model_hex: String,
-        /// What to do: `"; decompress it with --model <name>"` when the
-        /// file's model is a known one, else empty.
-        hint: String,
+        /// The file's model's short name when it is a known one (the
+        /// message then says to decompress with `--model <name>`).
+        hint: Option<&'static str>,
     },
     /// Options or frame parameters the model cannot serve.
     #[error("invalid parameters: {0}")]
@@ -133,4 +134,12 @@ pub enum CodecError {
     /// The classical fallback coder failed.
     #[error("fallback coder failed: {0}")]
     Fallback(String),
+}
+
+/// The end of a [`CodecError::ModelMismatch`] message.
+fn mismatch_hint(id: &Option<&'static str>) -> String {
+    match id {
+        Some(id) => format!("; decompress it with --model {id} (fetched on first use)"),
+        None => String::new(),
+    }
 }

@@ -34,7 +34,7 @@ pub(crate) fn silu_mul_exp(k: &Kernels, g: &mut [f32], u: &[f32], tmp: &mut Vec<
 }
 
 /// `2 * sqrt(2 / pi)` rounded to f32: GELU's tanh argument, doubled.
-pub const GELU_K2: f32 = 1.595_769_1;
+pub const GELU_K2: f32 = 1.595_769_2;
 /// The cubic coefficient of GELU's tanh approximation.
 pub const GELU_A: f32 = 0.044_715;
 

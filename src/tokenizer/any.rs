@@ -7,18 +7,19 @@ use super::{SpmTokenizer, TextTokenizer, Tokenizer, TokenizerError};
 /// The tokenizer of a model file, whichever kind it declares.
 #[derive(Debug)]
 pub enum ModelTokenizer {
-    /// Byte-level BPE (SmolLM2).
-    Bpe(Tokenizer),
+    /// Byte-level BPE (SmolLM2). Both are boxed: their lookup tables make
+    /// them kilobytes each, of different sizes.
+    Bpe(Box<Tokenizer>),
     /// SentencePiece with byte fallback (Gemma).
-    Spm(SpmTokenizer),
+    Spm(Box<SpmTokenizer>),
 }
 
 impl ModelTokenizer {
     /// The tokenizer `tokenizer.ggml.model` names.
     pub fn from_gguf(g: &crate::gguf::Gguf) -> Result<ModelTokenizer, TokenizerError> {
         match g.get_str("tokenizer.ggml.model")? {
-            "llama" => Ok(ModelTokenizer::Spm(SpmTokenizer::from_gguf(g)?)),
-            _ => Ok(ModelTokenizer::Bpe(Tokenizer::from_gguf(g)?)),
+            "llama" => Ok(ModelTokenizer::Spm(Box::new(SpmTokenizer::from_gguf(g)?))),
+            _ => Ok(ModelTokenizer::Bpe(Box::new(Tokenizer::from_gguf(g)?))),
         }
     }
 

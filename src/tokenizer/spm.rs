@@ -697,7 +697,7 @@ impl Ord for Bigram {
         self.score
             .partial_cmp(&other.score)
             .unwrap_or(Ordering::Equal)
-            .then_with(|| self.left.cmp(&other.left))
+            .then_with(|| other.left.cmp(&self.left))
     }
 }
 

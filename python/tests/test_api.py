@@ -229,3 +229,16 @@ def test_forked_child_loads_the_model_again():
     p.join(timeout=60)
     assert p.exitcode == 0
     assert got == want
+
+
+def test_gemma_by_name():
+    # The second known model, fetched by name like the CLI fetches it.
+    assert "gemma3-270m" in llmc.known_models()
+    text = b"Gemma reads this line.\r\nAnd this one."
+    packed = llmc.compress(text, 1, model="gemma3-270m")
+    assert llmc.decompress(packed, model="gemma3-270m") == text
+    with pytest.raises(llmc.ModelMismatchError) as e:
+        llmc.decompress(packed)
+    assert "--model gemma3-270m" in str(e.value)
+    (s,) = llmc.score([text.decode()], 1, model="gemma3-270m")
+    assert s.tokens > 0 and s.bits > 0

@@ -229,3 +229,104 @@ fn q6_k(data: &[u8]) -> Vec<f32> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rows of Gemma-3-270M's tensors as stored and as gguf-py (llama.cpp's
+    /// Python package) dequantizes them (tests/data/kquants/make.py).
+    fn fixture() -> Vec<(GgmlType, usize, usize, Vec<u8>, Vec<f32>)> {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/kquants/kquants.json"
+        );
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(path).expect("fixture")).expect("json");
+        v.as_array()
+            .expect("cases")
+            .iter()
+            .map(|c| {
+                let ty = match c["type"].as_str().unwrap() {
+                    "Q5_0" => GgmlType::Q5_0,
+                    "Q4_K" => GgmlType::Q4_K,
+                    "Q6_K" => GgmlType::Q6_K,
+                    t => panic!("type {t}"),
+                };
+                let hex = c["raw"].as_str().unwrap().as_bytes();
+                let raw = hex
+                    .chunks_exact(2)
+                    .map(|h| u8::from_str_radix(std::str::from_utf8(h).unwrap(), 16).unwrap())
+                    .collect();
+                let values = c["values"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_f64().unwrap() as f32)
+                    .collect();
+                let n = |k: &str| c[k].as_u64().unwrap() as usize;
+                (ty, n("rows"), n("cols"), raw, values)
+            })
+            .collect()
+    }
+
+    /// Q5_0 and Q4_K map exactly: every weight of the canonical block form
+    /// equals llama.cpp's dequantization (the fixture's floats are exact
+    /// f32 values, printed in full). Q6_K's exact dequantization equals it
+    /// too, and its Q8 requantization stays within half a step of it.
+    #[test]
+    fn k_quants_match_llama_cpp_dequantization() {
+        let cases = fixture();
+        assert_eq!(cases.len(), 3);
+        for (ty, rows, cols, raw, want) in cases {
+            let dims = [cols as u64, rows as u64];
+            let t = Tensor {
+                name: "fixture",
+                ggml_type: ty,
+                dims: &dims,
+                data: &raw,
+            };
+            let m = block_matrix(&t, rows, cols).expect("convert");
+            let mut got = vec![0f32; rows * cols];
+            for (r, out) in got.chunks_exact_mut(cols).enumerate() {
+                m.dequant_row(r, out);
+            }
+            if ty == GgmlType::Q6_K {
+                let exact = q6_k(&raw);
+                assert_eq!(exact, want, "Q6_K dequantization");
+                for (b, (g, w)) in got.chunks(QK).zip(want.chunks(QK)).enumerate() {
+                    let amax = w.iter().fold(0f32, |a, &x| a.max(x.abs()));
+                    for (&g, &w) in g.iter().zip(w) {
+                        assert!(
+                            (g - w).abs() <= amax / 127.0 * 0.5001,
+                            "block {b}: {g} vs {w}"
+                        );
+                    }
+                }
+            } else {
+                assert_eq!(got, want, "{ty}");
+            }
+        }
+    }
+
+    /// Q5_0's quants lie in -16..=15 and Q4_K's in 0..=15 (the kinds' ranges).
+    #[test]
+    fn k_quant_ranges() {
+        for (ty, rows, cols, raw, _) in fixture() {
+            let dims = [cols as u64, rows as u64];
+            let t = Tensor {
+                name: "fixture",
+                ggml_type: ty,
+                dims: &dims,
+                data: &raw,
+            };
+            let m = block_matrix(&t, rows, cols).expect("convert");
+            let (lo, hi) = match ty {
+                GgmlType::Q5_0 => (-16, 15),
+                GgmlType::Q4_K => (0, 15),
+                _ => (-127, 127),
+            };
+            assert!(m.quants().iter().all(|&q| (lo..=hi).contains(&q)), "{ty}");
+        }
+    }
+}

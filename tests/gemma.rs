@@ -16,8 +16,9 @@ use llmc::registry::GEMMA3_270M;
 use llmc::tokenizer::ModelTokenizer;
 
 struct Gemma {
-    g: Gguf,
     model: Model,
+    /// The same model without its start-token prefix (fed explicitly).
+    bare: Model,
     tok: ModelTokenizer,
     id: ModelIdentity,
 }
@@ -28,12 +29,20 @@ fn gemma() -> &'static Gemma {
         let path = llmc::registry::fetch(&GEMMA3_270M, true).expect("fetch gemma3-270m");
         let g = Gguf::open(&path).expect("open the model");
         let model = Model::load(&g, &ModelOptions::default()).expect("load");
+        let mut bare = Model::load(&g, &ModelOptions::default()).expect("load");
+        bare.set_prefix(&[]).expect("no prefix");
+        assert_eq!(bare.prefix_len(), 0);
         let tok = ModelTokenizer::from_gguf(&g).expect("tokenizer");
         let id = ModelIdentity {
             name: GEMMA3_270M.name.into(),
             fingerprint: g.fingerprint(),
         };
-        Gemma { g, model, tok, id }
+        Gemma {
+            model,
+            bare,
+            tok,
+            id,
+        }
     })
 }
 
@@ -64,16 +73,9 @@ fn gemma_matches_llama_cpp_cross_entropy() {
     let ids = gm.tok.encode(&text);
     assert_eq!(ids.len() as u64, ce["tokens"].as_u64().unwrap());
 
-    // A model without the built-in prefix, fed the start token explicitly.
-    let mut bare = Model::load(&gm.g, &ModelOptions::default()).expect("load");
-    bare.set_prefix(&[]).expect("no prefix");
-    assert_eq!(bare.prefix_len(), 0);
-    let v = bare.config().vocab;
-    let mut fed = vec![2u32];
-    fed.extend_from_slice(&ids);
-    let mut logits = vec![0f32; fed.len() * v];
-    let mut c = bare.new_cache();
-    bare.forward(&mut [&mut c], &[&fed], &mut logits).unwrap();
+    // The model without its built-in prefix, fed the start token explicitly.
+    let v = gm.bare.config().vocab;
+    let logits = bare_logits(&ids);
     let bits: f64 = (0..ids.len())
         .map(|i| bits_of(&logits[i * v..(i + 1) * v], ids[i]))
         .sum();
@@ -93,6 +95,82 @@ fn gemma_matches_llama_cpp_cross_entropy() {
         .unwrap();
     let b = |x: &[f32]| x.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
     assert!(b(&l2) == b(&logits[v..4 * v]));
+}
+
+/// Logits after each of `[BOS] + ids` (`ids.len() + 1` rows).
+fn bare_logits(ids: &[u32]) -> Vec<f32> {
+    let gm = gemma();
+    let v = gm.bare.config().vocab;
+    let mut fed = vec![2u32];
+    fed.extend_from_slice(ids);
+    let mut logits = vec![0f32; fed.len() * v];
+    let mut c = gm.bare.new_cache();
+    gm.bare
+        .forward(&mut [&mut c], &[&fed], &mut logits)
+        .unwrap();
+    logits
+}
+
+fn llama_cpp_fixture() -> serde_json::Value {
+    let p = common::shared("reference", "gemma3-llamacpp.json");
+    serde_json::from_slice(&std::fs::read(p).expect("read")).expect("json")
+}
+
+/// llama.cpp's token ids for tricky strings (whitespace runs, CRLF, HTML,
+/// code, scripts and emoji, special-token look-alikes, JSON, a log line)
+/// and for three prompts, made by
+/// tests/data/reference/make_gemma_llamacpp.py.
+#[test]
+fn gemma_token_ids_equal_llama_cpp() {
+    let gm = gemma();
+    let f = llama_cpp_fixture();
+    let cases = f["tokenizer_cases"].as_array().unwrap();
+    assert!(cases.len() >= 15);
+    for c in cases {
+        let text = c["text"].as_str().unwrap();
+        let want: Vec<u32> = c["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(gm.tok.encode(text.as_bytes()), want, "{text:?}");
+        assert_eq!(gm.tok.decode(&want).unwrap(), text.as_bytes());
+    }
+}
+
+/// The argmax of llmc's logits equals llama.cpp's at every position of
+/// three prompts where llama.cpp's top logit leads the second by more than
+/// 0.25 (a nearer tie may flip with the int8 arithmetic); the agreement
+/// over all positions is printed.
+#[test]
+fn gemma_argmax_agrees_with_llama_cpp() {
+    let gm = gemma();
+    let v = gm.bare.config().vocab;
+    let f = llama_cpp_fixture();
+    let (mut same, mut total) = (0, 0);
+    for p in f["prompts"].as_array().unwrap() {
+        let text = p["text"].as_str().unwrap();
+        let ids = gm.tok.encode(text.as_bytes());
+        let logits = bare_logits(&ids);
+        for (i, pos) in p["positions"].as_array().unwrap().iter().enumerate() {
+            let row = &logits[i * v..(i + 1) * v];
+            let argmax = (0..v).fold(0, |b, j| if row[j] > row[b] { j } else { b });
+            let want = pos["argmax"].as_u64().unwrap() as usize;
+            total += 1;
+            if argmax == want {
+                same += 1;
+            } else {
+                assert!(
+                    pos["margin"].as_f64().unwrap() <= 0.25,
+                    "{text:?} position {i}: llmc {argmax}, llama.cpp {want} (margin {})",
+                    pos["margin"]
+                );
+            }
+        }
+    }
+    eprintln!("gemma3-270m argmax agreement with llama.cpp: {same}/{total} positions");
+    assert!(same * 10 >= total * 9, "{same}/{total}");
 }
 
 /// Corpus excerpts (text, HTML, C, a binary spreadsheet) round-trip with

@@ -54,6 +54,15 @@ impl<'a> KvView<'a> {
         ]
     }
 
+    /// The memory an attention of queries seeing keys `0..first_n` to
+    /// `0..last_n` reads (`first_n <= last_n`): [`KvView::read_regions`]
+    /// without the whole tiles a sliding window masks for all of them.
+    pub fn attended_regions(&self, first_n: usize, last_n: usize) -> [&'a [u8]; 4] {
+        let skip = self.first_key(first_n) / KV_TILE;
+        self.skip_tiles(skip)
+            .read_regions(last_n.saturating_sub(skip * KV_TILE))
+    }
+
     /// An empty view with this shape (for its index functions).
     pub fn layout(n_kv_head: usize, head_dim: usize) -> KvView<'static> {
         KvView {

@@ -108,6 +108,7 @@ impl Model {
     ) {
         let (hd, nkv) = (self.cfg.head_dim, self.cfg.n_kv_head);
         let gw = self.cfg.n_head / nkv * hd;
+        let window = self.cfg.window_of(l).unwrap_or(0);
         // qparts[t * nkv + g]: the quantized output's blocks of job (t, g).
         qx.reshape(slots.len(), self.cfg.q_dim());
         let ranges: Vec<Range<usize>> = (0..nkv).map(|g| g * gw..(g + 1) * gw).collect();
@@ -162,9 +163,13 @@ impl Model {
         let seq = |run: &mut &mut [DecodeJob<'_, '_>]| {
             for i in 0..run.len() {
                 let (cur, next) = run.split_at_mut(i + 1);
-                let pf = next
-                    .first()
-                    .map_or([&[][..]; 4], |j| j.head.view().read_regions(j.pos + 1));
+                let pf = next.first().map_or([&[][..]; 4], |j| {
+                    KvView {
+                        window,
+                        ..j.head.view()
+                    }
+                    .attended_regions(j.pos + 1, j.pos + 1)
+                });
                 self.decode_job(l, &mut cur[i], &pf);
             }
         };
@@ -299,7 +304,7 @@ impl Model {
         // The cache memory job `j` reads.
         let reads = |j: &AttnJob| -> [&[u8]; 4] {
             let view = &views[slots[j.t0].seq * self.cfg.n_kv_head + j.g];
-            view.read_regions(slots[j.t0 + j.nt - 1].pos + 1)
+            view.attended_regions(slots[j.t0].pos + 1, slots[j.t0 + j.nt - 1].pos + 1)
         };
 
         let run = |(j, out): (&AttnJob, &mut &mut [f32]), prefetch: &[&[u8]]| {

@@ -24,10 +24,11 @@ pub struct Gemma3 {
     /// (`gemma3.attention.sliding_window`, 512).
     pub sliding_window: usize,
     /// Every `swa_period`-th layer (`l % period == period - 1`) is global,
-    /// the others local (6, as llama.cpp sets it for gemma3).
+    /// the others local: `attention.sliding_window_pattern` if the GGUF has
+    /// it, else 6 (llama.cpp's value for gemma3, which its GGUFs omit).
     pub swa_period: usize,
-    /// RoPE base of the local layers (10000; `rope_base` is the global
-    /// layers').
+    /// RoPE base of the local layers: `rope.freq_base_swa` if present, else
+    /// 10000 (llama.cpp's gemma3 value); `rope_base` is the global layers'.
     pub rope_base_local: f32,
 }
 
@@ -106,10 +107,21 @@ impl Config {
             }
         }
         let gemma3 = if arch == "gemma3" {
+            // Softcapped logits (Gemma 2) are not implemented: refuse them.
+            for key in ["attn_logit_softcapping", "final_logit_softcapping"] {
+                if let Some(v) = optional(g.get_f32(&k(key)))? {
+                    return Err(ModelError::BadConfig {
+                        key: k(key),
+                        value: v.to_string(),
+                        reason: "logit softcapping is not supported".into(),
+                    });
+                }
+            }
             Some(Gemma3 {
                 sliding_window: get_usize(g, &k("attention.sliding_window"))?,
-                swa_period: 6,
-                rope_base_local: 10_000.0,
+                swa_period: optional(g.get_u32(&k("attention.sliding_window_pattern")))?
+                    .map_or(6, |v| v as usize),
+                rope_base_local: optional(g.get_f32(&k("rope.freq_base_swa")))?.unwrap_or(10_000.0),
             })
         } else {
             None
@@ -211,6 +223,23 @@ impl Config {
                     "attention.key_length",
                     self.head_dim.to_string(),
                     "query width (heads x key length) must be a multiple of 32",
+                );
+            }
+            if gm.swa_period == 0 || gm.swa_period > MAX_LAYERS {
+                return bad(
+                    "attention.sliding_window_pattern",
+                    gm.swa_period.to_string(),
+                    &format!("must be between 1 and {MAX_LAYERS}"),
+                );
+            }
+            if !(gm.rope_base_local.is_finite()
+                && gm.rope_base_local > 1.0
+                && gm.rope_base_local <= 1e12)
+            {
+                return bad(
+                    "rope.freq_base_swa",
+                    gm.rope_base_local.to_string(),
+                    "must be finite, above 1 and at most 1e12",
                 );
             }
             if gm.sliding_window == 0 || gm.sliding_window > MAX_CONTEXT {

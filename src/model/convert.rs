@@ -236,7 +236,10 @@ mod tests {
 
     /// Rows of Gemma-3-270M's tensors as stored and as gguf-py (llama.cpp's
     /// Python package) dequantizes them (tests/data/kquants/make.py).
-    fn fixture() -> Vec<(GgmlType, usize, usize, Vec<u8>, Vec<f32>)> {
+    /// (type, rows, cols, stored bytes, llama.cpp's weights)
+    type Case = (GgmlType, usize, usize, Vec<u8>, Vec<f32>);
+
+    fn fixture() -> Vec<Case> {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/data/kquants/kquants.json"

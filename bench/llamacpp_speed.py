@@ -13,6 +13,7 @@ is what a decompressor does: the cost per token is one forward pass with a KV
 cache, plus reading the logits.
 """
 import argparse
+import resource
 import time
 
 import llama_cpp
@@ -56,6 +57,8 @@ def main():
     print(f"llama.cpp {llama_cpp.__version__}, threads {a.threads}, {n} tokens ({nbytes} bytes) of {a.file}")
     print(f"prefill (all logits): {n / t_prefill:8.1f} tokens/s  {nbytes / t_prefill:8.1f} bytes/s")
     print(f"decode  (1 token/step): {n / t_decode:8.1f} tokens/s  {nbytes / t_decode:8.1f} bytes/s")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS {peak:.0f} MB")
 
 
 if __name__ == "__main__":

@@ -251,10 +251,16 @@ impl Config {
             }
         }
         if self.head_dim == 0 || self.head_dim % 2 != 0 || self.head_dim > MAX_HEAD_DIM {
+            // llama derives the head dimension from the head count; gemma3
+            // reads it.
+            let (key, value) = match self.gemma3 {
+                Some(_) => ("attention.key_length", self.head_dim),
+                None => ("attention.head_count", self.n_head),
+            };
             return bad(
-                "attention.head_count",
-                self.n_head.to_string(),
-                "head dimension must be even and at most 512",
+                key,
+                value.to_string(),
+                "head dimension must be even, non-zero and at most 512",
             );
         }
         if self.n_head % self.n_kv_head != 0 {

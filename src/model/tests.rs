@@ -337,6 +337,74 @@ fn reserved_cache_holds_the_context_without_growing() {
     assert_eq!(bits(&l), bits(&run_pieces(&m, &toks, &[80])));
 }
 
+/// gemma3 shapes: a query width unlike the embedding is fine; a bad key
+/// length, window, pattern or local RoPE base is refused by its own key.
+#[test]
+fn gemma_config_validation_names_the_key() {
+    let ok = tiny_gemma_config();
+    assert!(ok.validate().is_ok());
+    let gm = ok.gemma3.clone().unwrap();
+    let key_of = |c: Config| match c.validate() {
+        Err(ModelError::BadConfig { key, .. }) => key,
+        other => panic!("expected BadConfig, got {other:?}"),
+    };
+    for (c, key) in [
+        (
+            Config {
+                head_dim: 0,
+                ..ok.clone()
+            },
+            "gemma3.attention.key_length",
+        ),
+        (
+            Config {
+                head_dim: 1024,
+                ..ok.clone()
+            },
+            "gemma3.attention.key_length",
+        ),
+        (
+            Config {
+                head_dim: 6,
+                ..ok.clone()
+            },
+            "gemma3.attention.key_length",
+        ),
+        (
+            Config {
+                gemma3: Some(Gemma3 {
+                    sliding_window: 0,
+                    ..gm.clone()
+                }),
+                ..ok.clone()
+            },
+            "gemma3.attention.sliding_window",
+        ),
+        (
+            Config {
+                gemma3: Some(Gemma3 {
+                    swa_period: 0,
+                    ..gm.clone()
+                }),
+                ..ok.clone()
+            },
+            "gemma3.attention.sliding_window_pattern",
+        ),
+        (
+            Config {
+                gemma3: Some(Gemma3 {
+                    rope_base_local: f32::NAN,
+                    ..gm.clone()
+                }),
+                ..ok.clone()
+            },
+            "gemma3.rope.freq_base_swa",
+        ),
+    ] {
+        assert_eq!(key_of(c), key);
+    }
+}
+
 #[test]
 fn config_validation_rejects_bad_shapes() {
     let ok = tiny_config();

@@ -140,3 +140,55 @@ fn json_goes_with_reports_only() {
     let o = run(d.path(), &["score", "--json", "--jsonl", "a.txt"]);
     assert_eq!(o.status.code(), Some(1));
 }
+
+/// `score --model A --model B`: one JSON object per (file, model), each
+/// the object `score --json --model X` gives for that file alone; the table
+/// has a bits/byte column per model (the figures of those objects) and a
+/// total row. Gemma is named, so the binary fetches it as users do.
+#[test]
+fn score_compares_models() {
+    let d = tempdir();
+    write(d.path(), "a.txt", TEXT.as_bytes());
+    write(d.path(), "b.txt", OTHER.as_bytes());
+    let smol = model().to_str().unwrap();
+    let models = ["--model", smol, "--model", "gemma3-270m"];
+    let both = run(
+        d.path(),
+        &[&models[..], &["score", "--json", "a.txt", "b.txt"]].concat(),
+    );
+    ok(&both);
+    let both = json_of(&both);
+    let items = both.as_array().expect("an array");
+    assert_eq!(items.len(), 4, "{both}");
+    for (i, m) in [smol, "gemma3-270m"].iter().enumerate() {
+        let alone = run(
+            d.path(),
+            &["--model", m, "score", "--json", "a.txt", "b.txt"],
+        );
+        ok(&alone);
+        let alone = json_of(&alone);
+        assert_eq!(
+            items[2 * i..2 * i + 2],
+            alone.as_array().unwrap()[..],
+            "{m}"
+        );
+    }
+    assert_ne!(items[0]["fingerprint"], items[2]["fingerprint"]);
+
+    let t = run(
+        d.path(),
+        &[&models[..], &["score", "a.txt", "b.txt"]].concat(),
+    );
+    ok(&t);
+    let out = String::from_utf8(t.stdout).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].contains("gemma3-270m bits/byte"), "{out}");
+    let row: Vec<&str> = lines[1].split_whitespace().collect();
+    let bpb = |v: &Value| format!("{:.4}", v["bits_per_byte"].as_f64().unwrap());
+    assert_eq!(row[1], bpb(&items[0]));
+    assert_eq!(row[2], bpb(&items[2]));
+    assert!(lines.last().unwrap().contains("2 files"), "{out}");
+
+    // Only score compares models.
+    fails(&run(d.path(), &[&models[..], &["-c", "a.txt"]].concat()));
+}

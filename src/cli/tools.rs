@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::engine::{self, CodecOptions};
 use super::io::Source;
@@ -32,67 +32,23 @@ pub fn score(ctx: &mut Ctx, files: &[PathBuf], codec: CodecOptions, levers: bool
     let mut status = 0;
     let (mut tb, mut tt, mut tbits, mut ok) = (0u64, 0u64, 0f64, 0usize);
     let mut report = ctx.json.map(Report::new);
-    // What the JSON objects say of the settings: the level, and whether
-    // options made them custom (level 0 in a file).
-    let (level, custom) = match codec.compress_options() {
-        Ok(o) => (
-            codec.level.unwrap_or(llmc::codec::DEFAULT_LEVEL),
-            o.level == 0,
-        ),
-        Err(e) => {
-            ctx.error(&e);
-            return 1;
-        }
+    let Some(settings) = score_settings(ctx, &codec) else {
+        return 1;
     };
     for p in files {
         let src = Source::from_arg(p);
-        let r = (|| -> Result<(u64, Vec<engine::Score>, String, String)> {
-            src.check(true)?;
-            let input = src.read_all()?;
-            let level = ctx.level;
-            let show = ctx.progress;
-            let e = ctx.engine.get(level)?;
-            let bar = Bar::new(show, &src.name(), Some(input.len() as u64));
-            let s = if levers {
-                engine::score_levers(e, &input, &codec, &mut |p| bar.tick(p))
-            } else {
-                engine::score(e, &input, &codec, &mut |p| bar.tick(p)).map(|s| vec![s])
-            }
-            .with_context(|| src.name())?;
-            let id = e.identity();
-            let fingerprint = id.fingerprint.iter().map(|b| format!("{b:02x}")).collect();
-            let prefix: [u8; 8] = id.fingerprint[..8].try_into().expect("8 bytes");
-            // The name -l shows for files of this model, if it is a known one.
-            let model = match llmc::registry::known_by_fingerprint(&prefix) {
-                Some(m) => m.name.to_string(),
-                None => id.name.clone(),
-            };
-            Ok((input.len() as u64, s, model, fingerprint))
-        })();
-        match r {
-            Ok((bytes, scores, model, fingerprint)) if report.is_some() => {
+        match score_file(ctx, &src, &codec, levers) {
+            Ok(f) if report.is_some() => {
                 let r = report.as_mut().expect("checked");
-                for (i, s) in scores.iter().enumerate() {
-                    let mut v = json!({
-                        "file": src.name(),
-                        "bytes": bytes,
-                        "tokens": s.tokens,
-                        "bits": s.bits,
-                        "bits_per_token": json::ratio(s.bits, s.tokens),
-                        "bits_per_byte": json::ratio(s.bits, bytes),
-                        "ideal_size": (s.bits / 8.0).ceil() as u64,
-                        "model": model,
-                        "fingerprint": fingerprint,
-                        "level": level,
-                        "custom": custom,
-                    });
+                for (i, s) in f.scores.iter().enumerate() {
+                    let mut v = f.json(&src, s, settings);
                     if levers {
                         v["lever"] = json!(engine::LEVERS[i].0);
                     }
                     r.push(v);
                 }
             }
-            Ok((bytes, scores, _, _)) => {
+            Ok(Scored { bytes, scores, .. }) => {
                 for (i, s) in scores.iter().enumerate() {
                     let name = match levers {
                         true => format!("{} [{}]", src.name(), engine::LEVERS[i].0),
@@ -134,6 +90,86 @@ pub fn score(ctx: &mut Ctx, files: &[PathBuf], codec: CodecOptions, levers: bool
         print!("{}", t.render(&[false, false, false, false, false, true]));
     }
     status
+}
+
+/// What the JSON objects of `score` say of the settings: the level, and
+/// whether options made them custom (level 0 in a file). `None` (the error
+/// reported) if the options are invalid.
+pub(super) fn score_settings(ctx: &Ctx, codec: &CodecOptions) -> Option<(u8, bool)> {
+    match codec.compress_options() {
+        Ok(o) => Some((
+            codec.level.unwrap_or(llmc::codec::DEFAULT_LEVEL),
+            o.level == 0,
+        )),
+        Err(e) => {
+            ctx.error(&e);
+            None
+        }
+    }
+}
+
+/// One file scored by the context's engine.
+pub(super) struct Scored {
+    pub bytes: u64,
+    /// One score, or one per lever with `levers`.
+    pub scores: Vec<engine::Score>,
+    /// The name -l shows for files of this model: a known model's, else
+    /// the file's.
+    pub model: String,
+    /// The known model's short name (`gemma3-270m`), if it is one.
+    pub known_id: Option<&'static str>,
+    /// The model's fingerprint in hex.
+    pub fingerprint: String,
+}
+
+impl Scored {
+    /// The `score --json` object of score `s` of file `src`.
+    pub fn json(&self, src: &Source, s: &engine::Score, (level, custom): (u8, bool)) -> Value {
+        json!({
+            "file": src.name(),
+            "bytes": self.bytes,
+            "tokens": s.tokens,
+            "bits": s.bits,
+            "bits_per_token": json::ratio(s.bits, s.tokens),
+            "bits_per_byte": json::ratio(s.bits, self.bytes),
+            "ideal_size": (s.bits / 8.0).ceil() as u64,
+            "model": self.model,
+            "fingerprint": self.fingerprint,
+            "level": level,
+            "custom": custom,
+        })
+    }
+}
+
+/// Reads and scores `src` with the context's engine (loaded on first use),
+/// with a progress bar; every predictor setting with `levers`.
+pub(super) fn score_file(
+    ctx: &mut Ctx,
+    src: &Source,
+    codec: &CodecOptions,
+    levers: bool,
+) -> Result<Scored> {
+    src.check(true)?;
+    let input = src.read_all()?;
+    let (level, show) = (ctx.level, ctx.progress);
+    let e = ctx.engine.get(level)?;
+    let bar = Bar::new(show, &src.name(), Some(input.len() as u64));
+    let scores = if levers {
+        engine::score_levers(e, &input, codec, &mut |p| bar.tick(p))
+    } else {
+        engine::score(e, &input, codec, &mut |p| bar.tick(p)).map(|s| vec![s])
+    }
+    .with_context(|| src.name())?;
+    let id = e.identity();
+    let prefix: [u8; 8] = id.fingerprint[..8].try_into().expect("8 bytes");
+    let known = llmc::registry::known_by_fingerprint(&prefix);
+    Ok(Scored {
+        bytes: input.len() as u64,
+        scores,
+        model: known.map_or_else(|| id.name.clone(), |m| m.name.to_string()),
+        known_id: known.map(|m| m.id),
+        fingerprint: id.fingerprint.iter().map(|b| format!("{b:02x}")).collect(),
+    })
 }
 
 fn score_row(bytes: u64, tokens: u64, bits: f64, name: String) -> Vec<String> {

@@ -1,5 +1,7 @@
 //! Helpers shared by the unit tests.
 
+use crate::gguf::Value;
+
 /// SplitMix64: a tiny seeded generator, so that failures reproduce.
 #[derive(Debug, Clone)]
 pub struct Rng(pub u64);
@@ -33,4 +35,73 @@ impl Rng {
     pub fn unit(&mut self) -> f64 {
         ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
     }
+}
+
+/// GGUF writing for tests (an independent writer, not the reader's code).
+/// Encodes a value's payload (without its type id) the way GGUF does.
+pub fn put_value(out: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::U8(x) => out.push(*x),
+        Value::I8(x) => out.extend(x.to_le_bytes()),
+        Value::U16(x) => out.extend(x.to_le_bytes()),
+        Value::I16(x) => out.extend(x.to_le_bytes()),
+        Value::U32(x) => out.extend(x.to_le_bytes()),
+        Value::I32(x) => out.extend(x.to_le_bytes()),
+        Value::F32(x) => out.extend(x.to_le_bytes()),
+        Value::Bool(x) => out.push(u8::from(*x)),
+        Value::String(s) => put_str(out, s),
+        Value::Array(a) => {
+            // Element type from the first element; u32 for empty arrays.
+            let ty = a.first().map_or(4, Value::type_id);
+            out.extend(ty.to_le_bytes());
+            out.extend((a.len() as u64).to_le_bytes());
+            for e in a {
+                put_value(out, e);
+            }
+        }
+        Value::U64(x) => out.extend(x.to_le_bytes()),
+        Value::I64(x) => out.extend(x.to_le_bytes()),
+        Value::F64(x) => out.extend(x.to_le_bytes()),
+    }
+}
+
+pub fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend((s.len() as u64).to_le_bytes());
+    out.extend(s.as_bytes());
+}
+
+/// A metadata-only GGUF image: version 3, no tensors, padded to 32 bytes.
+pub fn gguf_metadata(kvs: &[(&str, Value)]) -> Vec<u8> {
+    let mut out = b"GGUF".to_vec();
+    out.extend(3u32.to_le_bytes());
+    out.extend(0u64.to_le_bytes());
+    out.extend((kvs.len() as u64).to_le_bytes());
+    for (k, v) in kvs {
+        put_str(&mut out, k);
+        out.extend(v.type_id().to_le_bytes());
+        put_value(&mut out, v);
+    }
+    while out.len() % 32 != 0 {
+        out.push(0);
+    }
+    out
+}
+
+/// Every file of the test corpus (tests/data/corpus), by name, sorted.
+pub fn corpus_files() -> Vec<(String, Vec<u8>)> {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/corpus");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 10, "corpus incomplete in {}", dir.display());
+    files
+        .into_iter()
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&p).unwrap())
+        })
+        .collect()
 }

@@ -1,39 +1,7 @@
 //! Unit tests on synthetic GGUF images built by a small independent writer.
 
 use super::*;
-use crate::testing::Rng;
-
-/// Encodes a value's payload (without its type id) the way GGUF does.
-fn put_value(out: &mut Vec<u8>, v: &Value) {
-    match v {
-        Value::U8(x) => out.push(*x),
-        Value::I8(x) => out.extend(x.to_le_bytes()),
-        Value::U16(x) => out.extend(x.to_le_bytes()),
-        Value::I16(x) => out.extend(x.to_le_bytes()),
-        Value::U32(x) => out.extend(x.to_le_bytes()),
-        Value::I32(x) => out.extend(x.to_le_bytes()),
-        Value::F32(x) => out.extend(x.to_le_bytes()),
-        Value::Bool(x) => out.push(u8::from(*x)),
-        Value::String(s) => put_str(out, s),
-        Value::Array(a) => {
-            // Element type from the first element; u32 for empty arrays.
-            let ty = a.first().map_or(4, Value::type_id);
-            out.extend(ty.to_le_bytes());
-            out.extend((a.len() as u64).to_le_bytes());
-            for e in a {
-                put_value(out, e);
-            }
-        }
-        Value::U64(x) => out.extend(x.to_le_bytes()),
-        Value::I64(x) => out.extend(x.to_le_bytes()),
-        Value::F64(x) => out.extend(x.to_le_bytes()),
-    }
-}
-
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    out.extend((s.len() as u64).to_le_bytes());
-    out.extend(s.as_bytes());
-}
+use crate::testing::{put_str, put_value, Rng};
 
 struct TestTensor {
     name: String,

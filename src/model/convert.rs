@@ -273,6 +273,18 @@ mod tests {
             .collect()
     }
 
+    /// [`block_matrix`] of a fixture's rows.
+    fn convert(ty: GgmlType, rows: usize, cols: usize, raw: &[u8]) -> BlockMatrix {
+        let dims = [cols as u64, rows as u64];
+        let t = Tensor {
+            name: "fixture",
+            ggml_type: ty,
+            dims: &dims,
+            data: raw,
+        };
+        block_matrix(&t, rows, cols).expect("convert")
+    }
+
     /// Q5_0 and Q4_K map exactly: every weight of the canonical block form
     /// equals llama.cpp's dequantization (the fixture's floats are exact
     /// f32 values, printed in full). Q6_K's exact dequantization equals it
@@ -282,14 +294,7 @@ mod tests {
         let cases = fixture();
         assert_eq!(cases.len(), 3);
         for (ty, rows, cols, raw, want) in cases {
-            let dims = [cols as u64, rows as u64];
-            let t = Tensor {
-                name: "fixture",
-                ggml_type: ty,
-                dims: &dims,
-                data: &raw,
-            };
-            let m = block_matrix(&t, rows, cols).expect("convert");
+            let m = convert(ty, rows, cols, &raw);
             let mut got = vec![0f32; rows * cols];
             for (r, out) in got.chunks_exact_mut(cols).enumerate() {
                 m.dequant_row(r, out);
@@ -316,14 +321,7 @@ mod tests {
     #[test]
     fn k_quant_ranges() {
         for (ty, rows, cols, raw, _) in fixture() {
-            let dims = [cols as u64, rows as u64];
-            let t = Tensor {
-                name: "fixture",
-                ggml_type: ty,
-                dims: &dims,
-                data: &raw,
-            };
-            let m = block_matrix(&t, rows, cols).expect("convert");
+            let m = convert(ty, rows, cols, &raw);
             let (lo, hi) = match ty {
                 GgmlType::Q5_0 => (-16, 15),
                 GgmlType::Q4_K => (0, 15),

@@ -73,22 +73,6 @@ fn gemma_byte(b: u8) -> u32 {
     238 + u32::from(b)
 }
 
-fn corpus() -> Vec<(String, Vec<u8>)> {
-    let dir = data_dir().join("corpus");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    files
-        .into_iter()
-        .map(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            (name, std::fs::read(&p).unwrap())
-        })
-        .collect()
-}
-
 #[track_caller]
 fn assert_err<T: std::fmt::Debug>(got: Result<T, TokenizerError>, expected: TokenizerError) {
     let e = got.expect_err("expected an error");
@@ -499,40 +483,10 @@ fn tiny_vocabulary_errors() {
     );
 }
 
-/// A metadata-only GGUF image (version 3, no tensors).
+/// A metadata-only GGUF image of `kvs`.
 fn gguf_image(kvs: &[(String, Value)]) -> Vec<u8> {
-    fn put_str(out: &mut Vec<u8>, s: &str) {
-        out.extend((s.len() as u64).to_le_bytes());
-        out.extend(s.as_bytes());
-    }
-    fn put_value(out: &mut Vec<u8>, v: &Value) {
-        match v {
-            Value::U32(x) => out.extend(x.to_le_bytes()),
-            Value::I32(x) => out.extend(x.to_le_bytes()),
-            Value::F32(x) => out.extend(x.to_le_bytes()),
-            Value::Bool(x) => out.push(u8::from(*x)),
-            Value::String(s) => put_str(out, s),
-            Value::Array(a) => {
-                out.extend(a.first().map_or(4, Value::type_id).to_le_bytes());
-                out.extend((a.len() as u64).to_le_bytes());
-                a.iter().for_each(|e| put_value(out, e));
-            }
-            v => panic!("not needed here: {v:?}"),
-        }
-    }
-    let mut out = b"GGUF".to_vec();
-    out.extend(3u32.to_le_bytes());
-    out.extend(0u64.to_le_bytes());
-    out.extend((kvs.len() as u64).to_le_bytes());
-    for (k, v) in kvs {
-        put_str(&mut out, k);
-        out.extend(v.type_id().to_le_bytes());
-        put_value(&mut out, v);
-    }
-    while out.len() % 32 != 0 {
-        out.push(0);
-    }
-    out
+    let kvs: Vec<(&str, Value)> = kvs.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    crate::testing::gguf_metadata(&kvs)
 }
 
 #[test]
@@ -885,7 +839,7 @@ fn gemma_decode_is_per_token_concatenation() {
 #[test]
 fn gemma_corpus_round_trips() {
     let tok = gemma();
-    for (name, data) in corpus() {
+    for (name, data) in crate::testing::corpus_files() {
         let t = Instant::now();
         let ids = round_trip(tok, &data);
         eprintln!(
@@ -901,7 +855,7 @@ fn gemma_corpus_round_trips() {
 #[test]
 fn gemma_corpus_prefixes_match_naive_reference() {
     let tok = gemma();
-    for (name, data) in corpus() {
+    for (name, data) in crate::testing::corpus_files() {
         if ![
             "alice29.txt",
             "cp.html",
@@ -925,7 +879,7 @@ fn gemma_corpus_prefixes_match_naive_reference() {
 fn gemma_encode_speed() {
     let tok = gemma();
     let mut text = Vec::new();
-    for (name, data) in corpus() {
+    for (name, data) in crate::testing::corpus_files() {
         if ["alice29.txt", "asyoulik.txt", "lcet10.txt", "plrabn12.txt"].contains(&name.as_str()) {
             text.extend_from_slice(&data);
         }

@@ -170,7 +170,7 @@ fn scanner_equals_reference_on_random_bytes() {
 
 #[test]
 fn scanner_equals_reference_on_corpus() {
-    for (name, data) in corpus() {
+    for (name, data) in crate::testing::corpus_files() {
         let got: Vec<&[u8]> = PreTokens::new(&data).collect();
         assert!(got == reference_split(&data), "pre-tokens differ on {name}");
     }
@@ -313,28 +313,10 @@ fn model_vocabulary_shape() {
 
 // ---------------------------------------------------------- round trips
 
-fn corpus() -> Vec<(String, Vec<u8>)> {
-    let dir = shared_dir().join("corpus");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
-    assert!(files.len() >= 10, "corpus incomplete in {}", dir.display());
-    files
-        .into_iter()
-        .map(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            (name, std::fs::read(&p).unwrap())
-        })
-        .collect()
-}
-
 #[test]
 fn round_trip_corpus_files() {
     let t = real();
-    for (name, data) in corpus() {
+    for (name, data) in crate::testing::corpus_files() {
         let ids = t.encode(&data);
         assert!(ids.iter().all(|&id| (id as usize) < t.vocab_size()));
         assert!(t.decode(&ids).unwrap() == data, "round trip of {name}");
@@ -597,7 +579,10 @@ fn encode_throughput() {
         ids.len(),
         text.len() as f64 / best / 1e6
     );
-    let all: Vec<u8> = corpus().into_iter().flat_map(|(_, d)| d).collect();
+    let all: Vec<u8> = crate::testing::corpus_files()
+        .into_iter()
+        .flat_map(|(_, d)| d)
+        .collect();
     let start = std::time::Instant::now();
     let ids = t.encode(&all);
     let secs = start.elapsed().as_secs_f64();
@@ -619,35 +604,9 @@ fn encode_throughput() {
 
 // ------------------------------------------------------------- from_gguf
 
-/// A GGUF v3 image with string / string-array metadata and no tensors.
+/// A GGUF v3 image with `kvs` and no tensors.
 fn gguf_with(kvs: &[(&str, Value)]) -> Gguf {
-    fn put_str(out: &mut Vec<u8>, s: &str) {
-        out.extend((s.len() as u64).to_le_bytes());
-        out.extend(s.as_bytes());
-    }
-    let mut out = b"GGUF".to_vec();
-    out.extend(3u32.to_le_bytes());
-    out.extend(0u64.to_le_bytes());
-    out.extend((kvs.len() as u64).to_le_bytes());
-    for (k, v) in kvs {
-        put_str(&mut out, k);
-        match v {
-            Value::String(s) => {
-                out.extend(8u32.to_le_bytes());
-                put_str(&mut out, s);
-            }
-            Value::Array(a) => {
-                out.extend(9u32.to_le_bytes());
-                out.extend(8u32.to_le_bytes());
-                out.extend((a.len() as u64).to_le_bytes());
-                for e in a {
-                    put_str(&mut out, e.as_str().unwrap());
-                }
-            }
-            _ => unreachable!("only strings are written"),
-        }
-    }
-    Gguf::from_bytes(out).unwrap()
+    Gguf::from_bytes(crate::testing::gguf_metadata(kvs)).unwrap()
 }
 
 fn str_array(items: &[&str]) -> Value {

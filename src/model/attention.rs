@@ -69,15 +69,9 @@ impl Model {
         });
         self.store_kv(l, slots, b.kb, b.vb, caches);
         // views[seq * n_kv_head + g]
-        let window = cfg.window_of(l).unwrap_or(0);
         let views: Vec<KvView<'_>> = caches
             .iter()
-            .flat_map(|c| {
-                (0..cfg.n_kv_head).map(move |g| KvView {
-                    window,
-                    ..c.view(l, g)
-                })
-            })
+            .flat_map(|c| (0..cfg.n_kv_head).map(move |g| c.view(l, g)))
             .collect();
         self.attention(b.q, slots, jobs, &views, b.att_jobs, b.att);
         self.quantize(b.qx, b.att, qd);
@@ -108,7 +102,6 @@ impl Model {
     ) {
         let (hd, nkv) = (self.cfg.head_dim, self.cfg.n_kv_head);
         let gw = self.cfg.n_head / nkv * hd;
-        let window = self.cfg.window_of(l).unwrap_or(0);
         // qparts[t * nkv + g]: the quantized output's blocks of job (t, g).
         qx.reshape(slots.len(), self.cfg.q_dim());
         let ranges: Vec<Range<usize>> = (0..nkv).map(|g| g * gw..(g + 1) * gw).collect();
@@ -164,11 +157,7 @@ impl Model {
             for i in 0..run.len() {
                 let (cur, next) = run.split_at_mut(i + 1);
                 let pf = next.first().map_or([&[][..]; 4], |j| {
-                    KvView {
-                        window,
-                        ..j.head.view()
-                    }
-                    .attended_regions(j.pos + 1, j.pos + 1)
+                    j.head.view().attended_regions(j.pos + 1, j.pos + 1)
                 });
                 self.decode_job(l, &mut cur[i], &pf);
             }
@@ -190,10 +179,7 @@ impl Model {
         }
         scalar::rope(j.k, cos, sin);
         j.head.write(k, j.pos, j.k, j.v);
-        let view = KvView {
-            window: self.cfg.window_of(l).unwrap_or(0),
-            ..j.head.view()
-        };
+        let view = j.head.view();
         let qs: Vec<&[f32]> = j.q.chunks_exact(hd).collect();
         let n_keys = vec![j.pos + 1; qs.len()];
         let mut o: Vec<&mut [f32]> = j.out.chunks_exact_mut(hd).collect();

@@ -28,6 +28,9 @@ pub struct KvCache {
     n_kv_head: usize,
     head_dim: usize,
     max_len: usize,
+    /// Per layer, the sliding window its attention sees (0: every key),
+    /// set on every view of that layer.
+    windows: Vec<usize>,
     /// Positions every state of the model starts with (gemma3: its start
     /// token), which [`KvCache::clear`] keeps.
     base: usize,
@@ -60,6 +63,9 @@ impl KvCache {
             n_kv_head: cfg.n_kv_head,
             head_dim: cfg.head_dim,
             max_len: cfg.context_len,
+            windows: (0..cfg.n_layer)
+                .map(|l| cfg.window_of(l).unwrap_or(0))
+                .collect(),
             base: 0,
             len: 0,
             cap: 0,
@@ -128,6 +134,11 @@ impl KvCache {
             && self.n_kv_head == cfg.n_kv_head
             && self.head_dim == cfg.head_dim
             && self.max_len == cfg.context_len
+            && self
+                .windows
+                .iter()
+                .enumerate()
+                .all(|(l, &w)| w == cfg.window_of(l).unwrap_or(0))
     }
 
     /// Makes room for `tokens` positions after the prefix (at most the
@@ -179,7 +190,7 @@ impl KvCache {
     /// disjoint, so the heads of a layer can go to different threads.
     pub(crate) fn layer_heads(&mut self, layer: usize) -> Vec<HeadMut<'_>> {
         let (cap, hd, kd, nkv) = (self.cap, self.head_dim, self.kd(), self.n_kv_head);
-        let h0 = layer * nkv;
+        let (h0, window) = (layer * nkv, self.windows[layer]);
         let (start, _) = self.rows_at(h0, cap);
         let mut rows = &mut self.rows[start..start + nkv * cap * (kd + hd)];
         let mut scales = &mut self.scales[2 * h0 * cap..2 * (h0 + nkv) * cap];
@@ -195,6 +206,7 @@ impl KvCache {
                 dk,
                 dv,
                 head_dim: hd,
+                window,
             });
             (rows, scales) = (rest, srest);
         }
@@ -209,8 +221,9 @@ impl KvCache {
     }
 
     /// The attention view of KV head `g` of `layer`: a view with ONE KV
-    /// head (pass head index 0 to the kernels). It covers every allocated
-    /// position; the caller passes how many keys to use.
+    /// head (pass head index 0 to the kernels), with the layer's sliding
+    /// window. It covers every allocated position; the caller passes how
+    /// many keys to use.
     pub(crate) fn view(&self, layer: usize, g: usize) -> KvView<'_> {
         let (cap, h) = (self.cap, layer * self.n_kv_head + g);
         let (ko, vo) = self.rows_at(h, cap);
@@ -222,7 +235,7 @@ impl KvCache {
             dv: &self.scales[so + cap..so + 2 * cap],
             n_kv_head: 1,
             head_dim: self.head_dim,
-            window: 0,
+            window: self.windows[layer],
         }
     }
 }
@@ -235,6 +248,8 @@ pub(crate) struct HeadMut<'a> {
     dk: &'a mut [f32],
     dv: &'a mut [f32],
     head_dim: usize,
+    /// The layer's sliding window (0: none).
+    window: usize,
 }
 
 impl HeadMut<'_> {
@@ -267,7 +282,7 @@ impl HeadMut<'_> {
             dv: self.dv,
             n_kv_head: 1,
             head_dim: self.head_dim,
-            window: 0,
+            window: self.window,
         }
     }
 }

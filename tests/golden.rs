@@ -26,30 +26,35 @@ fn data(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// How a golden file was made: `None` for a version-1 file (decode only).
+/// How a golden file was made.
 #[derive(Clone, Copy)]
 enum Made {
-    V1,
+    /// Written by an earlier build in a form this one no longer writes (a
+    /// version-1 file, or a level of the first version-2 table): decoded
+    /// only.
+    Earlier,
     Level(u8),
     /// Level 0: small windows and several streams, so the file holds
-    /// windows with carried context and streams decoded as a batch.
-    Custom(CoderKind),
+    /// windows with carried context and streams decoded as a batch; the
+    /// windows slide with this many sinks (0: they restart).
+    Custom(CoderKind, u32),
 }
 
 fn options(made: Made) -> Option<CompressOptions> {
     match made {
-        Made::V1 => None,
+        Made::Earlier => None,
         Made::Level(l) => Some(CompressOptions {
             level: l,
             params: Params::level(l).expect("a level"),
             ..CompressOptions::default()
         }),
-        Made::Custom(coder) => Some(CompressOptions {
+        Made::Custom(coder, sinks) => Some(CompressOptions {
             level: 0,
             params: Params {
                 coder,
                 window: 24,
                 carry: 8,
+                sinks,
                 max_streams: 3,
                 stream_tokens: 16,
                 ..Params::default()
@@ -143,12 +148,24 @@ fn check_with(spec: &ModelSpec, made: Made, source: &str, file: &str) {
 
 #[test]
 fn golden_v1_arithmetic() {
-    check(Made::V1, "golden.txt", "golden-v1.arith.llmc");
+    check(Made::Earlier, "golden.txt", "golden-v1.arith.llmc");
 }
 
 #[test]
 fn golden_v1_rank() {
-    check(Made::V1, "golden.txt", "golden-v1.rank.llmc");
+    check(Made::Earlier, "golden.txt", "golden-v1.rank.llmc");
+}
+
+/// Levels 5, 9 and 1 of the first version-2 table (level bytes 5, 9, 1).
+#[test]
+fn golden_v2_first_table_levels() {
+    for l in [5, 9, 1] {
+        check(
+            Made::Earlier,
+            "golden-crlf.txt",
+            &format!("golden-v2.level{l}.llmc"),
+        );
+    }
 }
 
 #[test]
@@ -156,7 +173,7 @@ fn golden_v2_default_level() {
     check(
         Made::Level(llmc::codec::DEFAULT_LEVEL),
         "golden-crlf.txt",
-        "golden-v2.level5.llmc",
+        "golden-v2.slide.level5.llmc",
     );
 }
 
@@ -165,19 +182,14 @@ fn golden_v2_highest_level() {
     check(
         Made::Level(llmc::codec::MAX_LEVEL),
         "golden-crlf.txt",
-        "golden-v2.level9.llmc",
+        "golden-v2.slide.level9.llmc",
     );
-}
-
-#[test]
-fn golden_v2_fastest_level() {
-    check(Made::Level(1), "golden-crlf.txt", "golden-v2.level1.llmc");
 }
 
 #[test]
 fn golden_v2_windows_arithmetic() {
     check(
-        Made::Custom(CoderKind::Arithmetic),
+        Made::Custom(CoderKind::Arithmetic, 0),
         "golden-crlf.txt",
         "golden-v2.windows.arith.llmc",
     );
@@ -186,20 +198,32 @@ fn golden_v2_windows_arithmetic() {
 #[test]
 fn golden_v2_windows_rank() {
     check(
-        Made::Custom(CoderKind::Rank),
+        Made::Custom(CoderKind::Rank, 0),
         "golden-crlf.txt",
         "golden-v2.windows.rank.llmc",
     );
 }
 
+/// Sliding windows: kept keys rotated back and requantized (NUMERICS.md
+/// 7.3) on every machine.
+#[test]
+fn golden_v2_sliding_windows() {
+    check(
+        Made::Custom(CoderKind::Arithmetic, 4),
+        "golden-crlf.txt",
+        "golden-v2.slide.windows.arith.llmc",
+    );
+}
+
 /// Gemma-3-270M (a second architecture, K-quants, the SentencePiece
-/// tokenizer, a start token in every state): the fastest level, and small
-/// windows with several streams decoded as a batch.
+/// tokenizer, a start token in every state): the fastest level of the first
+/// table, small restarting windows, and small sliding windows (the local
+/// layers' own RoPE table), each with several streams decoded as a batch.
 #[test]
 fn golden_v2_gemma_fastest_level() {
     check_with(
         &llmc::registry::GEMMA3_270M,
-        Made::Level(1),
+        Made::Earlier,
         "golden.txt",
         "golden-v2.gemma.level1.llmc",
     );
@@ -209,8 +233,18 @@ fn golden_v2_gemma_fastest_level() {
 fn golden_v2_gemma_windows() {
     check_with(
         &llmc::registry::GEMMA3_270M,
-        Made::Custom(CoderKind::Arithmetic),
+        Made::Custom(CoderKind::Arithmetic, 0),
         "golden.txt",
         "golden-v2.gemma.windows.arith.llmc",
+    );
+}
+
+#[test]
+fn golden_v2_gemma_sliding_windows() {
+    check_with(
+        &llmc::registry::GEMMA3_270M,
+        Made::Custom(CoderKind::Arithmetic, 4),
+        "golden.txt",
+        "golden-v2.gemma.slide.windows.arith.llmc",
     );
 }

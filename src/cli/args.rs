@@ -142,6 +142,12 @@ pub struct CodecArgs {
     /// setting) [default: the level's]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=65535))]
     pub carry: Option<u32>,
+    /// Attention sinks of sliding windows: each new window keeps the
+    /// stream's first N tokens and the last --carry; 0 restarts each window
+    /// from an empty state fed --carry tokens again (a custom setting)
+    /// [default: the level's]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=65535))]
+    pub sinks: Option<u32>,
     /// Switch off the online logit bias of the adaptive predictor (a custom
     /// setting)
     #[arg(long)]
@@ -262,6 +268,7 @@ impl CodecArgs {
             coder: self.coder.or(top.coder),
             window: self.window.or(top.window),
             carry: self.carry.or(top.carry),
+            sinks: self.sinks.or(top.sinks),
             no_bias: self.no_bias || top.no_bias,
             no_match: self.no_match || top.no_match,
             no_crlf: self.no_crlf || top.no_crlf,

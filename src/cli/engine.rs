@@ -34,6 +34,7 @@ pub struct CodecOptions {
     pub level: Option<u8>,
     pub window: Option<u32>,
     pub carry: Option<u32>,
+    pub sinks: Option<u32>,
     pub no_bias: bool,
     pub no_match: bool,
     pub no_crlf: bool,
@@ -50,7 +51,14 @@ impl CodecOptions {
         let base = p;
         p.coder = self.coder.unwrap_or(p.coder);
         p.window = self.window.unwrap_or(p.window);
-        p.carry = self.carry.unwrap_or(p.carry.min(p.window / 2).max(1));
+        // A window of the user's keeps the level's carry only if it fits
+        // in half of it.
+        let carry = match self.window {
+            Some(_) => p.carry.min(p.window / 2).max(1),
+            None => p.carry,
+        };
+        p.carry = self.carry.unwrap_or(carry);
+        p.sinks = self.sinks.unwrap_or(p.sinks);
         if p.carry >= p.window {
             bail!(
                 "--carry {} must be below the window of {} tokens",
@@ -58,11 +66,26 @@ impl CodecOptions {
                 p.window
             );
         }
+        if p.sinks > 0 && p.carry + p.sinks >= p.window {
+            bail!(
+                "--carry {} and {} attention sinks must be below the window of {} tokens \
+                 (--sinks 0 restarts each window instead of sliding it)",
+                p.carry,
+                p.sinks,
+                p.window
+            );
+        }
         p.adaptive.bias &= !self.no_bias;
         p.adaptive.sse &= !self.no_match;
         p.crlf &= !self.no_crlf;
-        let custom = (p.coder, p.window, p.carry, p.adaptive)
-            != (base.coder, base.window, base.carry, base.adaptive);
+        let custom = (p.coder, p.window, p.carry, p.sinks, p.adaptive)
+            != (
+                base.coder,
+                base.window,
+                base.carry,
+                base.sinks,
+                base.adaptive,
+            );
         Ok(lc::CompressOptions {
             level: if custom { 0 } else { level },
             params: p,
@@ -318,7 +341,7 @@ pub fn inspect(input: impl Read) -> Result<Listing> {
                     &mut levels,
                     match h.level {
                         0 => "custom".into(),
-                        n => n.to_string(),
+                        n => (n % lc::LEVEL_BYTE_BASE).to_string(),
                     },
                 );
                 l.check = "XXH64/32".into();

@@ -68,6 +68,7 @@ pub fn main() -> i32 {
         },
         window: c.window,
         carry: c.carry,
+        sinks: c.sinks,
         no_bias: c.no_bias,
         no_match: c.no_match,
         no_crlf: c.no_crlf,

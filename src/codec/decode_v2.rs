@@ -27,10 +27,11 @@ pub(super) fn header_params(h: &Header) -> Option<Params> {
             total_bits: c.total_bits,
             window: c.window,
             carry: c.carry,
+            sinks: c.sinks,
             adaptive: AdaptiveConfig::from_flags(c.predictor)?,
             ..Params::default()
         }),
-        None => Params::level(h.level),
+        None => Params::of_level_byte(h.level),
     }
 }
 
@@ -285,7 +286,7 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoderV2<'_, M, T> {
         let want = s.tokens as usize;
         let mut tokens = Vec::with_capacity(want);
         tokens.push(first);
-        let mut rest = windows(want, p.window as usize, p.carry as usize);
+        let mut rest = windows(want, p.window as usize, p.carry as usize, p.sinks as usize);
         let Some(window) = rest.next() else {
             if !dec.is_canonical() {
                 return Err(self.corrupt_stream(block, i, "payload is not canonical"));
@@ -318,6 +319,12 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoderV2<'_, M, T> {
             return Ok(());
         };
         slot.window = w;
+        if w.slide {
+            let p = self.params;
+            self.model
+                .slide_state(&mut slot.state, p.sinks as usize, p.carry as usize);
+            return Ok(());
+        }
         self.model.reset_state(&mut slot.state);
         let context = &slot.tokens[w.start..w.first - 1];
         let vocab = self.model.vocab_size();

@@ -56,6 +56,12 @@ pub(super) fn check_compress_options<M: LanguageModel>(
             p.window, p.carry
         )));
     }
+    if p.sinks > 0 && p.carry as u64 + p.sinks as u64 >= p.window as u64 {
+        return Err(CodecError::Parameters(format!(
+            "window of {} tokens carrying {} with {} sinks: carry and sinks must be below the window",
+            p.window, p.carry, p.sinks
+        )));
+    }
     if p.max_streams == 0 || p.max_streams as u64 > MAX_STREAMS || p.stream_tokens == 0 {
         return Err(CodecError::Parameters(format!(
             "{} streams (must be 1..={MAX_STREAMS}) of at least {} tokens (must be >= 1)",
@@ -78,6 +84,7 @@ pub(super) fn check_compress_options<M: LanguageModel>(
                 && lp.total_bits == p.total_bits
                 && lp.window == p.window
                 && lp.carry == p.carry
+                && lp.sinks == p.sinks
                 && lp.adaptive == p.adaptive =>
         {
             Ok(())
@@ -95,13 +102,14 @@ fn frame_header(id: &ModelIdentity, opts: &CompressOptions) -> Header {
     let p = &opts.params;
     Header {
         model,
-        level: opts.level,
+        level: super::Params::level_byte(opts.level),
         custom: (opts.level == 0).then_some(Custom {
             coder: p.coder,
             total_bits: p.total_bits,
             window: p.window,
             carry: p.carry,
             predictor: p.adaptive.flags(),
+            sinks: p.sinks,
         }),
     }
 }
@@ -295,8 +303,15 @@ impl<M: LanguageModel, T: TextTokenizer> BlockCoder<'_, M, T> {
         let mut enc = ChunkEncoder::new(p.coder, p.adaptive, self.kernels, vocab, p.total_bits)?;
         let softmax = Softmax::new(self.kernels, vocab, p.total_bits)?;
         enc.encode_first(vocab, stream[0]);
-        for w in windows(stream.len(), p.window as usize, p.carry as usize) {
-            let mut state = self.model.fresh_state(self.state.take());
+        let (carry, sinks) = (p.carry as usize, p.sinks as usize);
+        for w in windows(stream.len(), p.window as usize, carry, sinks) {
+            let mut state = match (w.slide, self.state.take()) {
+                (true, Some(mut s)) => {
+                    self.model.slide_state(&mut s, sinks, carry);
+                    s
+                }
+                (_, old) => self.model.fresh_state(old),
+            };
             let coded_before = w.first as u64;
             run_window(
                 self.model,

@@ -24,8 +24,12 @@ pub struct Params {
     /// Most tokens a model state holds (one window, FORMAT.md 8.4).
     pub window: u32,
     /// Tokens of already-coded context each window after a stream's first
-    /// is fed before it codes (`1..window`).
+    /// starts with (`1..window`): fed again, or kept when windows slide.
     pub carry: u32,
+    /// 0: each window after a stream's first starts from an empty state fed
+    /// `carry` tokens again; `>= 1`: it slides the previous state instead,
+    /// keeping the stream's first `sinks` tokens and the last `carry`.
+    pub sinks: u32,
     /// Which parts of the adaptive predictor run (arithmetic coder only).
     pub adaptive: AdaptiveConfig,
     /// Most streams a block is split into (decoding runs one token of every
@@ -38,10 +42,40 @@ pub struct Params {
     pub crlf: bool,
 }
 
+/// Attention sinks of every level of this version's table.
+pub const LEVEL_SINKS: u32 = 4;
+
+/// The header byte of level `n` of this version's table is
+/// `LEVEL_BYTE_BASE + n` (FORMAT.md 8.2); bytes `1..=9` name the levels of
+/// the first version-2 table, which every later version still decodes.
+pub const LEVEL_BYTE_BASE: u8 = 10;
+
 impl Params {
-    /// The parameters of `level` (`MIN_LEVEL..=MAX_LEVEL`), `None` outside.
+    /// The parameters of `level` (`MIN_LEVEL..=MAX_LEVEL`) as this version
+    /// writes it: sliding windows. `None` outside.
     pub fn level(level: u8) -> Option<Params> {
         // (window, carry, max_streams, stream_tokens)
+        let (window, carry, max_streams, stream_tokens) = match level {
+            1 => (1024, 512, 32, 1024),
+            2 => (1536, 768, 32, 1536),
+            3 => (2048, 1024, 32, 2048),
+            4 => (2048, 1024, 24, 3072),
+            5 => (2048, 1536, 16, 4096),
+            6 => (3072, 2048, 16, 6144),
+            7 => (4096, 3072, 12, 8192),
+            8 => (4096, 3072, 8, 16384),
+            9 => (8192, 6144, 4, 32768),
+            _ => return None,
+        };
+        Some(Params {
+            sinks: LEVEL_SINKS,
+            ..Params::table(level, window, carry, max_streams, stream_tokens)
+        })
+    }
+
+    /// The parameters of the first version-2 table (header bytes `1..=9`):
+    /// windows restart from an empty state. `None` outside `1..=9`.
+    pub fn first_table(level: u8) -> Option<Params> {
         let (window, carry, max_streams, stream_tokens) = match level {
             1 => (1024, 128, 32, 1024),
             2 => (1536, 256, 32, 1536),
@@ -54,11 +88,41 @@ impl Params {
             9 => (8192, 4096, 8, 16384),
             _ => return None,
         };
-        Some(Params {
+        Some(Params::table(
+            level,
+            window,
+            carry,
+            max_streams,
+            stream_tokens,
+        ))
+    }
+
+    /// The parameters a version-2 header's level byte names (not 0).
+    pub fn of_level_byte(byte: u8) -> Option<Params> {
+        match byte {
+            1..=9 => Params::first_table(byte),
+            b if b > LEVEL_BYTE_BASE => Params::level(b - LEVEL_BYTE_BASE),
+            _ => None,
+        }
+    }
+
+    /// The header byte this version writes for `level` (0: custom).
+    pub fn level_byte(level: u8) -> u8 {
+        if level == 0 {
+            0
+        } else {
+            LEVEL_BYTE_BASE + level
+        }
+    }
+
+    /// A level's row: the coder, total and predictor every level shares.
+    fn table(level: u8, window: u32, carry: u32, max_streams: u32, stream_tokens: u32) -> Params {
+        Params {
             coder: CoderKind::Arithmetic,
             total_bits: DEFAULT_TOTAL_BITS,
             window,
             carry,
+            sinks: 0,
             // Level 1 is the model alone (the fastest); the match model
             // and SSE from 2, the bias from 3.
             adaptive: AdaptiveConfig {
@@ -68,7 +132,7 @@ impl Params {
             max_streams,
             stream_tokens,
             crlf: true,
-        })
+        }
     }
 }
 

@@ -109,8 +109,13 @@ pub fn score_predictors<M: LanguageModel, T: TextTokenizer>(
                 *b += first_bits;
             }
             result.tokens += 1;
-            for w in windows(len, p.window as usize, p.carry as usize) {
-                model.reset_state(&mut state);
+            let (carry, sinks) = (p.carry as usize, p.sinks as usize);
+            for w in windows(len, p.window as usize, carry, sinks) {
+                if w.slide {
+                    model.slide_state(&mut state, sinks, carry);
+                } else {
+                    model.reset_state(&mut state);
+                }
                 let done_before = result.tokens;
                 run_window(
                     model,

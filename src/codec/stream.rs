@@ -26,6 +26,10 @@ pub struct Window {
     pub first: usize,
     /// One past the last token fed; also the last token coded.
     pub end: usize,
+    /// Whether the window continues the previous window's state, slid
+    /// ([`crate::lm::LanguageModel::slide_state`]), instead of starting
+    /// from an empty one (then `start + 1 == first`).
+    pub slide: bool,
 }
 
 impl Window {
@@ -46,21 +50,40 @@ impl Window {
 }
 
 /// The windows of a stream of `n` tokens: the first starts at token 0 and
-/// codes from token 1; each later one starts `carry` tokens before the
-/// first token it codes; each feeds at most `window` tokens.
-/// Requires `1 <= carry < window`.
-pub fn windows(n: usize, window: usize, carry: usize) -> impl Iterator<Item = Window> {
-    debug_assert!(carry >= 1 && carry < window);
+/// codes from token 1; each feeds at most `window` tokens. With `sinks == 0`
+/// each later one starts from an empty state `carry` tokens before the
+/// first token it codes. With `sinks >= 1` each later one slides the
+/// previous state (keeping its first `sinks` and last `carry` tokens) and
+/// feeds `window - sinks - carry` new tokens.
+/// Requires `1 <= carry < window` and `sinks + carry < window`.
+pub fn windows(
+    n: usize,
+    window: usize,
+    carry: usize,
+    sinks: usize,
+) -> impl Iterator<Item = Window> {
+    debug_assert!(carry >= 1 && carry + sinks < window);
     let mut first = 1usize;
     let mut start = 0usize;
     std::iter::from_fn(move || {
         if first >= n {
             return None;
         }
-        let end = (start + window).min(n - 1);
-        let w = Window { start, first, end };
+        let slide = sinks > 0 && first > 1;
+        let fed = if slide {
+            window - sinks - carry
+        } else {
+            window
+        };
+        let end = (start + fed).min(n - 1);
+        let w = Window {
+            start,
+            first,
+            end,
+            slide,
+        };
         first = end + 1;
-        start = first - carry;
+        start = if sinks > 0 { end } else { first - carry };
         Some(w)
     })
 }
@@ -86,7 +109,7 @@ mod tests {
         for n in 0..60 {
             for window in 2..9 {
                 for carry in 1..window {
-                    let ws: Vec<Window> = windows(n, window, carry).collect();
+                    let ws: Vec<Window> = windows(n, window, carry, 0).collect();
                     let mut next = 1;
                     for w in &ws {
                         assert_eq!(w.first, next, "n {n} window {window} carry {carry}");
@@ -98,6 +121,35 @@ mod tests {
                     assert_eq!(next.max(1), n.max(1), "n {n}");
                     if let Some(w) = ws.get(1) {
                         assert_eq!(w.first - w.start, carry);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sliding_windows_cover_every_token_once() {
+        for n in 0..60 {
+            for window in 3..10 {
+                for sinks in 1..window - 1 {
+                    for carry in 1..window - sinks {
+                        let ws: Vec<Window> = windows(n, window, carry, sinks).collect();
+                        let mut next = 1;
+                        // Tokens the state holds before each window.
+                        let mut held = 0;
+                        for (i, w) in ws.iter().enumerate() {
+                            assert_eq!(w.first, next, "n {n} window {window} carry {carry}");
+                            assert_eq!(w.slide, i > 0);
+                            assert!(w.start < w.first && w.first <= w.end && w.end < n);
+                            if w.slide {
+                                assert_eq!((w.start + 1, held), (w.first, window));
+                                held = sinks + carry;
+                            }
+                            held += w.fed().len();
+                            assert!(held <= window);
+                            next = w.end + 1;
+                        }
+                        assert_eq!(next.max(1), n.max(1), "n {n}");
                     }
                 }
             }

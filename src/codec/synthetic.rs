@@ -114,6 +114,12 @@ impl LanguageModel for HashModel {
         state.clear();
     }
 
+    fn slide_state(&self, state: &mut Vec<u32>, sinks: usize, keep: usize) {
+        if sinks + keep < state.len() {
+            state.drain(sinks..state.len() - keep);
+        }
+    }
+
     fn forward(
         &self,
         states: &mut [&mut Vec<u32>],

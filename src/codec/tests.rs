@@ -37,8 +37,8 @@ fn model_text(model: &HashModel, tok: &PairTokenizer, n_tokens: usize, seed: u64
     tok.decode(&toks).unwrap()
 }
 
-/// Custom parameters (level 0): windows of `window` tokens carrying a
-/// quarter of it, up to 8 streams of at least `window` tokens.
+/// Custom parameters (level 0): windows of `window` tokens restarting with
+/// a quarter of it, up to 8 streams of at least `window` tokens.
 fn opts(window: u32, coder: CoderKind) -> CompressOptions {
     CompressOptions {
         level: 0,
@@ -46,6 +46,7 @@ fn opts(window: u32, coder: CoderKind) -> CompressOptions {
             coder,
             window,
             carry: (window / 4).max(1),
+            sinks: 0,
             max_streams: 8,
             stream_tokens: window,
             ..Params::default()
@@ -258,6 +259,9 @@ impl LanguageModel for Counting<'_> {
     }
     fn new_state(&self) -> Vec<u32> {
         Vec::new()
+    }
+    fn slide_state(&self, state: &mut Vec<u32>, sinks: usize, keep: usize) {
+        self.inner.slide_state(state, sinks, keep)
     }
     fn forward(
         &self,
@@ -795,6 +799,7 @@ impl LanguageModel for FailingModel {
         1 << 16
     }
     fn new_state(&self) {}
+    fn slide_state(&self, _: &mut (), _: usize, _: usize) {}
     fn forward(&self, _: &mut [&mut ()], _: &[&[u32]], _: &mut [f32]) -> Result<(), Fails> {
         Err(Fails)
     }
@@ -827,6 +832,7 @@ fn one_token_streams_never_touch_the_model() {
                 window: 4,
                 carry: 1,
                 predictor: 0,
+                sinks: 0,
             }),
         };
         let payloads: Vec<Vec<u8>> = toks
@@ -883,6 +889,7 @@ impl LanguageModel for FailingVocab {
         1 << 16
     }
     fn new_state(&self) {}
+    fn slide_state(&self, _: &mut (), _: usize, _: usize) {}
     fn forward(&self, _: &mut [&mut ()], _: &[&[u32]], _: &mut [f32]) -> Result<(), Fails> {
         Err(Fails)
     }
@@ -1008,7 +1015,7 @@ fn score_by_hand(data: &[u8], model: &HashModel, tok: &PairTokenizer, p: &Params
         let s = &toks[start..start + len];
         start += len;
         bits += (vocab as f64).log2();
-        for w in windows(len, p.window as usize, p.carry as usize) {
+        for w in windows(len, p.window as usize, p.carry as usize, 0) {
             let mut state = model.new_state();
             let fed = &s[w.fed()];
             let mut logits = vec![0f32; fed.len() * vocab];
@@ -1136,4 +1143,193 @@ fn chunks_in_flight_follow_the_state_budget() {
     // SmolLM2-135M (12600 bytes per token) at 2048 and 8192 tokens.
     assert_eq!(batch_for(&d, 12600, 2048), 32);
     assert_eq!(batch_for(&d, 12600, 8192), 10);
+}
+
+/// A model whose logits depend on the whole state (its length and first
+/// token) as well as the last two tokens: any disagreement about what a
+/// slid state holds changes the probabilities.
+struct HistoryModel(HashModel);
+
+impl LanguageModel for HistoryModel {
+    type State = Vec<u32>;
+    type Error = super::synthetic::HashModelError;
+    fn vocab_size(&self) -> usize {
+        self.0.vocab
+    }
+    fn max_context(&self) -> usize {
+        self.0.context
+    }
+    fn new_state(&self) -> Vec<u32> {
+        Vec::new()
+    }
+    fn slide_state(&self, state: &mut Vec<u32>, sinks: usize, keep: usize) {
+        self.0.slide_state(state, sinks, keep)
+    }
+    fn forward(
+        &self,
+        states: &mut [&mut Vec<u32>],
+        tokens: &[&[u32]],
+        logits: &mut [f32],
+    ) -> Result<(), Self::Error> {
+        let vocab = self.0.vocab;
+        let mut rows = logits.chunks_exact_mut(vocab);
+        for (state, toks) in states.iter_mut().zip(tokens) {
+            for &t in toks.iter() {
+                let a = state.last().copied().unwrap_or(u32::MAX);
+                state.push(t);
+                let row = rows.next().expect("room for the logits");
+                self.0.row(a, t, row);
+                row[(state.len() * 7 + state[0] as usize) % vocab] += 4.0;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Level-0 options with sliding windows.
+fn slide_opts(window: u32, carry: u32, sinks: u32, coder: CoderKind) -> CompressOptions {
+    let mut o = opts(window, coder);
+    (o.params.carry, o.params.sinks) = (carry, sinks);
+    o
+}
+
+#[test]
+fn sliding_windows_round_trip_at_every_batch() {
+    let tok = PairTokenizer::english();
+    let model = HistoryModel(HashModel::new(tok.vocab_size(), 1));
+    let data = model_text(&model.0, &tok, 2500, 21);
+    for (window, carry, sinks) in [(7, 2, 3), (24, 8, 4), (24, 19, 4), (200, 150, 1)] {
+        for coder in [CoderKind::Arithmetic, CoderKind::Rank] {
+            let o = slide_opts(window, carry, sinks, coder);
+            let packed = compress(&data, &model, &tok, &id("h", 1), &o).unwrap();
+            assert!(records(&packed).iter().any(is_model), "not model-coded");
+            for batch in [1, 3, 8] {
+                let d = DecompressOptions {
+                    max_batch: batch,
+                    ..Default::default()
+                };
+                let back = decompress(&packed, &model, &tok, &id("h", 1), &d).unwrap();
+                assert!(back == data, "window {window} carry {carry} sinks {sinks}");
+            }
+            // Restarting windows are another format: the same text codes
+            // to other bytes.
+            let restart = compress(
+                &data,
+                &model,
+                &tok,
+                &id("h", 1),
+                &slide_opts(window, carry, 0, coder),
+            )
+            .unwrap();
+            assert_ne!(restart, packed);
+        }
+    }
+}
+
+#[test]
+fn sliding_score_is_the_cross_entropy_of_states_built_by_hand() {
+    let tok = PairTokenizer::english();
+    let model = HistoryModel(HashModel::new(tok.vocab_size(), 1));
+    let vocab = model.0.vocab;
+    let data = model_text(&model.0, &tok, 3000, 13);
+    for (window, carry, sinks) in [(9, 3, 2), (64, 40, 4)] {
+        let mut o = slide_opts(window, carry, sinks, CoderKind::Arithmetic);
+        o.params.adaptive = AdaptiveConfig::default();
+        let s = score(&data, &model, &tok, &o, &mut no_progress).unwrap();
+        // By hand: a slid window's state is the stream's first `sinks`
+        // tokens and the `carry` tokens before the window's first fed one.
+        let toks = tok.encode(&data);
+        let p = &o.params;
+        let mut bits = 0.0;
+        let mut start = 0;
+        for len in split_streams(toks.len(), p.max_streams as usize, p.stream_tokens as usize) {
+            let st = &toks[start..start + len];
+            start += len;
+            bits += (vocab as f64).log2();
+            for w in windows(len, window as usize, carry as usize, sinks as usize) {
+                let mut state = if w.slide {
+                    let c = w.start - carry as usize;
+                    [&st[..sinks as usize], &st[c..w.start]].concat()
+                } else {
+                    Vec::new()
+                };
+                let fed = &st[w.fed()];
+                let mut logits = vec![0f32; fed.len() * vocab];
+                model
+                    .forward(&mut [&mut state], &[fed], &mut logits)
+                    .unwrap();
+                for (row, &t) in logits
+                    .chunks_exact(vocab)
+                    .skip(w.silent())
+                    .zip(&st[w.coded()])
+                {
+                    let e: Vec<f64> = row.iter().map(|&x| (x as f64).exp()).collect();
+                    bits -= (e[t as usize] / e.iter().sum::<f64>()).log2();
+                }
+            }
+        }
+        assert!((s.bits - bits).abs() < 1e-6 * bits, "{} vs {bits}", s.bits);
+    }
+}
+
+#[test]
+fn sliding_parameters_are_checked() {
+    let tok = PairTokenizer::english();
+    let model = HashModel::new(tok.vocab_size(), 1);
+    for (window, carry, sinks) in [(8, 4, 4), (8, 7, 1), (3, 2, 1)] {
+        let o = slide_opts(window, carry, sinks, CoderKind::Arithmetic);
+        let r = compress(b"the cat sat", &model, &tok, &id("h", 1), &o);
+        assert!(
+            matches!(r, Err(CodecError::Parameters(_))),
+            "{window} {carry} {sinks}: {r:?}"
+        );
+    }
+}
+
+/// Version-2 headers: sliding-window parameters round-trip; level bytes
+/// outside both tables and sinks that do not fit are errors.
+#[test]
+fn header_levels_and_sinks() {
+    let read = |h: &v2::Header| FrameReader::new(&v2::encode_header(h)[..]).read_header();
+    let custom = |window, carry, sinks| v2::Header {
+        model: [3; 8],
+        level: 0,
+        custom: Some(Custom {
+            coder: CoderKind::Arithmetic,
+            total_bits: 28,
+            window,
+            carry,
+            predictor: 3,
+            sinks,
+        }),
+    };
+    for (w, c, s) in [(24, 8, 4), (24, 8, 0), (5, 3, 1), (65536, 1, 65534)] {
+        let h = custom(w, c, s);
+        assert!(
+            matches!(read(&h), Ok(Some(Header::V2(ref g))) if *g == h),
+            "{w} {c} {s}"
+        );
+    }
+    for (w, c, s) in [(24, 8, 16), (5, 4, 1)] {
+        let r = read(&custom(w, c, s));
+        assert!(r.is_err(), "{w} {c} {s}: {r:?}");
+    }
+    for level in 0..=255u8 {
+        let h = v2::Header {
+            model: [3; 8],
+            level,
+            custom: None,
+        };
+        let known = Params::of_level_byte(level);
+        assert_eq!(known.is_some(), matches!(level, 1..=9 | 11..=19), "{level}");
+        if level != 0 {
+            assert_eq!(read(&h).is_ok(), known.is_some(), "level byte {level}");
+        }
+    }
+    // What this build writes for each level, and what it decodes it as.
+    for l in MIN_LEVEL..=MAX_LEVEL {
+        let p = Params::of_level_byte(Params::level_byte(l)).unwrap();
+        assert_eq!((p, p.sinks), (Params::level(l).unwrap(), LEVEL_SINKS));
+        assert_eq!(Params::first_table(l).unwrap().sinks, 0);
+    }
 }

@@ -28,6 +28,10 @@ const KIND_STORED: u8 = 2;
 const KIND_ZSTD: u8 = 3;
 const KIND_LZMA2: u8 = 4;
 
+/// Predictor-flags bit of a custom header: windows slide (a varint `sinks`
+/// follows `carry`).
+const FLAG_SLIDE: u8 = 4;
+
 /// Block flag: CRLF pairs were coded as LF (exceptions follow).
 const FLAG_CRLF: u8 = 1;
 
@@ -36,7 +40,9 @@ const FLAG_CRLF: u8 = 1;
 pub struct Header {
     /// First 8 bytes of the model's fingerprint.
     pub model: [u8; 8],
-    /// 1..=9, or 0 for the custom parameters in `custom`.
+    /// The level byte: 11..=19 for levels 1..=9 of this version's table,
+    /// 1..=9 for those of the first table (FORMAT.md 8.2), or 0 for the
+    /// custom parameters in `custom`.
     pub level: u8,
     /// The decoding parameters of a level-0 frame.
     pub custom: Option<Custom>,
@@ -55,6 +61,9 @@ pub struct Custom {
     pub carry: u32,
     /// Predictor flags (bit 0 bias, bit 1 match and SSE; NUMERICS.md 10).
     pub predictor: u8,
+    /// Attention sinks of sliding windows (`1..window - carry`), or 0: each
+    /// window starts from an empty state fed `carry` tokens.
+    pub sinks: u32,
 }
 
 /// One stream of a model block.
@@ -126,9 +135,12 @@ pub fn encode_header(h: &Header) -> Vec<u8> {
     if let (0, Some(c)) = (h.level, h.custom) {
         out.push(coder_byte(c.coder));
         out.push(c.total_bits as u8);
-        out.push(c.predictor);
+        out.push(c.predictor | if c.sinks > 0 { FLAG_SLIDE } else { 0 });
         put_varint(&mut out, c.window as u64);
         put_varint(&mut out, c.carry as u64);
+        if c.sinks > 0 {
+            put_varint(&mut out, c.sinks as u64);
+        }
     }
     let check = check32(&out) as u16;
     out.extend_from_slice(&check.to_le_bytes());
@@ -226,15 +238,23 @@ impl<R: Read> FrameReader<R> {
             raw.extend_from_slice(&three);
             let window = self.ranged("window", 2, MAX_WINDOW, Some(&mut raw))?;
             let carry = self.ranged("carry", 1, window - 1, Some(&mut raw))?;
-            if three[2] & !3 != 0 {
+            if three[2] & !(3 | FLAG_SLIDE) != 0 {
                 return Err(out_of_range(
                     "predictor flags",
                     three[2] as u64,
                     0,
-                    3,
+                    7,
                     coder_at + 2,
                 ));
             }
+            let sinks = if three[2] & FLAG_SLIDE != 0 {
+                if carry + 1 >= window {
+                    return Err(out_of_range("carry", carry, 1, window - 2, coder_at + 3));
+                }
+                self.ranged("sinks", 1, window - 1 - carry, Some(&mut raw))?
+            } else {
+                0
+            };
             let coder = match three[0] {
                 1 => CoderKind::Arithmetic,
                 2 => CoderKind::Rank,
@@ -245,7 +265,8 @@ impl<R: Read> FrameReader<R> {
                 total_bits: three[1] as u32,
                 window: window as u32,
                 carry: carry as u32,
-                predictor: three[2],
+                predictor: three[2] & 3,
+                sinks: sinks as u32,
             });
         }
         let mut check = [0u8; 2];
@@ -263,8 +284,8 @@ impl<R: Read> FrameReader<R> {
                     start + 15,
                 ));
             }
-        } else if !(1..=9).contains(&level) {
-            return Err(out_of_range("level", level as u64, 0, 9, start + 5));
+        } else if !(1..=9).contains(&level) && !(11..=19).contains(&level) {
+            return Err(out_of_range("level", level as u64, 0, 19, start + 5));
         }
         Ok(Header {
             model,

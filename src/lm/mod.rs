@@ -40,6 +40,12 @@ pub trait LanguageModel {
     /// chunk's length): a model may allocate for them at once instead of
     /// growing step by step. Never changes a result.
     fn reserve_state(&self, _state: &mut Self::State, _tokens: usize) {}
+    /// Slides `state`'s window (FORMAT.md section 8.4, sliding windows):
+    /// keeps the first `sinks` tokens it holds (after any prefix of the
+    /// model's own) and its last `keep` tokens, dropping those between, so
+    /// that the next token follows the kept ones. A no-op when nothing would
+    /// be dropped.
+    fn slide_state(&self, state: &mut Self::State, sinks: usize, keep: usize);
     /// Appends `tokens[s]` to `states[s]` for every sequence `s` (one batched
     /// pass) and writes the logits after every appended token, sequence by
     /// sequence, token by token, `vocab_size()` each, into the front of

@@ -123,6 +123,62 @@ impl KvCache {
         self.base = self.len;
     }
 
+    /// Slides the window (NUMERICS.md section 7.3): keeps positions
+    /// `0..front` and the last `keep` positions, which move down to
+    /// `front..front + keep`; the positions between are dropped. Each moved
+    /// key is rotated back by the distance `d` it moves and quantized again
+    /// (`back[layer]`: the cos and sin rows of that layer's RoPE table at
+    /// `d`); values move as they are. No-op unless `front + keep < len`.
+    pub(crate) fn slide(
+        &mut self,
+        kern: &Kernels,
+        front: usize,
+        keep: usize,
+        back: &[(&[f32], &[f32])],
+    ) {
+        if front + keep >= self.len || keep == 0 {
+            self.len = self.len.min(front + keep).max(self.base);
+            return;
+        }
+        debug_assert!(front >= self.base && back.len() == self.n_layer);
+        let (hd, d) = (self.head_dim, self.len - keep - front);
+        let layout = KvView::layout(1, hd);
+        let mut x = [0f32; MAX_HEAD_DIM];
+        let mut q = [0i8; MAX_HEAD_DIM];
+        let mut nsin = [0f32; MAX_HEAD_DIM / 2];
+        for (layer, &(cos, sin)) in back.iter().enumerate() {
+            debug_assert!(cos.len() == hd / 2 && sin.len() == hd / 2);
+            // Rotating by -d: (x0, x1) -> (x0 c + x1 s, -x0 s + x1 c), the
+            // RoPE formula with sin negated.
+            for (n, &s) in nsin.iter_mut().zip(sin) {
+                *n = -s;
+            }
+            for head in self.layer_heads(layer) {
+                for j in 0..keep {
+                    let (src, dst) = (front + d + j, front + j);
+                    let (x, q) = (&mut x[..hd], &mut q[..hd]);
+                    let dk = head.dk[layout.dk_index(src, 0)];
+                    for c in 0..hd.div_ceil(4) {
+                        let at = layout.k_index(src, 0, 4 * c);
+                        let n = (hd - 4 * c).min(4);
+                        for (xi, &qi) in x[4 * c..4 * c + n].iter_mut().zip(&head.k[at..at + n]) {
+                            *xi = qi as f32 * dk;
+                        }
+                    }
+                    crate::kernels::scalar::rope(x, cos, &nsin[..hd / 2]);
+                    head.dk[layout.dk_index(dst, 0)] = kern.quant_head(x, q);
+                    for (c, x4) in q.chunks(4).enumerate() {
+                        let at = layout.k_index(dst, 0, 4 * c);
+                        head.k[at..at + x4.len()].copy_from_slice(x4);
+                    }
+                    head.v.copy_within(src * hd..(src + 1) * hd, dst * hd);
+                    head.dv[layout.dv_index(dst, 0)] = head.dv[layout.dv_index(src, 0)];
+                }
+            }
+        }
+        self.len = front + keep;
+    }
+
     /// Bytes allocated for keys and values.
     pub fn heap_bytes(&self) -> usize {
         self.rows.heap_bytes() + self.scales.heap_bytes()

@@ -35,6 +35,21 @@ impl LanguageModel for Model {
         state.reserve_tokens(tokens);
     }
 
+    /// Moves the kept keys down with [`KvCache::slide`], rotating each back
+    /// by the distance it moves with the RoPE table of its layer.
+    fn slide_state(&self, state: &mut KvCache, sinks: usize, keep: usize) {
+        let front = state.prefix_len() + sinks;
+        let len = state.len();
+        if front + keep >= len {
+            return;
+        }
+        let d = len - keep - front;
+        let back: Vec<_> = (0..self.config().n_layer)
+            .map(|l| self.rope_of(l).at(d))
+            .collect();
+        state.slide(&self.kernels(), front, keep, &back);
+    }
+
     fn forward(
         &self,
         states: &mut [&mut KvCache],

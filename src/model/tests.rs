@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::kernels::Kernels;
+use crate::lm::LanguageModel;
 use crate::testing::Rng;
 
 fn tiny_config() -> Config {
@@ -680,5 +681,123 @@ fn real_model_every_variant_gives_the_scalar_bits() {
                 "{variant} step {i}"
             );
         }
+    }
+}
+
+/// [`KvCache::slide`]: the front positions and every value row stay as they
+/// were (bit for bit); each kept key moves down by `d` and is its RoPE
+/// rotation back by `d` (within the two int8 roundings).
+#[test]
+fn kv_cache_slide_moves_and_rotates_back() {
+    use crate::kernels::{math::RopeTable, scalar};
+    let cfg = tiny_config();
+    let (nkv, hd) = (cfg.n_kv_head, cfg.head_dim);
+    let kern = Kernels::new(Variant::Scalar).unwrap();
+    let rope = RopeTable::new(hd, cfg.rope_base, cfg.context_len);
+    let mut c = KvCache::new(&cfg);
+    c.reserve(40);
+    let mut r = Rng(7);
+    // Unrotated keys per (position, layer), stored rotated to their position.
+    let mut raw = Vec::new();
+    for pos in 0..37 {
+        for layer in 0..cfg.n_layer {
+            let k0: Vec<f32> = (0..nkv * hd)
+                .map(|_| r.below(2001) as f32 / 100.0 - 10.0)
+                .collect();
+            let v: Vec<f32> = (0..nkv * hd)
+                .map(|_| r.below(2001) as f32 / 100.0 - 10.0)
+                .collect();
+            let mut k = k0.clone();
+            let (cos, sin) = rope.at(pos);
+            for head in k.chunks_exact_mut(hd) {
+                scalar::rope(head, cos, sin);
+            }
+            c.write(&kern, layer, pos, &k, &v);
+            raw.push(k0);
+        }
+        c.advance(1);
+    }
+    let before = c.clone();
+    let (front, keep) = (3, 9);
+    let d = 37 - keep - front;
+    let back: Vec<_> = (0..cfg.n_layer).map(|_| rope.at(d)).collect();
+    c.slide(&kern, front, keep, &back);
+    assert_eq!(c.len(), front + keep);
+    for layer in 0..cfg.n_layer {
+        for g in 0..nkv {
+            let (old, new) = (before.view(layer, g), c.view(layer, g));
+            let key = |v: &crate::kernels::KvView<'_>, p: usize| -> Vec<f32> {
+                let dk = v.dk[v.dk_index(p, 0)];
+                (0..hd)
+                    .map(|i| v.k[v.k_index(p, 0, i)] as f32 * dk)
+                    .collect()
+            };
+            for p in 0..front + keep {
+                let src = if p < front { p } else { p + d };
+                // Values: the same bytes and scale.
+                assert_eq!(new.v[p * hd..(p + 1) * hd], old.v[src * hd..(src + 1) * hd]);
+                assert_eq!(new.dv[p].to_bits(), old.dv[src].to_bits());
+                if p < front {
+                    assert_eq!(key(&new, p), key(&old, p));
+                    continue;
+                }
+                // The raw key rotated to its new position.
+                let mut want = raw[src * cfg.n_layer + layer][g * hd..(g + 1) * hd].to_vec();
+                let (cos, sin) = rope.at(p);
+                scalar::rope(&mut want, cos, sin);
+                let got = key(&new, p);
+                let amax = want.iter().fold(0f32, |m, x| m.max(x.abs()));
+                for (a, b) in got.iter().zip(&want) {
+                    assert!(
+                        (a - b).abs() <= 2.0 * amax / 127.0,
+                        "layer {layer} pos {p}: {a} vs {b}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Sliding a state gives the same bits on every variant and thread count,
+/// whether the tokens after it are fed at once or one by one, for llama and
+/// for gemma3 (whose start token stays in front of the sinks).
+#[test]
+fn slid_states_give_the_scalar_bits() {
+    for cfg in [tiny_config(), tiny_gemma_config()] {
+        let toks = tokens(5, 70);
+        let run = |m: &Model, pieces: usize| -> Vec<u32> {
+            let v = m.config().vocab;
+            let mut c = m.new_cache();
+            let mut out = Vec::new();
+            // Feed 40, slide to 4 sinks + 12, feed 20 more, slide again.
+            for (range, slide) in [(0..40, true), (40..60, true), (60..70, false)] {
+                for piece in toks[range].chunks(pieces) {
+                    let mut l = vec![0f32; piece.len() * v];
+                    m.forward(&mut [&mut c], &[piece], &mut l).unwrap();
+                    out.extend(bits(&l));
+                }
+                if slide {
+                    let before = fed(&c);
+                    m.slide_state(&mut c, 4, 12);
+                    assert_eq!((fed(&c), before > 16), (16, true));
+                }
+            }
+            out
+        };
+        let want = run(&model_of(cfg.clone(), 1, Variant::Scalar), 64);
+        for variant in Kernels::available() {
+            for threads in [1, 2] {
+                let m = model_of(cfg.clone(), threads, variant);
+                assert_eq!(run(&m, 64), want, "{variant} {threads}");
+                assert_eq!(run(&m, 1), want, "{variant} {threads} one by one");
+            }
+        }
+        // The slide changes what follows (the dropped tokens are gone).
+        let m = model_of(cfg.clone(), 1, Variant::Scalar);
+        let v = m.config().vocab;
+        let mut c = m.new_cache();
+        let mut l = vec![0f32; 60 * v];
+        m.forward(&mut [&mut c], &[&toks[..60]], &mut l).unwrap();
+        assert_ne!(bits(&l[40 * v..]), want[40 * v..60 * v]);
     }
 }

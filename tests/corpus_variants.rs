@@ -53,7 +53,7 @@ fn corpus_compresses_to_identical_bytes_with_every_variant() {
         fingerprint: g.fingerprint(),
     };
     // The predictor runs on the model's kernels, the codec on its threads.
-    // Small windows and several streams: carried context, windows and
+    // Small windows and several streams: sliding windows, the primer and
     // stream batches all take part.
     let opts = |coder, m: &Model| CompressOptions {
         level: 0,
@@ -61,6 +61,7 @@ fn corpus_compresses_to_identical_bytes_with_every_variant() {
             coder,
             window: 96,
             carry: 24,
+            primer: 32,
             max_streams: 4,
             stream_tokens: 64,
             ..Params::default()

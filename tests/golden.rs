@@ -36,8 +36,9 @@ enum Made {
     Level(u8),
     /// Level 0: small windows and several streams, so the file holds
     /// windows with carried context and streams decoded as a batch; the
-    /// windows slide with this many sinks (0: they restart).
-    Custom(CoderKind, u32),
+    /// windows slide with this many sinks (0: they restart) and later
+    /// streams are primed with this many tokens of the first.
+    Custom(CoderKind, u32, u32),
 }
 
 fn options(made: Made) -> Option<CompressOptions> {
@@ -48,13 +49,14 @@ fn options(made: Made) -> Option<CompressOptions> {
             params: Params::level(l).expect("a level"),
             ..CompressOptions::default()
         }),
-        Made::Custom(coder, sinks) => Some(CompressOptions {
+        Made::Custom(coder, sinks, primer) => Some(CompressOptions {
             level: 0,
             params: Params {
                 coder,
                 window: 24,
                 carry: 8,
                 sinks,
+                primer,
                 max_streams: 3,
                 stream_tokens: 16,
                 ..Params::default()
@@ -189,7 +191,7 @@ fn golden_v2_highest_level() {
 #[test]
 fn golden_v2_windows_arithmetic() {
     check(
-        Made::Custom(CoderKind::Arithmetic, 0),
+        Made::Custom(CoderKind::Arithmetic, 0, 0),
         "golden-crlf.txt",
         "golden-v2.windows.arith.llmc",
     );
@@ -198,18 +200,18 @@ fn golden_v2_windows_arithmetic() {
 #[test]
 fn golden_v2_windows_rank() {
     check(
-        Made::Custom(CoderKind::Rank, 0),
+        Made::Custom(CoderKind::Rank, 0, 0),
         "golden-crlf.txt",
         "golden-v2.windows.rank.llmc",
     );
 }
 
-/// Sliding windows: kept keys rotated back and requantized (NUMERICS.md
-/// 7.3) on every machine.
+/// Sliding windows (kept keys rotated back and requantized, NUMERICS.md
+/// 7.3) and later streams primed with the first's tokens, on every machine.
 #[test]
 fn golden_v2_sliding_windows() {
     check(
-        Made::Custom(CoderKind::Arithmetic, 4),
+        Made::Custom(CoderKind::Arithmetic, 4, 12),
         "golden-crlf.txt",
         "golden-v2.slide.windows.arith.llmc",
     );
@@ -233,7 +235,7 @@ fn golden_v2_gemma_fastest_level() {
 fn golden_v2_gemma_windows() {
     check_with(
         &llmc::registry::GEMMA3_270M,
-        Made::Custom(CoderKind::Arithmetic, 0),
+        Made::Custom(CoderKind::Arithmetic, 0, 0),
         "golden.txt",
         "golden-v2.gemma.windows.arith.llmc",
     );
@@ -243,7 +245,7 @@ fn golden_v2_gemma_windows() {
 fn golden_v2_gemma_sliding_windows() {
     check_with(
         &llmc::registry::GEMMA3_270M,
-        Made::Custom(CoderKind::Arithmetic, 4),
+        Made::Custom(CoderKind::Arithmetic, 4, 12),
         "golden.txt",
         "golden-v2.gemma.slide.windows.arith.llmc",
     );

@@ -148,6 +148,11 @@ pub struct CodecArgs {
     /// [default: the level's]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=65535))]
     pub sinks: Option<u32>,
+    /// Tokens of a block's first stream fed to each of its later streams as
+    /// context before their own (0: none; a custom setting) [default: the
+    /// level's]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=65535))]
+    pub primer: Option<u32>,
     /// Switch off the online logit bias of the adaptive predictor (a custom
     /// setting)
     #[arg(long)]
@@ -269,6 +274,7 @@ impl CodecArgs {
             window: self.window.or(top.window),
             carry: self.carry.or(top.carry),
             sinks: self.sinks.or(top.sinks),
+            primer: self.primer.or(top.primer),
             no_bias: self.no_bias || top.no_bias,
             no_match: self.no_match || top.no_match,
             no_crlf: self.no_crlf || top.no_crlf,

@@ -35,6 +35,7 @@ pub struct CodecOptions {
     pub window: Option<u32>,
     pub carry: Option<u32>,
     pub sinks: Option<u32>,
+    pub primer: Option<u32>,
     pub no_bias: bool,
     pub no_match: bool,
     pub no_crlf: bool,
@@ -53,12 +54,20 @@ impl CodecOptions {
         p.window = self.window.unwrap_or(p.window);
         // A window of the user's keeps the level's carry only if it fits
         // in half of it.
-        let carry = match self.window {
-            Some(_) => p.carry.min(p.window / 2).max(1),
-            None => p.carry,
+        let (carry, primer) = match self.window {
+            Some(_) => (p.carry.min(p.window / 2).max(1), p.primer.min(p.window / 4)),
+            None => (p.carry, p.primer),
         };
         p.carry = self.carry.unwrap_or(carry);
         p.sinks = self.sinks.unwrap_or(p.sinks);
+        p.primer = self.primer.unwrap_or(primer);
+        if p.primer >= p.window {
+            bail!(
+                "--primer {} must be below the window of {} tokens",
+                p.primer,
+                p.window
+            );
+        }
         if p.carry >= p.window {
             bail!(
                 "--carry {} must be below the window of {} tokens",
@@ -78,12 +87,13 @@ impl CodecOptions {
         p.adaptive.bias &= !self.no_bias;
         p.adaptive.sse &= !self.no_match;
         p.crlf &= !self.no_crlf;
-        let custom = (p.coder, p.window, p.carry, p.sinks, p.adaptive)
+        let custom = (p.coder, p.window, p.carry, p.sinks, p.primer, p.adaptive)
             != (
                 base.coder,
                 base.window,
                 base.carry,
                 base.sinks,
+                base.primer,
                 base.adaptive,
             );
         Ok(lc::CompressOptions {

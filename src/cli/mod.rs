@@ -69,6 +69,7 @@ pub fn main() -> i32 {
         window: c.window,
         carry: c.carry,
         sinks: c.sinks,
+        primer: c.primer,
         no_bias: c.no_bias,
         no_match: c.no_match,
         no_crlf: c.no_crlf,

@@ -9,7 +9,7 @@ use xxhash_rust::xxh64::Xxh64;
 
 use super::batch::forward_decode;
 use super::fallback::{unlzma2, unzstd};
-use super::stream::{windows, Window};
+use super::stream::{primer_len, windows, Window};
 use super::{
     report, CodecError, CountingWriter, LanguageModel, Params, Progress, ProgressFn, TextTokenizer,
 };
@@ -28,6 +28,7 @@ pub(super) fn header_params(h: &Header) -> Option<Params> {
             window: c.window,
             carry: c.carry,
             sinks: c.sinks,
+            primer: c.primer,
             adaptive: AdaptiveConfig::from_flags(c.predictor)?,
             ..Params::default()
         }),
@@ -41,8 +42,10 @@ struct Slot<S> {
     index: usize,
     dec: ChunkDecoder<Vec<u8>>,
     state: S,
-    /// Tokens decoded so far.
+    /// The primer (the first `lead` tokens), then the tokens decoded so
+    /// far.
     tokens: Vec<u32>,
+    lead: usize,
     want: usize,
     /// The window being decoded and the next ones.
     window: Window,
@@ -207,13 +210,29 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoderV2<'_, M, T> {
             .sum::<u64>()
             .max(1);
         let start = *self.tokens;
+        let lens: Vec<usize> = streams.iter().map(|s| s.tokens as usize).collect();
+        let primer_want = primer_len(self.params.primer as usize, &lens);
+        let mut primer: Option<Vec<u32>> = None;
         let mut done: Vec<Option<Vec<u32>>> = vec![None; n];
-        let mut waiting = streams.into_iter().enumerate();
+        let mut waiting = streams.into_iter().enumerate().peekable();
         let mut active: Vec<Slot<M::State>> = Vec::new();
         loop {
             while active.len() < self.max_batch {
+                // Streams after the first wait until the first has decoded
+                // the primer.
+                let Some(&(i, _)) = waiting.peek() else { break };
+                if i > 0 && primer_want > 0 && primer.is_none() {
+                    let first = active.iter().find(|s| s.index == 0).map(|s| &s.tokens);
+                    match first.or(done[0].as_ref()) {
+                        Some(t) if t.len() >= primer_want => {
+                            primer = Some(t[..primer_want].to_vec());
+                        }
+                        _ => break,
+                    }
+                }
                 let Some((i, s)) = waiting.next() else { break };
-                if let Some(slot) = self.start_stream(i, s, block, pool, &mut done)? {
+                let lead = if i > 0 { primer.as_deref() } else { None };
+                if let Some(slot) = self.start_stream(i, s, lead, block, pool, &mut done)? {
                     active.push(slot);
                 }
             }
@@ -233,7 +252,9 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoderV2<'_, M, T> {
                     return Err(self.corrupt_stream(block, slot.index, "payload is not canonical"));
                 }
                 pool.push(slot.state);
-                done[slot.index] = Some(slot.tokens);
+                let mut tokens = slot.tokens;
+                tokens.drain(..slot.lead);
+                done[slot.index] = Some(tokens);
             }
             report(
                 progress,
@@ -258,13 +279,15 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoderV2<'_, M, T> {
         }
     }
 
-    /// Starts decoding stream `i`: its token 0 needs no model; a one-token
-    /// stream is finished at once (into `done`), a longer one gets a state
-    /// and its first window.
+    /// Starts decoding stream `i`: with no primer its token 0 needs no
+    /// model, and a one-token stream is finished at once (into `done`);
+    /// otherwise it gets a state, fed its first window's context (the
+    /// primer), and its first window.
     fn start_stream(
         &mut self,
         i: usize,
         s: Stream,
+        primer: Option<&[u32]>,
         block: u64,
         pool: &mut Vec<M::State>,
         done: &mut [Option<Vec<u32>>],
@@ -279,14 +302,26 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoderV2<'_, M, T> {
             p.total_bits,
             s.payload,
         )?;
-        let first = dec
-            .decode_first(vocab)
-            .map_err(|_| self.corrupt_stream(block, i, "range decoder left its interval"))?;
-        *self.tokens += 1;
-        let want = s.tokens as usize;
+        let lead = primer.map_or(0, |t| t.len());
+        let want = lead + s.tokens as usize;
         let mut tokens = Vec::with_capacity(want);
-        tokens.push(first);
-        let mut rest = windows(want, p.window as usize, p.carry as usize, p.sinks as usize);
+        match primer {
+            Some(t) => {
+                for &x in t {
+                    dec.observe(x);
+                }
+                tokens.extend_from_slice(t);
+            }
+            None => {
+                let first = dec.decode_first(vocab).map_err(|_| {
+                    self.corrupt_stream(block, i, "range decoder left its interval")
+                })?;
+                *self.tokens += 1;
+                tokens.push(first);
+            }
+        }
+        let (window, carry, sinks) = (p.window as usize, p.carry as usize, p.sinks as usize);
+        let mut rest = windows(want, lead, window, carry, sinks);
         let Some(window) = rest.next() else {
             if !dec.is_canonical() {
                 return Err(self.corrupt_stream(block, i, "payload is not canonical"));
@@ -296,16 +331,41 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoderV2<'_, M, T> {
         };
         let mut state = self.model.fresh_state(pool.pop());
         self.model
-            .reserve_state(&mut state, p.window.min(s.tokens) as usize);
-        Ok(Some(Slot {
+            .reserve_state(&mut state, p.window.min(want as u32) as usize);
+        let mut slot = Slot {
             index: i,
             dec,
             state,
             tokens,
+            lead,
             want,
             window,
             rest: Box::new(rest),
-        }))
+        };
+        self.feed_context(&mut slot)?;
+        Ok(Some(slot))
+    }
+
+    /// Feeds a window's context rows (all but the last, which the next
+    /// step feeds) to the slot's state.
+    fn feed_context(&self, slot: &mut Slot<M::State>) -> Result<(), CodecError> {
+        let w = slot.window;
+        let context = &slot.tokens[w.start..w.first - 1];
+        if context.is_empty() {
+            return Ok(());
+        }
+        let vocab = self.model.vocab_size();
+        let mut scratch = vec![0f32; self.piece_tokens.min(context.len()).max(1) * vocab];
+        for piece in context.chunks(self.piece_tokens.max(1)) {
+            self.model
+                .forward(
+                    &mut [&mut slot.state],
+                    &[piece],
+                    &mut scratch[..piece.len() * vocab],
+                )
+                .map_err(|e| CodecError::Model(Box::new(e)))?;
+        }
+        Ok(())
     }
 
     /// After a step: if the slot's window is fully decoded, move to the
@@ -326,19 +386,7 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoderV2<'_, M, T> {
             return Ok(());
         }
         self.model.reset_state(&mut slot.state);
-        let context = &slot.tokens[w.start..w.first - 1];
-        let vocab = self.model.vocab_size();
-        let mut scratch = vec![0f32; self.piece_tokens.min(context.len()).max(1) * vocab];
-        for piece in context.chunks(self.piece_tokens.max(1)) {
-            self.model
-                .forward(
-                    &mut [&mut slot.state],
-                    &[piece],
-                    &mut scratch[..piece.len() * vocab],
-                )
-                .map_err(|e| CodecError::Model(Box::new(e)))?;
-        }
-        Ok(())
+        self.feed_context(slot)
     }
 
     /// One batched forward pass: every active stream is fed its last

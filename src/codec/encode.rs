@@ -9,7 +9,7 @@ use xxhash_rust::xxh64::Xxh64;
 use super::block::BlockText;
 use super::fallback::lzma2;
 use super::segment::{looks_binary, Segmenter};
-use super::stream::{split_streams, windows, Window};
+use super::stream::{primed, primer_len, split_streams, windows, Window};
 use super::{
     check_parameters, kernels, no_progress, report, CodecError, CompressOptions, CountingWriter,
     LanguageModel, ModelIdentity, Progress, ProgressFn, TextTokenizer,
@@ -56,10 +56,11 @@ pub(super) fn check_compress_options<M: LanguageModel>(
             p.window, p.carry
         )));
     }
-    if p.sinks > 0 && p.carry as u64 + p.sinks as u64 >= p.window as u64 {
+    if p.carry as u64 + p.sinks as u64 >= p.window as u64 || p.primer >= p.window {
         return Err(CodecError::Parameters(format!(
-            "window of {} tokens carrying {} with {} sinks: carry and sinks must be below the window",
-            p.window, p.carry, p.sinks
+            "window of {} tokens carrying {} with {} sinks and a primer of {}: carry and sinks, \
+             and the primer, must be below the window",
+            p.window, p.carry, p.sinks, p.primer
         )));
     }
     if p.max_streams == 0 || p.max_streams as u64 > MAX_STREAMS || p.stream_tokens == 0 {
@@ -85,6 +86,7 @@ pub(super) fn check_compress_options<M: LanguageModel>(
                 && lp.window == p.window
                 && lp.carry == p.carry
                 && lp.sinks == p.sinks
+                && lp.primer == p.primer
                 && lp.adaptive == p.adaptive =>
         {
             Ok(())
@@ -110,6 +112,7 @@ fn frame_header(id: &ModelIdentity, opts: &CompressOptions) -> Header {
             carry: p.carry,
             predictor: p.adaptive.flags(),
             sinks: p.sinks,
+            primer: p.primer,
         }),
     }
 }
@@ -252,12 +255,14 @@ impl<M: LanguageModel, T: TextTokenizer> BlockCoder<'_, M, T> {
         let mut streams = Vec::new();
         let mut start = 0;
         let n = tokens.len() as u64;
-        for len in split_streams(
+        let lens = split_streams(
             tokens.len(),
             p.max_streams as usize,
             p.stream_tokens as usize,
-        ) {
-            let stream = &tokens[start..start + len];
+        );
+        let primer = primer_len(p.primer as usize, &lens);
+        for len in lens {
+            let (stream, lead) = primed(&tokens, start, len, primer);
             let (before, seg_len) = (self.tokens_done, seg.len() as u64);
             let mut tick = |done: u64| {
                 let at = (start as u64 + done).min(n);
@@ -271,7 +276,7 @@ impl<M: LanguageModel, T: TextTokenizer> BlockCoder<'_, M, T> {
                     },
                 )
             };
-            let payload = self.code_stream(stream, &mut tick)?;
+            let payload = self.code_stream(&stream, lead, &mut tick)?;
             self.tokens_done += len as u64;
             streams.push(Stream {
                 tokens: len as u32,
@@ -290,21 +295,28 @@ impl<M: LanguageModel, T: TextTokenizer> BlockCoder<'_, M, T> {
         Ok(if model.len() < raw.len() { model } else { raw })
     }
 
-    /// Model-codes one stream (FORMAT.md section 8.4): token 0 uniformly,
-    /// then each window's tokens from the logits of a fresh state fed the
-    /// window; `tick(tokens coded)` after every forward pass.
+    /// Model-codes one stream (FORMAT.md section 8.4) whose first `lead`
+    /// tokens are a primer (context only): token 0 uniformly if there is
+    /// none, then each window's tokens from the logits of the window's
+    /// state; `tick(tokens coded)` after every forward pass.
     fn code_stream(
         &mut self,
         stream: &[u32],
+        lead: usize,
         tick: &mut dyn FnMut(u64) -> Result<(), CodecError>,
     ) -> Result<Vec<u8>, CodecError> {
         let vocab = self.model.vocab_size();
         let p = self.opts.params;
         let mut enc = ChunkEncoder::new(p.coder, p.adaptive, self.kernels, vocab, p.total_bits)?;
         let softmax = Softmax::new(self.kernels, vocab, p.total_bits)?;
-        enc.encode_first(vocab, stream[0]);
+        if lead == 0 {
+            enc.encode_first(vocab, stream[0]);
+        }
+        for &t in &stream[..lead] {
+            enc.observe(t);
+        }
         let (carry, sinks) = (p.carry as usize, p.sinks as usize);
-        for w in windows(stream.len(), p.window as usize, carry, sinks) {
+        for w in windows(stream.len(), lead, p.window as usize, carry, sinks) {
             let mut state = match (w.slide, self.state.take()) {
                 (true, Some(mut s)) => {
                     self.model.slide_state(&mut s, sinks, carry);
@@ -312,7 +324,7 @@ impl<M: LanguageModel, T: TextTokenizer> BlockCoder<'_, M, T> {
                 }
                 (_, old) => self.model.fresh_state(old),
             };
-            let coded_before = w.first as u64;
+            let coded_before = (w.first - lead) as u64;
             run_window(
                 self.model,
                 &mut state,

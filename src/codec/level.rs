@@ -30,6 +30,9 @@ pub struct Params {
     /// `carry` tokens again; `>= 1`: it slides the previous state instead,
     /// keeping the stream's first `sinks` tokens and the last `carry`.
     pub sinks: u32,
+    /// Tokens of a block's first stream that every later stream of the
+    /// block is fed first, as context (FORMAT.md 8.4; 0: none).
+    pub primer: u32,
     /// Which parts of the adaptive predictor run (arithmetic coder only).
     pub adaptive: AdaptiveConfig,
     /// Most streams a block is split into (decoding runs one token of every
@@ -44,6 +47,9 @@ pub struct Params {
 
 /// Attention sinks of every level of this version's table.
 pub const LEVEL_SINKS: u32 = 4;
+
+/// Primer tokens of every level of this version's table.
+pub const LEVEL_PRIMER: u32 = 256;
 
 /// The header byte of level `n` of this version's table is
 /// `LEVEL_BYTE_BASE + n` (FORMAT.md 8.2); bytes `1..=9` name the levels of
@@ -69,6 +75,7 @@ impl Params {
         };
         Some(Params {
             sinks: LEVEL_SINKS,
+            primer: LEVEL_PRIMER,
             ..Params::table(level, window, carry, max_streams, stream_tokens)
         })
     }
@@ -123,6 +130,7 @@ impl Params {
             window,
             carry,
             sinks: 0,
+            primer: 0,
             // Level 1 is the model alone (the fastest); the match model
             // and SSE from 2, the bias from 3.
             adaptive: AdaptiveConfig {

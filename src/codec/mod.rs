@@ -59,7 +59,9 @@ pub mod synthetic;
 pub use decode::{decompress, decompress_stream};
 pub use encode::{compress, compress_stream};
 pub use error::CodecError;
-pub use level::{Params, DEFAULT_LEVEL, LEVEL_BYTE_BASE, LEVEL_SINKS, MAX_LEVEL, MIN_LEVEL};
+pub use level::{
+    Params, DEFAULT_LEVEL, LEVEL_BYTE_BASE, LEVEL_PRIMER, LEVEL_SINKS, MAX_LEVEL, MIN_LEVEL,
+};
 pub use score::{score, score_predictors, Score};
 pub use segment::looks_binary;
 

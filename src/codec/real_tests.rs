@@ -50,6 +50,7 @@ and of having nothing to do: once or twice she had peeped into the book her sist
                 coder,
                 window: 12,
                 carry: 4,
+                primer: 5,
                 stream_tokens: 12,
                 ..Params::default()
             },
@@ -118,6 +119,7 @@ fn real_tokenizer_round_trips_corpus_text() {
                 coder,
                 window: 300,
                 carry: 64,
+                primer: 100,
                 stream_tokens: 200,
                 ..Params::default()
             },

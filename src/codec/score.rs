@@ -9,7 +9,7 @@ use crate::predict::{Adaptive, AdaptiveConfig, Predictor};
 use super::block::BlockText;
 use super::encode::{check_compress_options, run_window};
 use super::segment::Segmenter;
-use super::stream::{split_streams, windows};
+use super::stream::{primed, primer_len, split_streams, windows};
 use super::{
     report, CodecError, CompressOptions, LanguageModel, Progress, ProgressFn, TextTokenizer,
 };
@@ -84,12 +84,15 @@ pub fn score_predictors<M: LanguageModel, T: TextTokenizer>(
         let (seg_tokens, seg_len) = (tokens.len() as u64, seg.len() as u64);
         let seg_base = result.tokens;
         let mut start = 0usize;
-        for len in split_streams(
+        let lens = split_streams(
             tokens.len(),
             p.max_streams as usize,
             p.stream_tokens as usize,
-        ) {
-            let stream = &tokens[start..start + len];
+        );
+        let primer = primer_len(p.primer as usize, &lens);
+        for len in lens {
+            let (stream, lead) = primed(&tokens, start, len, primer);
+            let stream = &stream[..];
             // A learning predictor makes a stream's rows sequential: its
             // tables, the coder's own, give the bits. The settings are
             // independent of each other (run side by side).
@@ -98,19 +101,23 @@ pub fn score_predictors<M: LanguageModel, T: TextTokenizer>(
                 .map(|&c| match (p.coder, c.any()) {
                     (CoderKind::Arithmetic, true) => {
                         let mut a = Adaptive::new(c, kernels, vocab, p.total_bits)?;
-                        a.observe(stream[0]);
+                        for &t in &stream[..lead.max(1)] {
+                            a.observe(t);
+                        }
                         Ok(Some(a))
                     }
                     _ => Ok(None),
                 })
                 .collect::<Result<Vec<_>, CodecError>>()?;
             start += len;
-            for b in bits.iter_mut() {
-                *b += first_bits;
+            if lead == 0 {
+                for b in bits.iter_mut() {
+                    *b += first_bits;
+                }
+                result.tokens += 1;
             }
-            result.tokens += 1;
             let (carry, sinks) = (p.carry as usize, p.sinks as usize);
-            for w in windows(len, p.window as usize, carry, sinks) {
+            for w in windows(stream.len(), lead, p.window as usize, carry, sinks) {
                 if w.slide {
                     model.slide_state(&mut state, sinks, carry);
                 } else {

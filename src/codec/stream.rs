@@ -12,6 +12,7 @@
 //! in any order and batch; the decoder runs them in order, one token of
 //! every stream per forward pass.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 /// One model state's work in a stream of `n` tokens: feed `t[start..end]`
@@ -49,8 +50,10 @@ impl Window {
     }
 }
 
-/// The windows of a stream of `n` tokens: the first starts at token 0 and
-/// codes from token 1; each feeds at most `window` tokens. With `sinks == 0`
+/// The windows of a stream of `n` tokens whose first `lead` tokens are
+/// context only (a primer, `lead < window`): the first window starts at
+/// token 0 and codes from token `max(lead, 1)`; each feeds at most `window`
+/// tokens. With `sinks == 0`
 /// each later one starts from an empty state `carry` tokens before the
 /// first token it codes. With `sinks >= 1` each later one slides the
 /// previous state (keeping its first `sinks` and last `carry` tokens) and
@@ -58,18 +61,20 @@ impl Window {
 /// Requires `1 <= carry < window` and `sinks + carry < window`.
 pub fn windows(
     n: usize,
+    lead: usize,
     window: usize,
     carry: usize,
     sinks: usize,
 ) -> impl Iterator<Item = Window> {
-    debug_assert!(carry >= 1 && carry + sinks < window);
-    let mut first = 1usize;
+    debug_assert!(carry >= 1 && carry + sinks < window && lead < window);
+    let mut first = lead.max(1);
+    let first0 = first;
     let mut start = 0usize;
     std::iter::from_fn(move || {
         if first >= n {
             return None;
         }
-        let slide = sinks > 0 && first > 1;
+        let slide = sinks > 0 && first > first0;
         let fed = if slide {
             window - sinks - carry
         } else {
@@ -86,6 +91,29 @@ pub fn windows(
         start = if sinks > 0 { end } else { first - carry };
         Some(w)
     })
+}
+
+/// How many tokens of a block's stream 0 prime its later streams
+/// (FORMAT.md 8.4): `primer` tokens, at most stream 0's length; none for a
+/// block of one stream.
+pub fn primer_len(primer: usize, stream_lens: &[usize]) -> usize {
+    match stream_lens {
+        [first, _, ..] => primer.min(*first),
+        _ => 0,
+    }
+}
+
+/// The tokens the model is fed for the stream at `start..start + len` of
+/// a block's `tokens`, and how many of them lead (context only): the
+/// block's first `primer` tokens then the stream's own, for every stream
+/// but the first (`start > 0`).
+pub fn primed(tokens: &[u32], start: usize, len: usize, primer: usize) -> (Cow<'_, [u32]>, usize) {
+    let own = &tokens[start..start + len];
+    if start == 0 || primer == 0 {
+        (Cow::Borrowed(own), 0)
+    } else {
+        (Cow::Owned([&tokens[..primer], own].concat()), primer)
+    }
 }
 
 /// Splits `n` tokens into at most `max_streams` streams of at least
@@ -109,7 +137,7 @@ mod tests {
         for n in 0..60 {
             for window in 2..9 {
                 for carry in 1..window {
-                    let ws: Vec<Window> = windows(n, window, carry, 0).collect();
+                    let ws: Vec<Window> = windows(n, 0, window, carry, 0).collect();
                     let mut next = 1;
                     for w in &ws {
                         assert_eq!(w.first, next, "n {n} window {window} carry {carry}");
@@ -133,7 +161,7 @@ mod tests {
             for window in 3..10 {
                 for sinks in 1..window - 1 {
                     for carry in 1..window - sinks {
-                        let ws: Vec<Window> = windows(n, window, carry, sinks).collect();
+                        let ws: Vec<Window> = windows(n, 0, window, carry, sinks).collect();
                         let mut next = 1;
                         // Tokens the state holds before each window.
                         let mut held = 0;

@@ -47,6 +47,7 @@ fn opts(window: u32, coder: CoderKind) -> CompressOptions {
             window,
             carry: (window / 4).max(1),
             sinks: 0,
+            primer: 0,
             max_streams: 8,
             stream_tokens: window,
             ..Params::default()
@@ -833,6 +834,7 @@ fn one_token_streams_never_touch_the_model() {
                 carry: 1,
                 predictor: 0,
                 sinks: 0,
+                primer: 0,
             }),
         };
         let payloads: Vec<Vec<u8>> = toks
@@ -1015,7 +1017,7 @@ fn score_by_hand(data: &[u8], model: &HashModel, tok: &PairTokenizer, p: &Params
         let s = &toks[start..start + len];
         start += len;
         bits += (vocab as f64).log2();
-        for w in windows(len, p.window as usize, p.carry as usize, 0) {
+        for w in windows(len, 0, p.window as usize, p.carry as usize, 0) {
             let mut state = model.new_state();
             let fed = &s[w.fed()];
             let mut logits = vec![0f32; fed.len() * vocab];
@@ -1198,9 +1200,16 @@ fn sliding_windows_round_trip_at_every_batch() {
     let tok = PairTokenizer::english();
     let model = HistoryModel(HashModel::new(tok.vocab_size(), 1));
     let data = model_text(&model.0, &tok, 2500, 21);
-    for (window, carry, sinks) in [(7, 2, 3), (24, 8, 4), (24, 19, 4), (200, 150, 1)] {
+    for (window, carry, sinks, primer) in [
+        (7, 2, 3, 0),
+        (24, 8, 4, 0),
+        (24, 19, 4, 23),
+        (200, 150, 1, 60),
+        (40, 10, 0, 30),
+    ] {
         for coder in [CoderKind::Arithmetic, CoderKind::Rank] {
-            let o = slide_opts(window, carry, sinks, coder);
+            let mut o = slide_opts(window, carry, sinks, coder);
+            o.params.primer = primer;
             let packed = compress(&data, &model, &tok, &id("h", 1), &o).unwrap();
             assert!(records(&packed).iter().any(is_model), "not model-coded");
             for batch in [1, 3, 8] {
@@ -1232,21 +1241,37 @@ fn sliding_score_is_the_cross_entropy_of_states_built_by_hand() {
     let model = HistoryModel(HashModel::new(tok.vocab_size(), 1));
     let vocab = model.0.vocab;
     let data = model_text(&model.0, &tok, 3000, 13);
-    for (window, carry, sinks) in [(9, 3, 2), (64, 40, 4)] {
+    for (window, carry, sinks, primer) in
+        [(9, 3, 2, 0), (64, 40, 4, 0), (64, 40, 4, 20), (30, 8, 0, 5)]
+    {
         let mut o = slide_opts(window, carry, sinks, CoderKind::Arithmetic);
+        o.params.primer = primer;
         o.params.adaptive = AdaptiveConfig::default();
         let s = score(&data, &model, &tok, &o, &mut no_progress).unwrap();
-        // By hand: a slid window's state is the stream's first `sinks`
-        // tokens and the `carry` tokens before the window's first fed one.
+        // By hand: every stream after the first is the block's first
+        // `primer` tokens (context only) then its own; a slid window's
+        // state is those tokens' first `sinks` and the `carry` before the
+        // window's first fed one.
         let toks = tok.encode(&data);
         let p = &o.params;
         let mut bits = 0.0;
         let mut start = 0;
-        for len in split_streams(toks.len(), p.max_streams as usize, p.stream_tokens as usize) {
-            let st = &toks[start..start + len];
+        let lens = split_streams(toks.len(), p.max_streams as usize, p.stream_tokens as usize);
+        assert!(lens.len() > 2);
+        for len in lens {
+            let lead = if start > 0 { primer as usize } else { 0 };
+            let st = [&toks[..lead], &toks[start..start + len]].concat();
             start += len;
-            bits += (vocab as f64).log2();
-            for w in windows(len, window as usize, carry as usize, sinks as usize) {
+            if lead == 0 {
+                bits += (vocab as f64).log2();
+            }
+            for w in windows(
+                st.len(),
+                lead,
+                window as usize,
+                carry as usize,
+                sinks as usize,
+            ) {
                 let mut state = if w.slide {
                     let c = w.start - carry as usize;
                     [&st[..sinks as usize], &st[c..w.start]].concat()
@@ -1291,7 +1316,7 @@ fn sliding_parameters_are_checked() {
 #[test]
 fn header_levels_and_sinks() {
     let read = |h: &v2::Header| FrameReader::new(&v2::encode_header(h)[..]).read_header();
-    let custom = |window, carry, sinks| v2::Header {
+    let custom = |window, carry, sinks, primer| v2::Header {
         model: [3; 8],
         level: 0,
         custom: Some(Custom {
@@ -1301,18 +1326,25 @@ fn header_levels_and_sinks() {
             carry,
             predictor: 3,
             sinks,
+            primer,
         }),
     };
-    for (w, c, s) in [(24, 8, 4), (24, 8, 0), (5, 3, 1), (65536, 1, 65534)] {
-        let h = custom(w, c, s);
+    for (w, c, s, p) in [
+        (24, 8, 4, 0),
+        (24, 8, 0, 0),
+        (24, 8, 0, 23),
+        (5, 3, 1, 2),
+        (65536, 1, 65534, 65535),
+    ] {
+        let h = custom(w, c, s, p);
         assert!(
             matches!(read(&h), Ok(Some(Header::V2(ref g))) if *g == h),
-            "{w} {c} {s}"
+            "{w} {c} {s} {p}"
         );
     }
-    for (w, c, s) in [(24, 8, 16), (5, 4, 1)] {
-        let r = read(&custom(w, c, s));
-        assert!(r.is_err(), "{w} {c} {s}: {r:?}");
+    for (w, c, s, p) in [(24, 8, 16, 0), (5, 4, 1, 0), (24, 8, 4, 24)] {
+        let r = read(&custom(w, c, s, p));
+        assert!(r.is_err(), "{w} {c} {s} {p}: {r:?}");
     }
     for level in 0..=255u8 {
         let h = v2::Header {
@@ -1330,6 +1362,8 @@ fn header_levels_and_sinks() {
     for l in MIN_LEVEL..=MAX_LEVEL {
         let p = Params::of_level_byte(Params::level_byte(l)).unwrap();
         assert_eq!((p, p.sinks), (Params::level(l).unwrap(), LEVEL_SINKS));
-        assert_eq!(Params::first_table(l).unwrap().sinks, 0);
+        assert_eq!(p.primer, LEVEL_PRIMER);
+        let first = Params::first_table(l).unwrap();
+        assert_eq!((first.sinks, first.primer), (0, 0));
     }
 }

@@ -28,8 +28,8 @@ const KIND_STORED: u8 = 2;
 const KIND_ZSTD: u8 = 3;
 const KIND_LZMA2: u8 = 4;
 
-/// Predictor-flags bit of a custom header: windows slide (a varint `sinks`
-/// follows `carry`).
+/// Predictor-flags bit of a custom header: varints `sinks` and `primer`
+/// follow `carry` (FORMAT.md 8.1).
 const FLAG_SLIDE: u8 = 4;
 
 /// Block flag: CRLF pairs were coded as LF (exceptions follow).
@@ -64,6 +64,9 @@ pub struct Custom {
     /// Attention sinks of sliding windows (`1..window - carry`), or 0: each
     /// window starts from an empty state fed `carry` tokens.
     pub sinks: u32,
+    /// Tokens of a block's first stream that prime its later streams
+    /// (`0..window`).
+    pub primer: u32,
 }
 
 /// One stream of a model block.
@@ -135,11 +138,13 @@ pub fn encode_header(h: &Header) -> Vec<u8> {
     if let (0, Some(c)) = (h.level, h.custom) {
         out.push(coder_byte(c.coder));
         out.push(c.total_bits as u8);
-        out.push(c.predictor | if c.sinks > 0 { FLAG_SLIDE } else { 0 });
+        let ext = c.sinks > 0 || c.primer > 0;
+        out.push(c.predictor | if ext { FLAG_SLIDE } else { 0 });
         put_varint(&mut out, c.window as u64);
         put_varint(&mut out, c.carry as u64);
-        if c.sinks > 0 {
+        if ext {
             put_varint(&mut out, c.sinks as u64);
+            put_varint(&mut out, c.primer as u64);
         }
     }
     let check = check32(&out) as u16;
@@ -247,13 +252,11 @@ impl<R: Read> FrameReader<R> {
                     coder_at + 2,
                 ));
             }
-            let sinks = if three[2] & FLAG_SLIDE != 0 {
-                if carry + 1 >= window {
-                    return Err(out_of_range("carry", carry, 1, window - 2, coder_at + 3));
-                }
-                self.ranged("sinks", 1, window - 1 - carry, Some(&mut raw))?
+            let (sinks, primer) = if three[2] & FLAG_SLIDE != 0 {
+                let sinks = self.ranged("sinks", 0, window - 1 - carry, Some(&mut raw))?;
+                (sinks, self.ranged("primer", 0, window - 1, Some(&mut raw))?)
             } else {
-                0
+                (0, 0)
             };
             let coder = match three[0] {
                 1 => CoderKind::Arithmetic,
@@ -267,6 +270,7 @@ impl<R: Read> FrameReader<R> {
                 carry: carry as u32,
                 predictor: three[2] & 3,
                 sinks: sinks as u32,
+                primer: primer as u32,
             });
         }
         let mut check = [0u8; 2];

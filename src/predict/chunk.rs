@@ -110,6 +110,12 @@ impl ChunkEncoder {
         self.state.observe(token);
     }
 
+    /// Tells the predictor of a context token that is not coded (a
+    /// stream's primer, FORMAT.md 8.4).
+    pub fn observe(&mut self, token: u32) {
+        self.state.observe(token);
+    }
+
     /// Bytes written so far (a lower bound of the final size).
     pub fn len(&self) -> usize {
         self.enc.len()
@@ -177,6 +183,12 @@ impl<B: AsRef<[u8]>> ChunkDecoder<B> {
         self.dec.consume(t, 1);
         self.state.observe(t as u32);
         Ok(t as u32)
+    }
+
+    /// Tells the predictor of a context token that is not coded (as
+    /// [`ChunkEncoder::observe`]).
+    pub fn observe(&mut self, token: u32) {
+        self.state.observe(token);
     }
 
     /// True if the payload is exactly the encoder's output for the tokens

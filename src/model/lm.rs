@@ -35,7 +35,7 @@ impl LanguageModel for Model {
         state.reserve_tokens(tokens);
     }
 
-    /// Moves the kept keys down with [`KvCache::slide`], rotating each back
+    /// Moves the kept keys down with `KvCache::slide`, rotating each back
     /// by the distance it moves with the RoPE table of its layer.
     fn slide_state(&self, state: &mut KvCache, sinks: usize, keep: usize) {
         let front = state.prefix_len() + sinks;

@@ -24,8 +24,13 @@ for f in source.rs records.json dpkg.log; do files+=("$here/bench/data/$f"); don
 crlf=("$tmp/alice29.txt" "$tmp/lcet10.txt" "$tmp/plrabn12.txt")
 run() { echo "## $*"; "$@"; echo; }
 lscpu | grep -m1 "Model name" || true
-run "$llmc" score -q --levers "${files[@]}"
+# The first table's level 5 (windows restart, no primer), with the
+# predictor's settings; then sliding windows without the primer; then the
+# level 5 this build writes (sliding windows and the primer).
+run "$llmc" score -q --levers --sinks 0 --primer 0 --carry 512 "${files[@]}"
+run "$llmc" score -q --primer 0 "${files[@]}"
+run "$llmc" score -q "${files[@]}"
 [ -n "$v1" ] && [ -x "$v1" ] && run "$v1" score -q "${files[@]}"
-run "$llmc" score -q --levers --no-crlf "${crlf[@]}"
+run "$llmc" score -q --levers --no-crlf --sinks 0 --primer 0 --carry 512 "${crlf[@]}"
 run "$llmc" score -q -9 "${files[@]}"
 run "$llmc" score -q -1 "${files[@]}"

@@ -369,8 +369,8 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoderV2<'_, M, T> {
     }
 
     /// After a step: if the slot's window is fully decoded, move to the
-    /// next one: empty the state and feed it the carried context (all but
-    /// the last context token, which the next step feeds).
+    /// next one: slide the state, or empty it and feed it the carried
+    /// context (all but the last context token, which the next step feeds).
     fn next_window(&self, slot: &mut Slot<M::State>) -> Result<(), CodecError> {
         if slot.tokens.len() <= slot.window.end {
             return Ok(());
@@ -379,13 +379,13 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoderV2<'_, M, T> {
             return Ok(());
         };
         slot.window = w;
-        if w.slide {
-            let p = self.params;
-            self.model
-                .slide_state(&mut slot.state, p.sinks as usize, p.carry as usize);
-            return Ok(());
-        }
-        self.model.reset_state(&mut slot.state);
+        let p = self.params;
+        w.enter(
+            self.model,
+            &mut slot.state,
+            p.carry as usize,
+            p.sinks as usize,
+        );
         self.feed_context(slot)
     }
 

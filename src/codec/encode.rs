@@ -317,13 +317,8 @@ impl<M: LanguageModel, T: TextTokenizer> BlockCoder<'_, M, T> {
         }
         let (carry, sinks) = (p.carry as usize, p.sinks as usize);
         for w in windows(stream.len(), lead, p.window as usize, carry, sinks) {
-            let mut state = match (w.slide, self.state.take()) {
-                (true, Some(mut s)) => {
-                    self.model.slide_state(&mut s, sinks, carry);
-                    s
-                }
-                (_, old) => self.model.fresh_state(old),
-            };
+            let mut state = self.state.take().unwrap_or_else(|| self.model.new_state());
+            w.enter(self.model, &mut state, carry, sinks);
             let coded_before = (w.first - lead) as u64;
             run_window(
                 self.model,

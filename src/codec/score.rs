@@ -118,11 +118,7 @@ pub fn score_predictors<M: LanguageModel, T: TextTokenizer>(
             }
             let (carry, sinks) = (p.carry as usize, p.sinks as usize);
             for w in windows(stream.len(), lead, p.window as usize, carry, sinks) {
-                if w.slide {
-                    model.slide_state(&mut state, sinks, carry);
-                } else {
-                    model.reset_state(&mut state);
-                }
+                w.enter(model, &mut state, carry, sinks);
                 let done_before = result.tokens;
                 run_window(
                     model,

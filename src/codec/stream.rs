@@ -3,17 +3,20 @@
 //! windows that carry context forward.
 //!
 //! A stream is a run of consecutive tokens coded by one range coder. Its
-//! token 0 is coded uniformly; every later token from the logits of a model
-//! state holding at most `window` tokens. A state fills up, so a stream is
-//! covered by windows: each starts from an empty state, is fed `carry`
-//! tokens of context that were already coded (their logits are not used),
-//! then codes the tokens after them until the state holds `window` tokens.
-//! Windows are independent given the tokens, so the compressor may run them
-//! in any order and batch; the decoder runs them in order, one token of
-//! every stream per forward pass.
+//! token 0 is coded uniformly (or from a primer: the block's first tokens,
+//! fed as context); every later token from the logits of a model state
+//! holding at most `window` tokens. A state fills up, so a stream is
+//! covered by windows: each later one either starts from an empty state fed
+//! `carry` tokens of context that were already coded (their logits are not
+//! used), or slides the previous state, keeping `sinks` first tokens and
+//! the last `carry`; then it codes the tokens after them until the state
+//! holds `window` tokens. The compressor runs a stream's windows in order;
+//! the decoder does too, one token of every stream per forward pass.
 
 use std::borrow::Cow;
 use std::ops::Range;
+
+use crate::lm::LanguageModel;
 
 /// One model state's work in a stream of `n` tokens: feed `t[start..end]`
 /// to an empty state; the logits after `t[i]` code `t[i + 1]` for
@@ -47,6 +50,23 @@ impl Window {
     /// Context rows before the first coded row.
     pub fn silent(&self) -> usize {
         self.first - 1 - self.start
+    }
+
+    /// Readies the stream's `state` for this window: slides it (keeping
+    /// `sinks` and `carry` tokens) if the window continues the previous
+    /// one, else empties it.
+    pub fn enter<M: LanguageModel>(
+        &self,
+        model: &M,
+        state: &mut M::State,
+        carry: usize,
+        sinks: usize,
+    ) {
+        if self.slide {
+            model.slide_state(state, sinks, carry);
+        } else {
+            model.reset_state(state);
+        }
     }
 }
 

@@ -135,47 +135,47 @@ impl KvCache {
         front: usize,
         keep: usize,
         back: &[(&[f32], &[f32])],
+        threads: usize,
     ) {
         if front + keep >= self.len || keep == 0 {
             self.len = self.len.min(front + keep).max(self.base);
             return;
         }
         debug_assert!(front >= self.base && back.len() == self.n_layer);
-        let (hd, d) = (self.head_dim, self.len - keep - front);
-        let layout = KvView::layout(1, hd);
-        let mut x = [0f32; MAX_HEAD_DIM];
-        let mut q = [0i8; MAX_HEAD_DIM];
-        let mut nsin = [0f32; MAX_HEAD_DIM / 2];
-        for (layer, &(cos, sin)) in back.iter().enumerate() {
-            debug_assert!(cos.len() == hd / 2 && sin.len() == hd / 2);
-            // Rotating by -d: (x0, x1) -> (x0 c + x1 s, -x0 s + x1 c), the
-            // RoPE formula with sin negated.
-            for (n, &s) in nsin.iter_mut().zip(sin) {
-                *n = -s;
+        let d = self.len - keep - front;
+        // Every (layer, KV head) region is moved on its own and the same
+        // way whichever thread takes it, so the bits do not depend on
+        // `threads`: the heads are dealt out in contiguous runs.
+        let nkv = self.n_kv_head;
+        let heads: Vec<_> = (0..self.n_layer)
+            .flat_map(|l| std::iter::repeat_n(l, nkv))
+            .zip(self.all_heads())
+            .collect();
+        let run = heads.len().div_ceil(threads.max(1)).max(1);
+        let job = |part: Vec<(usize, HeadMut<'_>)>| {
+            for (layer, mut head) in part {
+                let (cos, sin) = back[layer];
+                slide_head(kern, &mut head, front, d, keep, cos, sin);
             }
-            for head in self.layer_heads(layer) {
-                for j in 0..keep {
-                    let (src, dst) = (front + d + j, front + j);
-                    let (x, q) = (&mut x[..hd], &mut q[..hd]);
-                    let dk = head.dk[layout.dk_index(src, 0)];
-                    for c in 0..hd.div_ceil(4) {
-                        let at = layout.k_index(src, 0, 4 * c);
-                        let n = (hd - 4 * c).min(4);
-                        for (xi, &qi) in x[4 * c..4 * c + n].iter_mut().zip(&head.k[at..at + n]) {
-                            *xi = qi as f32 * dk;
-                        }
-                    }
-                    crate::kernels::scalar::rope(x, cos, &nsin[..hd / 2]);
-                    head.dk[layout.dk_index(dst, 0)] = kern.quant_head(x, q);
-                    for (c, x4) in q.chunks(4).enumerate() {
-                        let at = layout.k_index(dst, 0, 4 * c);
-                        head.k[at..at + x4.len()].copy_from_slice(x4);
-                    }
-                    head.v.copy_within(src * hd..(src + 1) * hd, dst * hd);
-                    head.dv[layout.dv_index(dst, 0)] = head.dv[layout.dv_index(src, 0)];
-                }
+        };
+        let mut parts = Vec::new();
+        let mut it = heads.into_iter();
+        loop {
+            let part: Vec<_> = it.by_ref().take(run).collect();
+            if part.is_empty() {
+                break;
             }
+            parts.push(part);
         }
+        let last = parts.pop();
+        std::thread::scope(|s| {
+            for part in parts {
+                s.spawn(|| job(part));
+            }
+            if let Some(part) = last {
+                job(part);
+            }
+        });
         self.len = front + keep;
     }
 
@@ -269,6 +269,32 @@ impl KvCache {
         heads
     }
 
+    /// Every (layer, KV head) region, in order `layer * n_kv_head + g`,
+    /// each writable on its own.
+    fn all_heads(&mut self) -> Vec<HeadMut<'_>> {
+        let (cap, hd, kd) = (self.cap, self.head_dim, self.kd());
+        let windows = &self.windows;
+        let nkv = self.n_kv_head;
+        let n = self.n_layer * nkv;
+        let rows = self.rows[..n * cap * (kd + hd)].chunks_mut(cap * (kd + hd));
+        let scales = self.scales[..2 * n * cap].chunks_mut(2 * cap);
+        rows.zip(scales)
+            .enumerate()
+            .map(|(h, (r, sc))| {
+                let (k, v) = r.split_at_mut(cap * kd);
+                let (dk, dv) = sc.split_at_mut(cap);
+                HeadMut {
+                    k,
+                    v,
+                    dk,
+                    dv,
+                    head_dim: hd,
+                    window: windows[h / nkv],
+                }
+            })
+            .collect()
+    }
+
     /// Marks `n` more positions valid (after their keys/values were written
     /// for every layer).
     pub(crate) fn advance(&mut self, n: usize) {
@@ -293,6 +319,52 @@ impl KvCache {
             head_dim: self.head_dim,
             window: self.windows[layer],
         }
+    }
+}
+
+/// Slides one (layer, KV head) region (NUMERICS.md 7.3): the `keep`
+/// positions from `front + d` move to `front`, each key dequantized, rotated
+/// by `-d` (`cos`, `sin`: that layer's RoPE rows at `d`, `head_dim / 2`
+/// each) and quantized again; each value row and its scale moved as is.
+fn slide_head(
+    kern: &Kernels,
+    head: &mut HeadMut<'_>,
+    front: usize,
+    d: usize,
+    keep: usize,
+    cos: &[f32],
+    sin: &[f32],
+) {
+    let hd = head.head_dim;
+    debug_assert!(cos.len() == hd / 2 && sin.len() == hd / 2);
+    let layout = KvView::layout(1, hd);
+    let mut x = [0f32; MAX_HEAD_DIM];
+    let mut q = [0i8; MAX_HEAD_DIM];
+    // Rotating by -d: (x0, x1) -> (x0 c + x1 s, -x0 s + x1 c), the RoPE
+    // formula with sin negated.
+    let mut nsin = [0f32; MAX_HEAD_DIM / 2];
+    for (n, &s) in nsin.iter_mut().zip(sin) {
+        *n = -s;
+    }
+    let (x, q, nsin) = (&mut x[..hd], &mut q[..hd], &nsin[..hd / 2]);
+    for j in 0..keep {
+        let (src, dst) = (front + d + j, front + j);
+        let dk = head.dk[layout.dk_index(src, 0)];
+        for c in 0..hd.div_ceil(4) {
+            let at = layout.k_index(src, 0, 4 * c);
+            let n = (hd - 4 * c).min(4);
+            for (xi, &qi) in x[4 * c..4 * c + n].iter_mut().zip(&head.k[at..at + n]) {
+                *xi = qi as f32 * dk;
+            }
+        }
+        crate::kernels::scalar::rope(x, cos, nsin);
+        head.dk[layout.dk_index(dst, 0)] = kern.quant_head(x, q);
+        for (c, x4) in q.chunks(4).enumerate() {
+            let at = layout.k_index(dst, 0, 4 * c);
+            head.k[at..at + x4.len()].copy_from_slice(x4);
+        }
+        head.v.copy_within(src * hd..(src + 1) * hd, dst * hd);
+        head.dv[layout.dv_index(dst, 0)] = head.dv[layout.dv_index(src, 0)];
     }
 }
 

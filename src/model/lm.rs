@@ -47,7 +47,7 @@ impl LanguageModel for Model {
         let back: Vec<_> = (0..self.config().n_layer)
             .map(|l| self.rope_of(l).at(d))
             .collect();
-        state.slide(&self.kernels(), front, keep, &back);
+        state.slide(&self.kernels(), front, keep, &back, self.threads());
     }
 
     fn forward(

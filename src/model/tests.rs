@@ -721,8 +721,28 @@ fn kv_cache_slide_moves_and_rotates_back() {
     let (front, keep) = (3, 9);
     let d = 37 - keep - front;
     let back: Vec<_> = (0..cfg.n_layer).map(|_| rope.at(d)).collect();
-    c.slide(&kern, front, keep, &back);
+    // Threads deal out whole (layer, head) regions: any count gives the
+    // same bytes.
+    let mut c3 = c.clone();
+    c.slide(&kern, front, keep, &back, 1);
+    c3.slide(&kern, front, keep, &back, 3);
     assert_eq!(c.len(), front + keep);
+    assert_eq!(c3.len(), front + keep);
+    for layer in 0..cfg.n_layer {
+        for g in 0..nkv {
+            let (a, b) = (c.view(layer, g), c3.view(layer, g));
+            let n = front + keep;
+            for t in 0..n {
+                for d in 0..a.head_dim {
+                    assert_eq!(a.k[a.k_index(t, 0, d)], b.k[b.k_index(t, 0, d)]);
+                    assert_eq!(a.v[a.v_index(t, 0, d)], b.v[b.v_index(t, 0, d)]);
+                }
+            }
+            let bits = |x: &[f32]| x[..n].iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(a.dk), bits(b.dk));
+            assert_eq!(bits(a.dv), bits(b.dv));
+        }
+    }
     for layer in 0..cfg.n_layer {
         for g in 0..nkv {
             let (old, new) = (before.view(layer, g), c.view(layer, g));

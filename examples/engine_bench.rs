@@ -44,7 +44,10 @@ fn main() {
         m.threads()
     );
     // Deterministic token ids spread over the vocabulary.
-    let toks: Vec<u32> = (0..prefill as u32 + 64)
+    // Enough for the prefill, and for decoding: step s of sequence b feeds
+    // token b + s.
+    let n_toks = prefill.max(batch + steps) + 64;
+    let toks: Vec<u32> = (0..n_toks as u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 8) % v as u32)
         .collect();
     let macs = cfg.matmul_macs_per_token() as f64;

@@ -18,6 +18,8 @@ use super::config::MAX_HEAD_DIM;
 use super::Config;
 use crate::kernels::{Kernels, KvView, KV_TILE};
 use crate::mem::LargeBuf;
+use rayon::prelude::*;
+use std::ops::Range;
 
 /// Keys and values of one sequence for every layer. Capacity grows on demand
 /// (amortized doubling) and never beyond the model's context length (rounded
@@ -129,13 +131,15 @@ impl KvCache {
     /// key is rotated back by the distance `d` it moves and quantized again
     /// (`back[layer]`: the cos and sin rows of that layer's RoPE table at
     /// `d`); values move as they are. No-op unless `front + keep < len`.
+    /// With `par`, the (layer, KV head) regions go to the current rayon
+    /// pool (the model's, under [`super::Model::in_pool`]).
     pub(crate) fn slide(
         &mut self,
         kern: &Kernels,
         front: usize,
         keep: usize,
         back: &[(&[f32], &[f32])],
-        threads: usize,
+        par: bool,
     ) {
         if front + keep >= self.len || keep == 0 {
             self.len = self.len.min(front + keep).max(self.base);
@@ -144,38 +148,22 @@ impl KvCache {
         debug_assert!(front >= self.base && back.len() == self.n_layer);
         let d = self.len - keep - front;
         // Every (layer, KV head) region is moved on its own and the same
-        // way whichever thread takes it, so the bits do not depend on
-        // `threads`: the heads are dealt out in contiguous runs.
+        // way whichever thread takes it, so the bits do not depend on the
+        // threads.
         let nkv = self.n_kv_head;
         let heads: Vec<_> = (0..self.n_layer)
             .flat_map(|l| std::iter::repeat_n(l, nkv))
-            .zip(self.all_heads())
+            .zip(self.heads(0..self.n_layer))
             .collect();
-        let run = heads.len().div_ceil(threads.max(1)).max(1);
-        let job = |part: Vec<(usize, HeadMut<'_>)>| {
-            for (layer, mut head) in part {
-                let (cos, sin) = back[layer];
-                slide_head(kern, &mut head, front, d, keep, cos, sin);
-            }
+        let job = |(layer, mut head): (usize, HeadMut<'_>)| {
+            let (cos, sin) = back[layer];
+            slide_head(kern, &mut head, front, d, keep, cos, sin);
         };
-        let mut parts = Vec::new();
-        let mut it = heads.into_iter();
-        loop {
-            let part: Vec<_> = it.by_ref().take(run).collect();
-            if part.is_empty() {
-                break;
-            }
-            parts.push(part);
+        if par {
+            heads.into_par_iter().for_each(job);
+        } else {
+            heads.into_iter().for_each(job);
         }
-        let last = parts.pop();
-        std::thread::scope(|s| {
-            for part in parts {
-                s.spawn(|| job(part));
-            }
-            if let Some(part) = last {
-                job(part);
-            }
-        });
         self.len = front + keep;
     }
 
@@ -245,41 +233,19 @@ impl KvCache {
     /// The KV heads of `layer`, each writable on its own: their regions are
     /// disjoint, so the heads of a layer can go to different threads.
     pub(crate) fn layer_heads(&mut self, layer: usize) -> Vec<HeadMut<'_>> {
-        let (cap, hd, kd, nkv) = (self.cap, self.head_dim, self.kd(), self.n_kv_head);
-        let (h0, window) = (layer * nkv, self.windows[layer]);
-        let (start, _) = self.rows_at(h0, cap);
-        let mut rows = &mut self.rows[start..start + nkv * cap * (kd + hd)];
-        let mut scales = &mut self.scales[2 * h0 * cap..2 * (h0 + nkv) * cap];
-        let mut heads = Vec::with_capacity(nkv);
-        for _ in 0..nkv {
-            let (k, rest) = rows.split_at_mut(cap * kd);
-            let (v, rest) = rest.split_at_mut(cap * hd);
-            let (dk, srest) = scales.split_at_mut(cap);
-            let (dv, srest) = srest.split_at_mut(cap);
-            heads.push(HeadMut {
-                k,
-                v,
-                dk,
-                dv,
-                head_dim: hd,
-                window,
-            });
-            (rows, scales) = (rest, srest);
-        }
-        heads
+        self.heads(layer..layer + 1)
     }
 
-    /// Every (layer, KV head) region, in order `layer * n_kv_head + g`,
-    /// each writable on its own.
-    fn all_heads(&mut self) -> Vec<HeadMut<'_>> {
-        let (cap, hd, kd) = (self.cap, self.head_dim, self.kd());
+    /// The (layer, KV head) regions of `layers`, in order `layer *
+    /// n_kv_head + g`, each writable on its own.
+    fn heads(&mut self, layers: Range<usize>) -> Vec<HeadMut<'_>> {
+        let (cap, hd, kd, nkv) = (self.cap, self.head_dim, self.kd(), self.n_kv_head);
+        let hs = layers.start * nkv..layers.end * nkv;
         let windows = &self.windows;
-        let nkv = self.n_kv_head;
-        let n = self.n_layer * nkv;
-        let rows = self.rows[..n * cap * (kd + hd)].chunks_mut(cap * (kd + hd));
-        let scales = self.scales[..2 * n * cap].chunks_mut(2 * cap);
-        rows.zip(scales)
-            .enumerate()
+        let rows = self.rows[hs.start * cap * (kd + hd)..hs.end * cap * (kd + hd)]
+            .chunks_mut(cap * (kd + hd));
+        let scales = self.scales[2 * hs.start * cap..2 * hs.end * cap].chunks_mut(2 * cap);
+        hs.zip(rows.zip(scales))
             .map(|(h, (r, sc))| {
                 let (k, v) = r.split_at_mut(cap * kd);
                 let (dk, dv) = sc.split_at_mut(cap);

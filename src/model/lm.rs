@@ -47,7 +47,8 @@ impl LanguageModel for Model {
         let back: Vec<_> = (0..self.config().n_layer)
             .map(|l| self.rope_of(l).at(d))
             .collect();
-        state.slide(&self.kernels(), front, keep, &back, self.threads());
+        let par = self.threads() > 1;
+        self.in_pool(|| state.slide(&self.kernels(), front, keep, &back, par));
     }
 
     fn forward(

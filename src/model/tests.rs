@@ -721,11 +721,15 @@ fn kv_cache_slide_moves_and_rotates_back() {
     let (front, keep) = (3, 9);
     let d = 37 - keep - front;
     let back: Vec<_> = (0..cfg.n_layer).map(|_| rope.at(d)).collect();
-    // Threads deal out whole (layer, head) regions: any count gives the
-    // same bytes.
+    // Threads take whole (layer, head) regions: one thread and a pool of
+    // three give the same bytes.
     let mut c3 = c.clone();
-    c.slide(&kern, front, keep, &back, 1);
-    c3.slide(&kern, front, keep, &back, 3);
+    c.slide(&kern, front, keep, &back, false);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .unwrap();
+    pool.install(|| c3.slide(&kern, front, keep, &back, true));
     assert_eq!(c.len(), front + keep);
     assert_eq!(c3.len(), front + keep);
     for layer in 0..cfg.n_layer {

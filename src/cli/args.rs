@@ -161,6 +161,9 @@ pub struct CodecArgs {
     /// custom setting)
     #[arg(long)]
     pub no_match: bool,
+    /// Switch off the block's shared token n-gram model (a custom setting)
+    #[arg(long)]
+    pub no_ngram: bool,
     /// Code CRLF line endings as they are (the compressor's choice; not
     /// recorded)
     #[arg(long)]
@@ -277,6 +280,7 @@ impl CodecArgs {
             primer: self.primer.or(top.primer),
             no_bias: self.no_bias || top.no_bias,
             no_match: self.no_match || top.no_match,
+            no_ngram: self.no_ngram || top.no_ngram,
             no_crlf: self.no_crlf || top.no_crlf,
         }
     }
@@ -291,6 +295,7 @@ impl CodecArgs {
             || self.carry.is_some()
             || self.no_bias
             || self.no_match
+            || self.no_ngram
             || self.no_crlf
     }
 }

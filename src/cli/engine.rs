@@ -38,6 +38,7 @@ pub struct CodecOptions {
     pub primer: Option<u32>,
     pub no_bias: bool,
     pub no_match: bool,
+    pub no_ngram: bool,
     pub no_crlf: bool,
 }
 
@@ -86,6 +87,7 @@ impl CodecOptions {
         }
         p.adaptive.bias &= !self.no_bias;
         p.adaptive.sse &= !self.no_match;
+        p.adaptive.ngram &= !self.no_ngram;
         p.crlf &= !self.no_crlf;
         let custom = (p.coder, p.window, p.carry, p.sinks, p.primer, p.adaptive)
             != (
@@ -245,12 +247,13 @@ pub fn score(engine: &Engine, input: &[u8], opts: &CodecOptions, tick: &mut Tick
 }
 
 /// The predictor settings `llmc score --levers` compares, with their names.
-pub const LEVERS: [(&str, AdaptiveConfig); 4] = [
+pub const LEVERS: [(&str, AdaptiveConfig); 5] = [
     (
         "none",
         AdaptiveConfig {
             bias: false,
             sse: false,
+            ngram: false,
         },
     ),
     (
@@ -258,6 +261,7 @@ pub const LEVERS: [(&str, AdaptiveConfig); 4] = [
         AdaptiveConfig {
             bias: true,
             sse: false,
+            ngram: false,
         },
     ),
     (
@@ -265,6 +269,7 @@ pub const LEVERS: [(&str, AdaptiveConfig); 4] = [
         AdaptiveConfig {
             bias: false,
             sse: true,
+            ngram: false,
         },
     ),
     (
@@ -272,6 +277,15 @@ pub const LEVERS: [(&str, AdaptiveConfig); 4] = [
         AdaptiveConfig {
             bias: true,
             sse: true,
+            ngram: false,
+        },
+    ),
+    (
+        "ngram",
+        AdaptiveConfig {
+            bias: true,
+            sse: true,
+            ngram: true,
         },
     ),
 ];
@@ -351,7 +365,8 @@ pub fn inspect(input: impl Read) -> Result<Listing> {
                     &mut levels,
                     match h.level {
                         0 => "custom".into(),
-                        n => (n % lc::LEVEL_BYTE_BASE).to_string(),
+                        // Each table's bytes are its levels plus a multiple of 10.
+                        n => (n % 10).to_string(),
                     },
                 );
                 l.check = "XXH64/32".into();

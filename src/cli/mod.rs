@@ -72,6 +72,7 @@ pub fn main() -> i32 {
         primer: c.primer,
         no_bias: c.no_bias,
         no_match: c.no_match,
+        no_ngram: c.no_ngram,
         no_crlf: c.no_crlf,
     };
     if let Err(msg) = check_top_level(&cli) {

@@ -22,15 +22,9 @@ pub(super) fn forward_decode<M: LanguageModel>(
 ) -> Result<Vec<Result<u32, RangeCorrupt>>, CodecError> {
     let vocab = model.vocab_size();
     let n = states.len();
-    if logits.len() < n * vocab {
-        logits.resize(n * vocab, 0.0);
-    }
-    model
-        .forward(states, inputs, &mut logits[..n * vocab])
-        .map_err(|e| CodecError::Model(Box::new(e)))?;
+    let rows = forward_rows(model, states, inputs, logits)?;
     // Rows are independent (own decoder and predictor), so they spread
     // over the threads: a frequency table is about 50 thousand exps.
-    let rows = &logits[..n * vocab];
     Ok(if n > 1 && parallel_rows() {
         decs.par_iter_mut()
             .zip(rows.par_chunks_exact(vocab))
@@ -42,4 +36,23 @@ pub(super) fn forward_decode<M: LanguageModel>(
             .map(|(d, row)| d.decode(row))
             .collect()
     })
+}
+
+/// Feeds `inputs[i]` to `states[i]` in one forward pass; returns the
+/// `n * vocab` logits rows (`logits` grows to hold them and is reused
+/// across steps).
+pub(super) fn forward_rows<'l, M: LanguageModel>(
+    model: &M,
+    states: &mut [&mut M::State],
+    inputs: &[&[u32]],
+    logits: &'l mut Vec<f32>,
+) -> Result<&'l [f32], CodecError> {
+    let n = states.len() * model.vocab_size();
+    if logits.len() < n {
+        logits.resize(n, 0.0);
+    }
+    model
+        .forward(states, inputs, &mut logits[..n])
+        .map_err(|e| CodecError::Model(Box::new(e)))?;
+    Ok(&logits[..n])
 }

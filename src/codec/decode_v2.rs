@@ -7,7 +7,9 @@ use std::io::{Read, Write};
 
 use xxhash_rust::xxh64::Xxh64;
 
-use super::batch::forward_decode;
+use rayon::prelude::*;
+
+use super::batch::{forward_decode, forward_rows};
 use super::fallback::{unlzma2, unzstd};
 use super::stream::{primer_len, windows, Window};
 use super::{
@@ -16,7 +18,8 @@ use super::{
 use crate::container::v2::{check32, Block, Body, Header, Record, Stream};
 use crate::container::FrameReader;
 use crate::kernels::Kernels;
-use crate::predict::{AdaptiveConfig, ChunkDecoder};
+use crate::lm::parallel_rows;
+use crate::predict::{ngram, AdaptiveConfig, ChunkDecoder, Ngram};
 use crate::transform::{lf_to_crlf, LineEndings};
 
 /// The decoding parameters of a version-2 header (`None`: unknown level).
@@ -34,6 +37,7 @@ pub(super) fn header_params(h: &Header) -> Option<Params> {
         }),
         None => Params::of_level_byte(h.level),
     }
+    .filter(|p| !p.ngram() || p.total_bits <= ngram::MAX_TABLE_BITS)
 }
 
 /// A stream being decoded.
@@ -204,6 +208,7 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoderV2<'_, M, T> {
         progress: &mut ProgressFn,
     ) -> Result<Vec<u32>, CodecError> {
         let n = streams.len();
+        // Tokens of the block (at least 1): the n-gram's size and progress.
         let want: u64 = streams
             .iter()
             .map(|s| u64::from(s.tokens))
@@ -214,10 +219,17 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoderV2<'_, M, T> {
         let primer_want = primer_len(self.params.primer as usize, &lens);
         let mut primer: Option<Vec<u32>> = None;
         let mut done: Vec<Option<Vec<u32>>> = vec![None; n];
+        // The shared n-gram needs every stream in the same step as the
+        // encoder's pass had them (codec::lockstep): all in one batch.
+        let mut ngram = self
+            .params
+            .ngram()
+            .then(|| Ngram::new(want, self.params.total_bits));
+        let max_batch = if ngram.is_some() { n } else { self.max_batch };
         let mut waiting = streams.into_iter().enumerate().peekable();
         let mut active: Vec<Slot<M::State>> = Vec::new();
         loop {
-            while active.len() < self.max_batch {
+            while active.len() < max_batch {
                 // Streams after the first wait until the first has decoded
                 // the primer.
                 let Some(&(i, _)) = waiting.peek() else { break };
@@ -239,7 +251,7 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoderV2<'_, M, T> {
             if active.is_empty() {
                 break;
             }
-            self.step(&mut active, block, logits)?;
+            self.step(&mut active, block, logits, ngram.as_mut())?;
             let mut i = 0;
             while i < active.len() {
                 if active[i].tokens.len() < active[i].want {
@@ -390,27 +402,68 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoderV2<'_, M, T> {
     }
 
     /// One batched forward pass: every active stream is fed its last
-    /// decoded token and decodes the next.
+    /// decoded token and decodes the next (with the block's n-gram mixed
+    /// in, which then learns the step's tokens in stream order).
     fn step(
         &mut self,
         active: &mut [Slot<M::State>],
         block: u64,
         logits: &mut Vec<f32>,
+        ngram: Option<&mut Ngram>,
     ) -> Result<(), CodecError> {
         let inputs: Vec<[u32; 1]> = active
             .iter()
             .map(|s| [*s.tokens.last().unwrap_or(&0)])
             .collect();
         let refs: Vec<&[u32]> = inputs.iter().map(|t| &t[..]).collect();
-        let (mut states, mut decs): (Vec<_>, Vec<_>) = active
+        let Some(ngram) = ngram else {
+            let (mut states, mut decs): (Vec<_>, Vec<_>) = active
+                .iter_mut()
+                .map(|s| (&mut s.state, &mut s.dec))
+                .unzip();
+            let decoded = forward_decode(self.model, &mut states, &refs, &mut decs, logits)?;
+            for (slot, t) in active.iter_mut().zip(decoded) {
+                let t = t.map_err(|_| {
+                    self.corrupt_stream(block, slot.index, "range decoder left its interval")
+                })?;
+                slot.tokens.push(t);
+            }
+            *self.tokens += active.len() as u64;
+            return Ok(());
+        };
+        let mut states: Vec<_> = active.iter_mut().map(|s| &mut s.state).collect();
+        let rows = forward_rows(self.model, &mut states, &refs, logits)?;
+        let vocab = self.model.vocab_size();
+        let shared = &*ngram;
+        let mut work: Vec<_> = active
             .iter_mut()
-            .map(|s| (&mut s.state, &mut s.dec))
-            .unzip();
-        let decoded = forward_decode(self.model, &mut states, &refs, &mut decs, logits)?;
-        for (slot, t) in active.iter_mut().zip(decoded) {
-            let t = t.map_err(|_| {
+            .map(|s| (&mut s.dec, &s.tokens[..]))
+            .collect();
+        let decode =
+            |((dec, history), row): (&mut (&mut ChunkDecoder<Vec<u8>>, &[u32]), &[f32])| {
+                dec.decode_mixed(row, shared, history)
+            };
+        let decoded: Vec<_> = if work.len() > 1 && parallel_rows() {
+            work.par_iter_mut()
+                .zip(rows.par_chunks_exact(vocab))
+                .map(decode)
+                .collect()
+        } else {
+            work.iter_mut()
+                .zip(rows.chunks_exact(vocab))
+                .map(decode)
+                .collect()
+        };
+        drop(work);
+        let mut order: Vec<usize> = (0..active.len()).collect();
+        order.sort_unstable_by_key(|&k| active[k].index);
+        let mut decoded: Vec<Option<_>> = decoded.into_iter().map(Some).collect();
+        for k in order {
+            let slot = &mut active[k];
+            let (t, mix, g) = decoded[k].take().expect("each slot once").map_err(|_| {
                 self.corrupt_stream(block, slot.index, "range decoder left its interval")
             })?;
+            ngram.update(&slot.tokens, t, &mix, g);
             slot.tokens.push(t);
         }
         *self.tokens += active.len() as u64;

@@ -8,6 +8,7 @@ use xxhash_rust::xxh64::Xxh64;
 
 use super::block::BlockText;
 use super::fallback::lzma2;
+use super::lockstep::{ngram_pass, Coded};
 use super::segment::{looks_binary, Segmenter};
 use super::stream::{primed, primer_len, split_streams, windows, Window};
 use super::{
@@ -19,7 +20,7 @@ use crate::container::v2::{self, Block, Body, Custom, Header, Stream, MAX_STREAM
 use crate::container::MAX_RAW_CHUNK;
 use crate::kernels::Kernels;
 use crate::lm::parallel_rows;
-use crate::predict::{ChunkEncoder, Softmax};
+use crate::predict::{ngram, ChunkEncoder, Softmax};
 
 /// Compresses `input` into one frame.
 pub fn compress<M: LanguageModel, T: TextTokenizer>(
@@ -61,6 +62,17 @@ pub(super) fn check_compress_options<M: LanguageModel>(
             "window of {} tokens carrying {} with {} sinks and a primer of {}: carry and sinks, \
              and the primer, must be below the window",
             p.window, p.carry, p.sinks, p.primer
+        )));
+    }
+    if p.ngram() && (p.total_bits > ngram::MAX_TABLE_BITS || model.vocab_size() > ngram::MAX_VOCAB)
+    {
+        return Err(CodecError::Parameters(format!(
+            "the shared n-gram model needs total_bits <= {} and at most {} tokens (have {} \
+             and {})",
+            ngram::MAX_TABLE_BITS,
+            ngram::MAX_VOCAB,
+            p.total_bits,
+            model.vocab_size()
         )));
     }
     if p.max_streams == 0 || p.max_streams as u64 > MAX_STREAMS || p.stream_tokens == 0 {
@@ -261,6 +273,9 @@ impl<M: LanguageModel, T: TextTokenizer> BlockCoder<'_, M, T> {
             p.stream_tokens as usize,
         );
         let primer = primer_len(p.primer as usize, &lens);
+        // With the shared n-gram, each stream's tables are recorded first
+        // and coded by the n-gram pass once every stream has run.
+        let (mut coded, mut encs) = (Vec::new(), Vec::new());
         for len in lens {
             let (stream, lead) = primed(&tokens, start, len, primer);
             let (before, seg_len) = (self.tokens_done, seg.len() as u64);
@@ -276,13 +291,37 @@ impl<M: LanguageModel, T: TextTokenizer> BlockCoder<'_, M, T> {
                     },
                 )
             };
-            let payload = self.code_stream(&stream, lead, &mut tick)?;
+            let mut intervals = Vec::new();
+            let record = p.ngram().then_some(&mut intervals);
+            let enc = self.code_stream(&stream, lead, record, &mut tick)?;
             self.tokens_done += len as u64;
-            streams.push(Stream {
-                tokens: len as u32,
-                payload,
-            });
+            if p.ngram() {
+                coded.push((stream.into_owned(), lead, intervals));
+                encs.push(enc);
+            } else {
+                streams.push(Stream {
+                    tokens: len as u32,
+                    payload: enc.finish(),
+                });
+            }
             start += len;
+        }
+        if p.ngram() {
+            let views: Vec<Coded> = coded
+                .iter()
+                .map(|(tokens, lead, intervals)| Coded {
+                    tokens,
+                    first: if *lead == 0 { 1 } else { *lead },
+                    intervals,
+                })
+                .collect();
+            ngram_pass(&views, n, p.total_bits, |i, iv| encs[i].encode_mixed(iv));
+            for ((tokens, lead, _), enc) in coded.iter().zip(encs) {
+                streams.push(Stream {
+                    tokens: (tokens.len() - lead) as u32,
+                    payload: enc.finish(),
+                });
+            }
         }
         let model = v2::encode_block(&Block {
             original_len: seg.len() as u64,
@@ -298,13 +337,17 @@ impl<M: LanguageModel, T: TextTokenizer> BlockCoder<'_, M, T> {
     /// Model-codes one stream (FORMAT.md section 8.4) whose first `lead`
     /// tokens are a primer (context only): token 0 uniformly if there is
     /// none, then each window's tokens from the logits of the window's
-    /// state; `tick(tokens coded)` after every forward pass.
+    /// state; `tick(tokens coded)` after every forward pass. With `record`,
+    /// the tokens after token 0 are not coded: their intervals in the
+    /// stream's tables go there, for the n-gram pass. Returns the encoder,
+    /// to be finished.
     fn code_stream(
         &mut self,
         stream: &[u32],
         lead: usize,
+        mut record: Option<&mut Vec<(u32, u32)>>,
         tick: &mut dyn FnMut(u64) -> Result<(), CodecError>,
-    ) -> Result<Vec<u8>, CodecError> {
+    ) -> Result<ChunkEncoder, CodecError> {
         let vocab = self.model.vocab_size();
         let p = self.opts.params;
         let mut enc = ChunkEncoder::new(p.coder, p.adaptive, self.kernels, vocab, p.total_bits)?;
@@ -328,7 +371,13 @@ impl<M: LanguageModel, T: TextTokenizer> BlockCoder<'_, M, T> {
                 stream,
                 w,
                 |rows, next| {
-                    if enc.codes_intervals() && parallel_rows() {
+                    if let Some(rec) = record.as_deref_mut() {
+                        for (row, &t) in rows.chunks_exact(vocab).zip(next) {
+                            let (cum, freq) = enc.table_interval(row, t);
+                            // Both below the table's total, at most 2^28.
+                            rec.push((cum as u32, freq as u32));
+                        }
+                    } else if enc.codes_intervals() && parallel_rows() {
                         // The intervals are pure functions of (row, token):
                         // computed in parallel (a predictor per rayon job),
                         // coded in order.
@@ -350,7 +399,7 @@ impl<M: LanguageModel, T: TextTokenizer> BlockCoder<'_, M, T> {
             )?;
             self.state = Some(state);
         }
-        Ok(enc.finish())
+        Ok(enc)
     }
 
     /// The smallest classical block for `raw`: zstd, raw LZMA2 or stored.

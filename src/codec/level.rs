@@ -53,13 +53,23 @@ pub const LEVEL_PRIMER: u32 = 256;
 
 /// The header byte of level `n` of this version's table is
 /// `LEVEL_BYTE_BASE + n` (FORMAT.md 8.2); bytes `1..=9` name the levels of
-/// the first version-2 table, which every later version still decodes.
-pub const LEVEL_BYTE_BASE: u8 = 10;
+/// the first version-2 table and `11..=19` those of the second, which every
+/// later version still decodes.
+pub const LEVEL_BYTE_BASE: u8 = 20;
 
 impl Params {
     /// The parameters of `level` (`MIN_LEVEL..=MAX_LEVEL`) as this version
-    /// writes it: sliding windows. `None` outside.
+    /// writes it (header bytes `21..=29`): the second table's, with the
+    /// block's shared n-gram model from level 2. `None` outside.
     pub fn level(level: u8) -> Option<Params> {
+        let mut p = Params::second_table(level)?;
+        p.adaptive.ngram = level >= 2;
+        Some(p)
+    }
+
+    /// The parameters of the second version-2 table (header bytes
+    /// `11..=19`): sliding windows and the primer. `None` outside `1..=9`.
+    pub fn second_table(level: u8) -> Option<Params> {
         // (window, carry, max_streams, stream_tokens)
         let (window, carry, max_streams, stream_tokens) = match level {
             1 => (1024, 512, 32, 1024),
@@ -108,9 +118,17 @@ impl Params {
     pub fn of_level_byte(byte: u8) -> Option<Params> {
         match byte {
             1..=9 => Params::first_table(byte),
+            11..=19 => Params::second_table(byte - 10),
             b if b > LEVEL_BYTE_BASE => Params::level(b - LEVEL_BYTE_BASE),
             _ => None,
         }
+    }
+
+    /// Whether the block's shared n-gram model runs: asked for, with the
+    /// arithmetic coder (like every adaptive part; the rank coder has its
+    /// own tables).
+    pub fn ngram(&self) -> bool {
+        self.adaptive.ngram && self.coder == CoderKind::Arithmetic
     }
 
     /// The header byte this version writes for `level` (0: custom).
@@ -136,6 +154,7 @@ impl Params {
             adaptive: AdaptiveConfig {
                 bias: level >= 3,
                 sse: level >= 2,
+                ngram: false,
             },
             max_streams,
             stream_tokens,

@@ -49,6 +49,7 @@ mod encode;
 mod error;
 mod fallback;
 pub mod level;
+mod lockstep;
 #[cfg(test)]
 mod real_tests;
 mod score;

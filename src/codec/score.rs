@@ -8,6 +8,7 @@ use crate::predict::{Adaptive, AdaptiveConfig, Predictor};
 
 use super::block::BlockText;
 use super::encode::{check_compress_options, run_window};
+use super::lockstep::{ngram_pass, Coded};
 use super::segment::Segmenter;
 use super::stream::{primed, primer_len, split_streams, windows};
 use super::{
@@ -90,15 +91,24 @@ pub fn score_predictors<M: LanguageModel, T: TextTokenizer>(
             p.stream_tokens as usize,
         );
         let primer = primer_len(p.primer as usize, &lens);
+        // Per setting with the shared n-gram: each stream's tokens, lead
+        // and intervals, for the n-gram pass after the block's streams.
+        let ngram_on: Vec<bool> = configs
+            .iter()
+            .map(|c| c.ngram && p.coder == CoderKind::Arithmetic)
+            .collect();
+        let mut coded: Vec<Vec<(Vec<u32>, usize, Vec<(u32, u32)>)>> =
+            vec![Vec::new(); configs.len()];
         for len in lens {
             let (stream, lead) = primed(&tokens, start, len, primer);
             let stream = &stream[..];
+            let mut records: Vec<Vec<(u32, u32)>> = vec![Vec::new(); configs.len()];
             // A learning predictor makes a stream's rows sequential: its
             // tables, the coder's own, give the bits. The settings are
             // independent of each other (run side by side).
             let mut preds = configs
                 .iter()
-                .map(|&c| match (p.coder, c.any()) {
+                .map(|&c| match (p.coder, c.any() || c.ngram) {
                     (CoderKind::Arithmetic, true) => {
                         let mut a = Adaptive::new(c, kernels, vocab, p.total_bits)?;
                         for &t in &stream[..lead.max(1)] {
@@ -129,21 +139,32 @@ pub fn score_predictors<M: LanguageModel, T: TextTokenizer>(
                     w,
                     |rows, next| {
                         let ideal = || -> f64 { ideal_bits(rows, next, vocab) };
+                        let one = |((a, rec), &ng): (
+                            (&mut Option<Adaptive>, &mut Vec<(u32, u32)>),
+                            &bool,
+                        )| {
+                            match a {
+                                Some(a) if ng => {
+                                    record_intervals(a, rows, next, vocab, rec);
+                                    0.0
+                                }
+                                Some(a) => table_bits(a, rows, next, vocab),
+                                None => ideal(),
+                            }
+                        };
                         let each: Vec<f64> = if parallel_rows() && preds.len() > 1 {
                             preds
                                 .par_iter_mut()
-                                .map(|a| match a {
-                                    Some(a) => table_bits(a, rows, next, vocab),
-                                    None => ideal(),
-                                })
+                                .zip(records.par_iter_mut())
+                                .zip(ngram_on.par_iter())
+                                .map(one)
                                 .collect()
                         } else {
                             preds
                                 .iter_mut()
-                                .map(|a| match a {
-                                    Some(a) => table_bits(a, rows, next, vocab),
-                                    None => ideal(),
-                                })
+                                .zip(records.iter_mut())
+                                .zip(ngram_on.iter())
+                                .map(one)
                                 .collect()
                         };
                         for (b, e) in bits.iter_mut().zip(each) {
@@ -159,6 +180,27 @@ pub fn score_predictors<M: LanguageModel, T: TextTokenizer>(
                 )?;
                 result.tokens += w.coded().len() as u64;
             }
+            for ((c, rec), &ng) in coded.iter_mut().zip(records).zip(&ngram_on) {
+                if ng {
+                    c.push((stream.to_vec(), lead, rec));
+                }
+            }
+        }
+        for ((c, &ng), b) in coded.iter().zip(&ngram_on).zip(bits.iter_mut()) {
+            if !ng {
+                continue;
+            }
+            let views: Vec<Coded> = c
+                .iter()
+                .map(|(tokens, lead, intervals)| Coded {
+                    tokens,
+                    first: if *lead == 0 { 1 } else { *lead },
+                    intervals,
+                })
+                .collect();
+            ngram_pass(&views, seg_tokens, p.total_bits, |_, (_, f, total)| {
+                *b += (total as f64).log2() - (f as f64).log2();
+            });
         }
         result.bytes += seg_len;
         base_in += seg_len;
@@ -180,6 +222,22 @@ fn table_bits(a: &mut Adaptive, rows: &[f32], next: &[u32], vocab: usize) -> f64
         a.update(t);
     }
     bits
+}
+
+/// The intervals of `next` in the predictor's tables, row by row in order
+/// (for the n-gram pass).
+fn record_intervals(
+    a: &mut Adaptive,
+    rows: &[f32],
+    next: &[u32],
+    vocab: usize,
+    out: &mut Vec<(u32, u32)>,
+) {
+    for (row, &t) in rows.chunks_exact(vocab).zip(next) {
+        let (cum, freq) = a.predict(row).cum_freq(t as usize);
+        a.update(t);
+        out.push((cum as u32, freq as u32));
+    }
 }
 
 /// `sum -log2 softmax(row)[t]` in f64, rows in parallel, summed in order

@@ -1343,7 +1343,11 @@ fn header_levels_and_sinks() {
             custom: None,
         };
         let known = Params::of_level_byte(level);
-        assert_eq!(known.is_some(), matches!(level, 1..=9 | 11..=19), "{level}");
+        assert_eq!(
+            known.is_some(),
+            matches!(level, 1..=9 | 11..=19 | 21..=29),
+            "{level}"
+        );
         if level != 0 {
             assert_eq!(read(&h).is_ok(), known.is_some(), "level byte {level}");
         }
@@ -1355,5 +1359,90 @@ fn header_levels_and_sinks() {
         assert_eq!(p.primer, LEVEL_PRIMER);
         let first = Params::first_table(l).unwrap();
         assert_eq!((first.sinks, first.primer), (0, 0));
+        let second = Params::of_level_byte(10 + l).unwrap();
+        assert_eq!(second, Params::second_table(l).unwrap());
+        assert!(!second.adaptive.ngram && !first.adaptive.ngram);
+        assert_eq!(p.adaptive.ngram, l >= 2);
+        assert_eq!(
+            Params {
+                adaptive: second.adaptive,
+                ..p
+            },
+            second
+        );
+    }
+}
+
+/// Text the model predicts (its own samples) in which pieces recur, as
+/// in structured text: each of `n` pieces is one of 9 samples or a new
+/// one.
+fn repetitive_text(model: &HashModel, tok: &PairTokenizer, n: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for k in 0..n {
+        let seed = if k % 4 == 3 { 1000 + k } else { (k * 7 + k / 5) % 9 };
+        out.extend(model_text(model, tok, 24, seed as u64));
+    }
+    out
+}
+
+#[test]
+fn shared_ngram_round_trips_at_every_batch_and_thread_count() {
+    let tok = PairTokenizer::english();
+    let model = HistoryModel(HashModel::new(tok.vocab_size(), 1));
+    let data = repetitive_text(&model.0, &tok, 120);
+    let mut o = slide_opts(60, 20, 2, CoderKind::Arithmetic);
+    o.params.primer = 30;
+    assert!(o.params.ngram());
+    let packed = compress(&data, &model, &tok, &id("h", 1), &o).unwrap();
+    let n_streams: usize = records(&packed)
+        .iter()
+        .filter_map(streams)
+        .map(|s| s.len())
+        .sum();
+    assert!(n_streams > 2, "{n_streams} streams");
+    eprintln!("{n_streams} streams, {} bytes", packed.len());
+    // The n-gram pays on repeated text: the same settings without it give
+    // a larger file.
+    let mut off = o.clone();
+    off.params.adaptive.ngram = false;
+    let without = compress(&data, &model, &tok, &id("h", 1), &off).unwrap();
+    assert!(
+        packed.len() < without.len(),
+        "{} bytes with the n-gram, {} without",
+        packed.len(),
+        without.len()
+    );
+    for threads in [1, 3] {
+        pool(threads).install(|| {
+            let again = compress(&data, &model, &tok, &id("h", 1), &o).unwrap();
+            assert!(again == packed, "{threads} threads: other bytes");
+            for batch in [1, 3, 64] {
+                let d = DecompressOptions {
+                    max_batch: batch,
+                    ..Default::default()
+                };
+                let back = decompress(&packed, &model, &tok, &id("h", 1), &d).unwrap();
+                assert!(back == data, "{threads} threads, batch {batch}");
+            }
+        });
+    }
+    // The score is what the mixed tables cost: the payloads agree within
+    // the coder's overhead.
+    let s = score(&data, &model, &tok, &o, &mut no_progress).unwrap();
+    let payload_bits: f64 = records(&packed)
+        .iter()
+        .filter_map(streams)
+        .flatten()
+        .map(|s| s.payload.len() as f64 * 8.0)
+        .sum();
+    eprintln!("n-gram: score {:.1} bits, payloads {payload_bits} bits", s.bits);
+    assert!((payload_bits / s.bits - 1.0).abs() < 0.01);
+    // Every bit flip of a payload is an error, never a panic or a wrong
+    // output.
+    for (i, b) in packed.clone().iter().enumerate().step_by(7) {
+        let mut bad = packed.clone();
+        bad[i] = b ^ 0x10;
+        let r = decompress(&bad, &model, &tok, &id("h", 1), &Default::default());
+        assert!(!matches!(r, Ok(ref out) if *out != data), "flip at {i}");
     }
 }

@@ -31,6 +31,9 @@ const KIND_LZMA2: u8 = 4;
 /// Predictor-flags bit of a custom header: varints `sinks` and `primer`
 /// follow `carry` (FORMAT.md 8.1).
 const FLAG_SLIDE: u8 = 4;
+/// Predictor flag of the shared n-gram model (with bits 0 and 1, the
+/// predictor's; NUMERICS.md 12).
+const FLAG_NGRAM: u8 = 8;
 
 /// Block flag: CRLF pairs were coded as LF (exceptions follow).
 const FLAG_CRLF: u8 = 1;
@@ -40,9 +43,9 @@ const FLAG_CRLF: u8 = 1;
 pub struct Header {
     /// First 8 bytes of the model's fingerprint.
     pub model: [u8; 8],
-    /// The level byte: 11..=19 for levels 1..=9 of this version's table,
-    /// 1..=9 for those of the first table (FORMAT.md 8.2), or 0 for the
-    /// custom parameters in `custom`.
+    /// The level byte: 21..=29 for levels 1..=9 of this version's table,
+    /// 11..=19 for those of the second and 1..=9 for those of the first
+    /// (FORMAT.md 8.2), or 0 for the custom parameters in `custom`.
     pub level: u8,
     /// The decoding parameters of a level-0 frame.
     pub custom: Option<Custom>,
@@ -59,7 +62,8 @@ pub struct Custom {
     pub window: u32,
     /// Context tokens carried into each later window (1..window).
     pub carry: u32,
-    /// Predictor flags (bit 0 bias, bit 1 match and SSE; NUMERICS.md 10).
+    /// Predictor flags (bit 0 bias, bit 1 match and SSE, NUMERICS.md 10;
+    /// bit 3 the shared n-gram, NUMERICS.md 12).
     pub predictor: u8,
     /// Attention sinks of sliding windows (`1..window - carry`), or 0: each
     /// window starts from an empty state fed `carry` tokens.
@@ -243,12 +247,12 @@ impl<R: Read> FrameReader<R> {
             raw.extend_from_slice(&three);
             let window = self.ranged("window", 2, MAX_WINDOW, Some(&mut raw))?;
             let carry = self.ranged("carry", 1, window - 1, Some(&mut raw))?;
-            if three[2] & !(3 | FLAG_SLIDE) != 0 {
+            if three[2] & !(3 | FLAG_SLIDE | FLAG_NGRAM) != 0 {
                 return Err(out_of_range(
                     "predictor flags",
                     three[2] as u64,
                     0,
-                    7,
+                    15,
                     coder_at + 2,
                 ));
             }
@@ -268,7 +272,7 @@ impl<R: Read> FrameReader<R> {
                 total_bits: three[1] as u32,
                 window: window as u32,
                 carry: carry as u32,
-                predictor: three[2] & 3,
+                predictor: three[2] & (3 | FLAG_NGRAM),
                 sinks: sinks as u32,
                 primer: primer as u32,
             });
@@ -288,8 +292,8 @@ impl<R: Read> FrameReader<R> {
                     start + 15,
                 ));
             }
-        } else if !(1..=9).contains(&level) && !(11..=19).contains(&level) {
-            return Err(out_of_range("level", level as u64, 0, 19, start + 5));
+        } else if level % 10 == 0 || level > 29 {
+            return Err(out_of_range("level", level as u64, 0, 29, start + 5));
         }
         Ok(Header {
             model,

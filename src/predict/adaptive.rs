@@ -30,23 +30,29 @@ pub struct AdaptiveConfig {
     pub bias: bool,
     /// Match model and SSE.
     pub sse: bool,
+    /// The block's shared token n-gram model ([`super::ngram`]), mixed
+    /// after the per-stream parts.
+    pub ngram: bool,
 }
 
 impl AdaptiveConfig {
-    /// The flags byte: bit 0 bias, bit 1 match and SSE.
+    /// The flags byte: bit 0 bias, bit 1 match and SSE, bit 3 n-gram (bit
+    /// 2 is the header's, FORMAT.md 8.1).
     pub fn flags(self) -> u8 {
-        u8::from(self.bias) | (u8::from(self.sse) << 1)
+        u8::from(self.bias) | (u8::from(self.sse) << 1) | (u8::from(self.ngram) << 3)
     }
 
     /// From a flags byte; `None` if a reserved bit is set.
     pub fn from_flags(f: u8) -> Option<Self> {
-        (f & !3 == 0).then_some(AdaptiveConfig {
+        (f & !11 == 0).then_some(AdaptiveConfig {
             bias: f & 1 != 0,
             sse: f & 2 != 0,
+            ngram: f & 8 != 0,
         })
     }
 
-    /// Whether any part runs.
+    /// Whether any per-stream part runs (the bias or the match model; the
+    /// shared n-gram is the block's, not a stream predictor's).
     pub fn any(self) -> bool {
         self.bias || self.sse
     }
@@ -186,7 +192,7 @@ fn ngram_hash(t: &[u32]) -> usize {
 
 /// `floor(log2(x))` in Q8 with a linear mantissa: `256 * k + (m >> (k - 8))`
 /// for `x = 2^k + m` (exact integer arithmetic; `x >= 1`).
-fn log2_q8(x: u64) -> i64 {
+pub(super) fn log2_q8(x: u64) -> i64 {
     let k = 63 - x.leading_zeros() as i64;
     let m = x - (1u64 << k);
     let frac = if k >= 8 { m >> (k - 8) } else { m << (8 - k) };

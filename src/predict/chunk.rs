@@ -3,10 +3,13 @@
 //! table its predictor makes from the logits row after the token before.
 
 use super::adaptive::{Adaptive, AdaptiveConfig};
+use super::ngram::{Mix, Ngram};
 use super::rank::RankModel;
 use super::softmax::Softmax;
 use super::Predictor;
-use crate::coder::{CoderKind, FreqError, Interval, RangeCorrupt, RangeDecoder, RangeEncoder};
+use crate::coder::{
+    CoderKind, FreqError, FreqTable, Interval, RangeCorrupt, RangeDecoder, RangeEncoder,
+};
 use crate::kernels::Kernels;
 
 /// Per-chunk predictor of either coder kind.
@@ -101,6 +104,33 @@ impl ChunkEncoder {
         self.enc.encode_interval(iv);
     }
 
+    /// The interval of `token` in the table the predictor makes from
+    /// `logits`, without coding it (the predictor learns from it as if
+    /// coded): `(cum, freq)` of `2^total_bits`. For the block's n-gram pass
+    /// (`predict::ngram`), which codes it later with
+    /// [`ChunkEncoder::encode_mixed`]. Panics for the rank coder.
+    pub fn table_interval(&mut self, logits: &[f32], token: u32) -> (u64, u64) {
+        let iv = match &mut self.state {
+            State::Arithmetic(p) => {
+                let iv = p.predict(logits).cum_freq(token as usize);
+                p.update(token);
+                iv
+            }
+            State::Adaptive(p) => {
+                let iv = p.predict(logits).cum_freq(token as usize);
+                p.update(token);
+                iv
+            }
+            State::Rank(_) => panic!("the n-gram mixes arithmetic-coder tables only"),
+        };
+        iv
+    }
+
+    /// Codes one token by an interval the n-gram pass computed.
+    pub fn encode_mixed(&mut self, iv: Interval) {
+        self.enc.encode_interval(iv);
+    }
+
     /// Codes a chunk's first token, which has no model prediction, as one
     /// of `vocab` equally likely symbols (`cum = token, freq = 1,
     /// T = vocab`; FORMAT.md section 5.1), with either coder.
@@ -176,6 +206,34 @@ impl<B: AsRef<[u8]>> ChunkDecoder<B> {
         }
     }
 
+    /// Decodes the next token from the logits row the encoder used, with
+    /// the block's n-gram mixed in ([`Ngram::mix`] after `history`, the
+    /// stream's tokens so far). Returns the token, the mix and the token's
+    /// frequency in the stream's table: what [`Ngram::update`] needs after
+    /// the step. Panics for the rank coder.
+    pub fn decode_mixed(
+        &mut self,
+        logits: &[f32],
+        ngram: &Ngram,
+        history: &[u32],
+    ) -> Result<(u32, Mix, u64), RangeCorrupt> {
+        let mix = ngram.mix(history);
+        let (t, g) = match &mut self.state {
+            State::Arithmetic(p) => {
+                let r = decode_with(&mut self.dec, p.predict(logits), &mix)?;
+                p.update(r.0);
+                r
+            }
+            State::Adaptive(p) => {
+                let r = decode_with(&mut self.dec, p.predict(logits), &mix)?;
+                p.update(r.0);
+                r
+            }
+            State::Rank(_) => panic!("the n-gram mixes arithmetic-coder tables only"),
+        };
+        Ok((t, mix, g))
+    }
+
     /// Decodes a chunk's first token, coded by
     /// [`ChunkEncoder::encode_first`] as one of `vocab` equally likely ids.
     pub fn decode_first(&mut self, vocab: usize) -> Result<u32, RangeCorrupt> {
@@ -201,4 +259,19 @@ impl<B: AsRef<[u8]>> ChunkDecoder<B> {
     pub fn position(&self) -> usize {
         self.dec.position()
     }
+}
+
+/// Decodes one token with `table`, mixed with `mix` if it is used:
+/// `(token, its frequency in table)`.
+fn decode_with<B: AsRef<[u8]>>(
+    dec: &mut RangeDecoder<B>,
+    table: &FreqTable,
+    mix: &Mix,
+) -> Result<(u32, u64), RangeCorrupt> {
+    let s = if mix.used() {
+        dec.decode_symbol(&mix.table(table))?
+    } else {
+        dec.decode_symbol(table)?
+    };
+    Ok((s as u32, table.freqs()[s] as u64))
 }

@@ -15,15 +15,19 @@
 //!   the rank of the token among the logits with small adaptive tables.
 //! - [`adaptive`]: format version 2's learning predictor over [`softmax`]:
 //!   an online logit bias, a match model and SSE (NUMERICS.md section 10).
+//! - [`ngram`]: the block's shared token n-gram model, mixed into every
+//!   stream's table (NUMERICS.md section 12).
 //! - [`chunk`]: one stream's tokens through a predictor and the range coder.
 
 pub mod adaptive;
 pub mod chunk;
+pub mod ngram;
 pub mod rank;
 pub mod softmax;
 
 pub use adaptive::{Adaptive, AdaptiveConfig};
 pub use chunk::{ChunkDecoder, ChunkEncoder};
+pub use ngram::{Mix, Ngram};
 pub use rank::RankModel;
 pub use softmax::Softmax;
 

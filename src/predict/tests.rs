@@ -274,6 +274,7 @@ fn match_and_sse_learn_a_repeated_stream() {
         AdaptiveConfig {
             bias: false,
             sse: true,
+            ngram: false,
         },
         Kernels::best(),
         &rows,
@@ -298,6 +299,7 @@ fn bias_learns_frequent_tokens() {
         AdaptiveConfig {
             bias: true,
             sse: false,
+            ngram: false,
         },
         Kernels::best(),
         &rows,

@@ -36,9 +36,10 @@ enum Made {
     Level(u8),
     /// Level 0: small windows and several streams, so the file holds
     /// windows with carried context and streams decoded as a batch; the
-    /// windows slide with this many sinks (0: they restart) and later
-    /// streams are primed with this many tokens of the first.
-    Custom(CoderKind, u32, u32),
+    /// windows slide with this many sinks (0: they restart), later
+    /// streams are primed with this many tokens of the first, and the
+    /// block's shared n-gram runs or not.
+    Custom(CoderKind, u32, u32, bool),
 }
 
 fn options(made: Made) -> Option<CompressOptions> {
@@ -49,9 +50,8 @@ fn options(made: Made) -> Option<CompressOptions> {
             params: Params::level(l).expect("a level"),
             ..CompressOptions::default()
         }),
-        Made::Custom(coder, sinks, primer) => Some(CompressOptions {
-            level: 0,
-            params: Params {
+        Made::Custom(coder, sinks, primer, ngram) => {
+            let mut params = Params {
                 coder,
                 window: 24,
                 carry: 8,
@@ -60,9 +60,14 @@ fn options(made: Made) -> Option<CompressOptions> {
                 max_streams: 3,
                 stream_tokens: 16,
                 ..Params::default()
-            },
-            ..CompressOptions::default()
-        }),
+            };
+            params.adaptive.ngram = ngram;
+            Some(CompressOptions {
+                level: 0,
+                params,
+                ..CompressOptions::default()
+            })
+        }
     }
 }
 
@@ -170,12 +175,25 @@ fn golden_v2_first_table_levels() {
     }
 }
 
+/// Levels 5 and 9 of the second version-2 table (level bytes 15, 19:
+/// sliding windows and the primer, no shared n-gram).
+#[test]
+fn golden_v2_second_table_levels() {
+    for l in [5, 9] {
+        check(
+            Made::Earlier,
+            "golden-crlf.txt",
+            &format!("golden-v2.slide.level{l}.llmc"),
+        );
+    }
+}
+
 #[test]
 fn golden_v2_default_level() {
     check(
         Made::Level(llmc::codec::DEFAULT_LEVEL),
-        "golden-crlf.txt",
-        "golden-v2.slide.level5.llmc",
+        "golden-ngram.txt",
+        "golden-v2.ngram.level5.llmc",
     );
 }
 
@@ -183,15 +201,54 @@ fn golden_v2_default_level() {
 fn golden_v2_highest_level() {
     check(
         Made::Level(llmc::codec::MAX_LEVEL),
-        "golden-crlf.txt",
-        "golden-v2.slide.level9.llmc",
+        "golden-ngram.txt",
+        "golden-v2.ngram.level9.llmc",
     );
+}
+
+/// The block's shared n-gram (NUMERICS.md 12) over three streams decoded
+/// in one batch, the later two primed: its state at every step must be the
+/// compressor's on every machine. golden-ngram.txt repeats itself, so the
+/// mixed tables code many of its tokens (the test checks that the n-gram
+/// changed the payload).
+#[test]
+fn golden_v2_shared_ngram() {
+    check(
+        Made::Custom(CoderKind::Arithmetic, 4, 12, true),
+        "golden-ngram.txt",
+        "golden-v2.ngram.windows.arith.llmc",
+    );
+    let golden = std::fs::read(data("golden-v2.ngram.windows.arith.llmc")).unwrap();
+    let without = compressed(
+        Made::Custom(CoderKind::Arithmetic, 4, 12, false),
+        "golden-ngram.txt",
+    );
+    assert!(
+        golden.len() < without.len(),
+        "the n-gram should pay here: {} bytes, {} without",
+        golden.len(),
+        without.len()
+    );
+}
+
+/// `source` compressed as `made` says, with the default model.
+fn compressed(made: Made, source: &str) -> Vec<u8> {
+    let path = llmc::registry::model_for_tests().expect("locate the model");
+    let g = Gguf::open(&path).expect("open the model");
+    let tok = ModelTokenizer::from_gguf(&g).expect("tokenizer");
+    let id = ModelIdentity {
+        name: llmc::registry::DEFAULT_MODEL.name.to_string(),
+        fingerprint: g.fingerprint(),
+    };
+    let model = Model::load(&g, &ModelOptions::default()).expect("load");
+    let source = std::fs::read(data(source)).expect("read the source text");
+    compress(&source, &model, &tok, &id, &options(made).expect("made here")).expect("compress")
 }
 
 #[test]
 fn golden_v2_windows_arithmetic() {
     check(
-        Made::Custom(CoderKind::Arithmetic, 0, 0),
+        Made::Custom(CoderKind::Arithmetic, 0, 0, false),
         "golden-crlf.txt",
         "golden-v2.windows.arith.llmc",
     );
@@ -200,7 +257,7 @@ fn golden_v2_windows_arithmetic() {
 #[test]
 fn golden_v2_windows_rank() {
     check(
-        Made::Custom(CoderKind::Rank, 0, 0),
+        Made::Custom(CoderKind::Rank, 0, 0, false),
         "golden-crlf.txt",
         "golden-v2.windows.rank.llmc",
     );
@@ -211,7 +268,7 @@ fn golden_v2_windows_rank() {
 #[test]
 fn golden_v2_sliding_windows() {
     check(
-        Made::Custom(CoderKind::Arithmetic, 4, 12),
+        Made::Custom(CoderKind::Arithmetic, 4, 12, false),
         "golden-crlf.txt",
         "golden-v2.slide.windows.arith.llmc",
     );
@@ -235,7 +292,7 @@ fn golden_v2_gemma_fastest_level() {
 fn golden_v2_gemma_windows() {
     check_with(
         &llmc::registry::GEMMA3_270M,
-        Made::Custom(CoderKind::Arithmetic, 0, 0),
+        Made::Custom(CoderKind::Arithmetic, 0, 0, false),
         "golden.txt",
         "golden-v2.gemma.windows.arith.llmc",
     );
@@ -245,8 +302,19 @@ fn golden_v2_gemma_windows() {
 fn golden_v2_gemma_sliding_windows() {
     check_with(
         &llmc::registry::GEMMA3_270M,
-        Made::Custom(CoderKind::Arithmetic, 4, 12),
+        Made::Custom(CoderKind::Arithmetic, 4, 12, false),
         "golden.txt",
         "golden-v2.gemma.slide.windows.arith.llmc",
+    );
+}
+
+/// The shared n-gram with Gemma's 262144 token ids (18 bits in a slot).
+#[test]
+fn golden_v2_gemma_shared_ngram() {
+    check_with(
+        &llmc::registry::GEMMA3_270M,
+        Made::Custom(CoderKind::Arithmetic, 4, 12, true),
+        "golden-ngram.txt",
+        "golden-v2.gemma.ngram.windows.arith.llmc",
     );
 }

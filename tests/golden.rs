@@ -242,7 +242,14 @@ fn compressed(made: Made, source: &str) -> Vec<u8> {
     };
     let model = Model::load(&g, &ModelOptions::default()).expect("load");
     let source = std::fs::read(data(source)).expect("read the source text");
-    compress(&source, &model, &tok, &id, &options(made).expect("made here")).expect("compress")
+    compress(
+        &source,
+        &model,
+        &tok,
+        &id,
+        &options(made).expect("made here"),
+    )
+    .expect("compress")
 }
 
 #[test]

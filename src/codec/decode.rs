@@ -100,6 +100,7 @@ pub fn decompress_stream<R: Read, W: Write, M: LanguageModel, T: TextTokenizer>(
                     params,
                     frame,
                     max_batch: batch_for(opts, model.state_bytes_per_token(), params.window),
+                    state_budget: opts.state_budget,
                     piece_tokens: 256,
                     kernels,
                     tokens: &mut tokens,

@@ -63,6 +63,9 @@ pub(super) struct FrameDecoderV2<'a, M: LanguageModel, T: TextTokenizer> {
     pub params: Params,
     pub frame: u64,
     pub max_batch: usize,
+    /// Memory the states in flight may take (a block with the shared
+    /// n-gram decodes all its streams at once, or fails within it).
+    pub state_budget: usize,
     pub piece_tokens: usize,
     pub kernels: Kernels,
     pub tokens: &'a mut u64,
@@ -225,7 +228,24 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoderV2<'_, M, T> {
             .params
             .ngram()
             .then(|| Ngram::new(want, self.params.total_bits));
-        let max_batch = if ngram.is_some() { n } else { self.max_batch };
+        let max_batch = if ngram.is_some() {
+            let per_stream = (self.model.state_bytes_per_token() as u64)
+                .saturating_mul(u64::from(self.params.window))
+                .max(1);
+            let allowed = (self.state_budget as u64 / per_stream) as usize;
+            if n > allowed {
+                return Err(CodecError::StreamsOverBudget {
+                    frame: self.frame,
+                    block,
+                    streams: n,
+                    need_mb: per_stream.saturating_mul(n as u64).div_ceil(1 << 20),
+                    allowed,
+                });
+            }
+            n
+        } else {
+            self.max_batch
+        };
         let mut waiting = streams.into_iter().enumerate().peekable();
         let mut active: Vec<Slot<M::State>> = Vec::new();
         loop {

@@ -132,6 +132,19 @@ pub enum CodecError {
         actual: u32,
     },
     /// The classical fallback coder failed.
+    #[error(
+        "block {block} of frame {frame}: its {streams} streams share an n-gram model and must \
+         be decoded together, which needs about {need_mb} MB of model states; the memory limit \
+         allows {allowed} at once (raise -M)"
+    )]
+    StreamsOverBudget {
+        frame: u64,
+        block: u64,
+        streams: usize,
+        need_mb: u64,
+        allowed: usize,
+    },
+
     #[error("fallback coder failed: {0}")]
     Fallback(String),
 }

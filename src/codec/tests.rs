@@ -1379,7 +1379,11 @@ fn header_levels_and_sinks() {
 fn repetitive_text(model: &HashModel, tok: &PairTokenizer, n: usize) -> Vec<u8> {
     let mut out = Vec::new();
     for k in 0..n {
-        let seed = if k % 4 == 3 { 1000 + k } else { (k * 7 + k / 5) % 9 };
+        let seed = if k % 4 == 3 {
+            1000 + k
+        } else {
+            (k * 7 + k / 5) % 9
+        };
         out.extend(model_text(model, tok, 24, seed as u64));
     }
     out
@@ -1435,7 +1439,10 @@ fn shared_ngram_round_trips_at_every_batch_and_thread_count() {
         .flatten()
         .map(|s| s.payload.len() as f64 * 8.0)
         .sum();
-    eprintln!("n-gram: score {:.1} bits, payloads {payload_bits} bits", s.bits);
+    eprintln!(
+        "n-gram: score {:.1} bits, payloads {payload_bits} bits",
+        s.bits
+    );
     assert!((payload_bits / s.bits - 1.0).abs() < 0.01);
     // Every bit flip of a payload is an error, never a panic or a wrong
     // output.
@@ -1445,4 +1452,67 @@ fn shared_ngram_round_trips_at_every_batch_and_thread_count() {
         let r = decompress(&bad, &model, &tok, &id("h", 1), &Default::default());
         assert!(!matches!(r, Ok(ref out) if *out != data), "flip at {i}");
     }
+}
+
+/// [`HistoryModel`] whose states cost 100 bytes per token.
+struct Heavy(HistoryModel);
+
+impl LanguageModel for Heavy {
+    type State = Vec<u32>;
+    type Error = super::synthetic::HashModelError;
+    fn vocab_size(&self) -> usize {
+        self.0.vocab_size()
+    }
+    fn max_context(&self) -> usize {
+        self.0.max_context()
+    }
+    fn new_state(&self) -> Vec<u32> {
+        Vec::new()
+    }
+    fn state_bytes_per_token(&self) -> usize {
+        100
+    }
+    fn slide_state(&self, state: &mut Vec<u32>, sinks: usize, keep: usize) {
+        self.0.slide_state(state, sinks, keep)
+    }
+    fn forward(
+        &self,
+        s: &mut [&mut Vec<u32>],
+        t: &[&[u32]],
+        l: &mut [f32],
+    ) -> Result<(), Self::Error> {
+        self.0.forward(s, t, l)
+    }
+}
+
+#[test]
+fn shared_ngram_blocks_decode_all_streams_or_name_the_memory_they_need() {
+    let tok = PairTokenizer::english();
+    let model = Heavy(HistoryModel(HashModel::new(tok.vocab_size(), 1)));
+    let data = repetitive_text(&model.0 .0, &tok, 120);
+    let mut o = slide_opts(60, 20, 2, CoderKind::Arithmetic);
+    o.params.primer = 30;
+    let packed = compress(&data, &model, &tok, &id("h", 1), &o).unwrap();
+    let n: usize = records(&packed)
+        .iter()
+        .filter_map(streams)
+        .map(|s| s.len())
+        .sum();
+    assert!(n > 2, "{n} streams");
+    // 6000 bytes per stream (60 tokens): room for all but one.
+    let d = |budget| DecompressOptions {
+        max_batch: 2,
+        state_budget: budget,
+        ..Default::default()
+    };
+    let err = decompress(&packed, &model, &tok, &id("h", 1), &d(6000 * n - 1)).unwrap_err();
+    assert!(
+        matches!(err, CodecError::StreamsOverBudget { streams, allowed, .. }
+            if streams == n && allowed == n - 1),
+        "{err}"
+    );
+    assert!(err.to_string().contains("-M"), "{err}");
+    // Room for all: decoded together although max_batch is 2.
+    let back = decompress(&packed, &model, &tok, &id("h", 1), &d(6000 * n)).unwrap();
+    assert!(back == data);
 }

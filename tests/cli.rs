@@ -562,6 +562,7 @@ fn score_agrees_with_the_compressed_size() {
             "Bits/byte",
             "Ideal",
             "size",
+            "Size",
             "File"
         ]
     );
@@ -571,17 +572,24 @@ fn score_agrees_with_the_compressed_size() {
     assert!(tokens > 0 && tokens < text.len() as u64, "{out}");
     let bpb: f64 = row[3].parse().unwrap();
     let ideal: u64 = row[4].parse().unwrap();
+    let size: u64 = row[5].parse().unwrap();
     assert!(bpb > 0.0 && bpb < 8.0, "{out}");
-    assert_eq!(row[5], "a.txt");
+    assert_eq!(row[6], "a.txt");
 
     // The codec's output (header and end record included) is within a
-    // small overhead above the model's cross-entropy.
+    // small overhead above the model's cross-entropy, and the size column
+    // is that output but for the coder's last byte (at most one per
+    // stream; this input is one stream).
     ok(&run(d.path(), &["a.txt"]));
     let packed = read(d.path(), "a.txt.llmc").len() as u64;
     assert!(packed >= ideal, "packed {packed} < ideal {ideal}: {out}");
     assert!(
         packed <= ideal + 128,
         "packed {packed} vs ideal {ideal}: {out}"
+    );
+    assert!(
+        size <= packed && packed <= size + 1,
+        "packed {packed} vs size {size}: {out}"
     );
 }
 

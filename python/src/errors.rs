@@ -65,9 +65,10 @@ pub fn codec(e: CodecError) -> PyErr {
         CodecError::ModelMismatch { .. } => ModelMismatchError::new_err(msg),
         CodecError::Io(_) => PyOSError::new_err(msg),
         CodecError::Parameters(_) | CodecError::Freq(_) => PyValueError::new_err(msg),
-        CodecError::Kernel(_) | CodecError::Model(_) | CodecError::Interrupted => {
-            LlmcError::new_err(msg)
-        }
+        CodecError::Kernel(_)
+        | CodecError::Model(_)
+        | CodecError::Interrupted
+        | CodecError::StreamsOverBudget { .. } => LlmcError::new_err(msg),
         CodecError::Container(_)
         | CodecError::NoFrame
         | CodecError::CorruptChunk { .. }

@@ -82,7 +82,7 @@ fn compress_options(level: u8) -> PyResult<CompressOptions> {
 }
 
 /// How well the model predicts a text: what compression would spend on it
-/// with the same streams and predictor, container overhead excluded.
+/// with the same streams and predictor (`size` adds the container's bytes).
 #[pyclass(frozen, module = "llmc", get_all)]
 #[derive(Clone, Copy)]
 pub struct Score {
@@ -92,6 +92,9 @@ pub struct Score {
     tokens: u64,
     /// Cross-entropy in bits (what an ideal coder spends on the tokens).
     bits: f64,
+    /// Bytes of the file compression would write: the bits of each stream
+    /// in whole bytes plus the container's own.
+    size: u64,
 }
 
 #[pymethods]
@@ -131,6 +134,7 @@ impl From<CodecScore> for Score {
             bytes: s.bytes,
             tokens: s.tokens,
             bits: s.bits,
+            size: s.size,
         }
     }
 }

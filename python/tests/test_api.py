@@ -51,6 +51,7 @@ def test_score_equals_cli_json(cli, tmp_path):
         assert s.bits == row["bits"]  # the same f64, not approximately
         assert s.bits_per_byte == row["bits_per_byte"]
         assert s.ideal_size == row["ideal_size"]
+        assert s.size == row["size"]
     one = llmc.score((corpus / names[0]).read_text())
     assert one.bits == scores[0].bits
     fast = llmc.score((corpus / names[0]).read_bytes(), 1)

@@ -57,24 +57,6 @@ pub fn main() -> i32 {
         _ => None,
     };
 
-    let codec_opts = |c: &args::CodecArgs| CodecOptions {
-        coder: c.coder.map(CoderKind::from),
-        level: if c.fast {
-            Some(1)
-        } else if c.best {
-            Some(9)
-        } else {
-            c.level
-        },
-        window: c.window,
-        carry: c.carry,
-        sinks: c.sinks,
-        primer: c.primer,
-        no_bias: c.no_bias,
-        no_match: c.no_match,
-        no_ngram: c.no_ngram,
-        no_crlf: c.no_crlf,
-    };
     if let Err(msg) = check_top_level(&cli) {
         eprintln!("error: {msg}\n\nFor more information, try '--help'.");
         return 1;
@@ -142,6 +124,28 @@ pub fn main() -> i32 {
         Some(Command::Model(ModelCommand::Info)) => {
             tools::model_info(&ctx, g.model.last().map(|p| p.as_path()))
         }
+    }
+}
+
+/// The codec options of the command line's codec arguments.
+fn codec_opts(c: &args::CodecArgs) -> CodecOptions {
+    CodecOptions {
+        coder: c.coder.map(CoderKind::from),
+        level: if c.fast {
+            Some(1)
+        } else if c.best {
+            Some(9)
+        } else {
+            c.level
+        },
+        window: c.window,
+        carry: c.carry,
+        sinks: c.sinks,
+        primer: c.primer,
+        no_bias: c.no_bias,
+        no_match: c.no_match,
+        no_ngram: c.no_ngram,
+        no_crlf: c.no_crlf,
     }
 }
 

@@ -16,9 +16,10 @@ use super::signal;
 use super::table::{rate, Table};
 use llmc::coder::CoderKind;
 
-/// Per file: bytes, tokens, bits/token, bits/byte and the ideal size (the
+/// Per file: bytes, tokens, bits/token, bits/byte, the ideal size (the
 /// model's cross-entropy rounded up to whole bytes, i.e. what an ideal entropy
-/// coder would need for the tokens the codec codes; container overhead excluded).
+/// coder would need for the tokens the codec codes; container overhead
+/// excluded) and the size (with the container: [`engine::Score::size`]).
 /// With `levers`, a row per predictor setting ([`engine::LEVERS`]) per file.
 pub fn score(ctx: &mut Ctx, files: &[PathBuf], codec: CodecOptions, levers: bool) -> i32 {
     let mut t = Table::new(&[
@@ -27,10 +28,11 @@ pub fn score(ctx: &mut Ctx, files: &[PathBuf], codec: CodecOptions, levers: bool
         "Bits/token",
         "Bits/byte",
         "Ideal size",
+        "Size",
         "File",
     ]);
     let mut status = 0;
-    let (mut tb, mut tt, mut tbits, mut ok) = (0u64, 0u64, 0f64, 0usize);
+    let (mut tb, mut tt, mut tbits, mut tsize, mut ok) = (0u64, 0u64, 0f64, 0u64, 0usize);
     let mut report = ctx.json.map(Report::new);
     let Some(settings) = score_settings(ctx, &codec) else {
         return 1;
@@ -54,12 +56,13 @@ pub fn score(ctx: &mut Ctx, files: &[PathBuf], codec: CodecOptions, levers: bool
                         true => format!("{} [{}]", src.name(), engine::LEVERS[i].0),
                         false => src.name(),
                     };
-                    t.row(score_row(bytes, s.tokens, s.bits, name));
+                    t.row(score_row(bytes, s, name));
                 }
                 let s = scores.last().copied().unwrap_or_default();
                 tb += bytes;
                 tt += s.tokens;
                 tbits += s.bits;
+                tsize += s.size;
                 ok += 1;
             }
             Err(e) if is_interrupt(&e) => {
@@ -84,10 +87,19 @@ pub fn score(ctx: &mut Ctx, files: &[PathBuf], codec: CodecOptions, levers: bool
     }
     if ok > 1 {
         t.rule();
-        t.row(score_row(tb, tt, tbits, format!("{ok} files")));
+        let total = engine::Score {
+            bytes: tb,
+            tokens: tt,
+            bits: tbits,
+            size: tsize,
+        };
+        t.row(score_row(tb, &total, format!("{ok} files")));
     }
     if ok > 0 {
-        print!("{}", t.render(&[false, false, false, false, false, true]));
+        print!(
+            "{}",
+            t.render(&[false, false, false, false, false, false, true])
+        );
     }
     status
 }
@@ -133,6 +145,7 @@ impl Scored {
             "bits_per_token": json::ratio(s.bits, s.tokens),
             "bits_per_byte": json::ratio(s.bits, self.bytes),
             "ideal_size": (s.bits / 8.0).ceil() as u64,
+            "size": s.size,
             "model": self.model,
             "fingerprint": self.fingerprint,
             "level": level,
@@ -172,7 +185,8 @@ pub(super) fn score_file(
     })
 }
 
-fn score_row(bytes: u64, tokens: u64, bits: f64, name: String) -> Vec<String> {
+fn score_row(bytes: u64, s: &engine::Score, name: String) -> Vec<String> {
+    let (tokens, bits) = (s.tokens, s.bits);
     let per = |d: u64| {
         if d == 0 {
             "-".to_string()
@@ -186,6 +200,7 @@ fn score_row(bytes: u64, tokens: u64, bits: f64, name: String) -> Vec<String> {
         per(tokens),
         per(bytes),
         ((bits / 8.0).ceil() as u64).to_string(),
+        s.size.to_string(),
         name,
     ]
 }

@@ -40,6 +40,9 @@ pub(super) fn header_params(h: &Header) -> Option<Params> {
     .filter(|p| !p.ngram() || p.total_bits <= ngram::MAX_TABLE_BITS)
 }
 
+/// A stream's decoder and its tokens so far, for one step.
+type Work<'a> = (&'a mut ChunkDecoder<Vec<u8>>, &'a [u32]);
+
 /// A stream being decoded.
 struct Slot<S> {
     /// Index of the stream in its block.
@@ -455,14 +458,12 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoderV2<'_, M, T> {
         let rows = forward_rows(self.model, &mut states, &refs, logits)?;
         let vocab = self.model.vocab_size();
         let shared = &*ngram;
-        let mut work: Vec<_> = active
+        let mut work: Vec<Work> = active
             .iter_mut()
             .map(|s| (&mut s.dec, &s.tokens[..]))
             .collect();
         let decode =
-            |((dec, history), row): (&mut (&mut ChunkDecoder<Vec<u8>>, &[u32]), &[f32])| {
-                dec.decode_mixed(row, shared, history)
-            };
+            |((dec, history), row): (&mut Work, &[f32])| dec.decode_mixed(row, shared, history);
         let decoded: Vec<_> = if work.len() > 1 && parallel_rows() {
             work.par_iter_mut()
                 .zip(rows.par_chunks_exact(vocab))

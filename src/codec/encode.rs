@@ -8,7 +8,7 @@ use xxhash_rust::xxh64::Xxh64;
 
 use super::block::BlockText;
 use super::fallback::lzma2;
-use super::lockstep::{ngram_pass, Coded};
+use super::lockstep::{ngram_pass, Coded, Recorded};
 use super::segment::{looks_binary, Segmenter};
 use super::stream::{primed, primer_len, split_streams, windows, Window};
 use super::{
@@ -107,6 +107,15 @@ pub(super) fn check_compress_options<M: LanguageModel>(
             "level {l} with decoding parameters other than its own (use level 0 for custom ones)"
         ))),
     }
+}
+
+/// Bytes of the version-2 header for `opts` (whatever the model).
+pub(super) fn header_len(opts: &CompressOptions) -> usize {
+    let id = ModelIdentity {
+        name: String::new(),
+        fingerprint: [0; 32],
+    };
+    v2::encode_header(&frame_header(&id, opts)).len()
 }
 
 /// The version-2 header for `opts` and the model `id`.
@@ -296,7 +305,11 @@ impl<M: LanguageModel, T: TextTokenizer> BlockCoder<'_, M, T> {
             let enc = self.code_stream(&stream, lead, record, &mut tick)?;
             self.tokens_done += len as u64;
             if p.ngram() {
-                coded.push((stream.into_owned(), lead, intervals));
+                coded.push(Recorded {
+                    tokens: stream.into_owned(),
+                    lead,
+                    intervals,
+                });
                 encs.push(enc);
             } else {
                 streams.push(Stream {
@@ -307,18 +320,11 @@ impl<M: LanguageModel, T: TextTokenizer> BlockCoder<'_, M, T> {
             start += len;
         }
         if p.ngram() {
-            let views: Vec<Coded> = coded
-                .iter()
-                .map(|(tokens, lead, intervals)| Coded {
-                    tokens,
-                    first: if *lead == 0 { 1 } else { *lead },
-                    intervals,
-                })
-                .collect();
+            let views: Vec<Coded> = coded.iter().map(Recorded::view).collect();
             ngram_pass(&views, n, p.total_bits, |i, iv| encs[i].encode_mixed(iv));
-            for ((tokens, lead, _), enc) in coded.iter().zip(encs) {
+            for (r, enc) in coded.iter().zip(encs) {
                 streams.push(Stream {
-                    tokens: (tokens.len() - lead) as u32,
+                    tokens: (r.tokens.len() - r.lead) as u32,
                     payload: enc.finish(),
                 });
             }

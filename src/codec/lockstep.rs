@@ -26,6 +26,28 @@ pub(super) struct Coded<'a> {
     pub intervals: &'a [(u32, u32)],
 }
 
+/// A stream as recorded for the pass (owned).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Recorded {
+    /// The stream's tokens, its primer first.
+    pub tokens: Vec<u32>,
+    /// The primer's length (0: none; token 0 was coded uniformly).
+    pub lead: usize,
+    /// `(cum, freq)` of each token coded with a table.
+    pub intervals: Vec<(u32, u32)>,
+}
+
+impl Recorded {
+    /// The pass's view of it.
+    pub fn view(&self) -> Coded<'_> {
+        Coded {
+            tokens: &self.tokens,
+            first: if self.lead == 0 { 1 } else { self.lead },
+            intervals: &self.intervals,
+        }
+    }
+}
+
 /// Replays `streams` (a block of `block_tokens` tokens, tables of total
 /// `2^total_bits`) in decoding order with the n-gram mixed in; calls
 /// `code(stream, interval)` for every token, in that order.

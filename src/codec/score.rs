@@ -7,13 +7,15 @@ use crate::lm::parallel_rows;
 use crate::predict::{Adaptive, AdaptiveConfig, Predictor};
 
 use super::block::BlockText;
-use super::encode::{check_compress_options, run_window};
-use super::lockstep::{ngram_pass, Coded};
+use super::encode::{check_compress_options, header_len, run_window};
+use super::lockstep::{ngram_pass, Coded, Recorded};
 use super::segment::Segmenter;
 use super::stream::{primed, primer_len, split_streams, windows};
 use super::{
     report, CodecError, CompressOptions, LanguageModel, Progress, ProgressFn, TextTokenizer,
 };
+use crate::container::v2;
+use crate::kernels::Kernels;
 
 /// The model's cross-entropy on an input, as [`score`] measures it.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -27,6 +29,13 @@ pub struct Score {
     /// the model's logits for tokens after the first of a chunk, and
     /// `1 / vocab` for the first token of a chunk.
     pub bits: f64,
+    /// Bytes of the frame compression would write if every block were
+    /// model-coded (a block the tokenizer cannot round-trip counted as
+    /// stored): the header, each block's record with `ceil(bits / 8)`
+    /// payload bytes per stream, and the end record. The coder's end adds
+    /// up to one byte per stream more. At high ratios or on small inputs
+    /// this, not `bits / 8`, is what to compare with a real file.
+    pub size: u64,
 }
 
 /// The model's cross-entropy on `input`, over exactly the streams
@@ -34,8 +43,10 @@ pub struct Score {
 /// same blocks, line-ending transform, tokenization, streams and windows;
 /// the first token of each stream at `log2(vocab)` bits and every later one
 /// at `-log2 softmax(logits)[token]` (f64) from the same forward passes, or,
-/// when the level's adaptive predictor runs, at `-log2 f/2^total_bits` of
-/// the predictor's own table (what the coder spends, less its < 0.1%).
+/// when the level's adaptive predictor runs, at `-log2 f/total` of the
+/// table that codes it: the predictor's own, or the mixed one of the
+/// block's shared n-gram (in the decoder's step order, as
+/// `codec::lockstep` codes it); what the coder spends, less its < 0.1%.
 /// Blocks the compressor would store or send to a classical coder are
 /// scored too, and no coder overhead is included. `opts.params.coder` and
 /// `total_bits` do not matter (the latter is checked).
@@ -68,11 +79,12 @@ pub fn score_predictors<M: LanguageModel, T: TextTokenizer>(
     let vocab = model.vocab_size();
     let p = opts.params;
     let kernels = super::kernels(opts.kernels)?;
-    let first_bits = (vocab as f64).log2();
+    let (carry, sinks, first_bits) = (p.carry as usize, p.sinks as usize, (vocab as f64).log2());
     let mut logits = Vec::new();
     let mut state = model.new_state();
     let mut result = Score::default();
     let mut bits = vec![0f64; configs.len()];
+    let mut sizes = vec![header_len(opts) as u64; configs.len()];
     let mut base_in = 0u64;
     let mut segments = Segmenter::new(input, opts.segment_bytes);
     while let Some(seg) = segments.next_segment()? {
@@ -80,10 +92,13 @@ pub fn score_predictors<M: LanguageModel, T: TextTokenizer>(
         let tokens = tokenizer.encode(&block.text);
         if !block.round_trips(tokenizer, &tokens) {
             base_in += seg.len() as u64;
+            for z in sizes.iter_mut() {
+                *z += v2::raw_block_len(seg.len() as u64, true, seg.len()) as u64;
+            }
             continue;
         }
-        let (seg_tokens, seg_len) = (tokens.len() as u64, seg.len() as u64);
-        let seg_base = result.tokens;
+        let (seg_tokens, seg_len, seg_base) =
+            (tokens.len() as u64, seg.len() as u64, result.tokens);
         let mut start = 0usize;
         let lens = split_streams(
             tokens.len(),
@@ -92,41 +107,20 @@ pub fn score_predictors<M: LanguageModel, T: TextTokenizer>(
         );
         let primer = primer_len(p.primer as usize, &lens);
         // Per setting with the shared n-gram: each stream's tokens, lead
-        // and intervals, for the n-gram pass after the block's streams.
-        let ngram_on: Vec<bool> = configs
-            .iter()
-            .map(|c| c.ngram && p.coder == CoderKind::Arithmetic)
-            .collect();
-        let mut coded: Vec<Vec<(Vec<u32>, usize, Vec<(u32, u32)>)>> =
-            vec![Vec::new(); configs.len()];
-        for len in lens {
+        // and intervals, for the n-gram pass after the block's streams;
+        // and per setting, the bits of each stream.
+        let mut coded: Vec<Vec<Recorded>> = vec![Vec::new(); configs.len()];
+        let mut stream_bits = vec![vec![0f64; lens.len()]; configs.len()];
+        for (k, &len) in lens.iter().enumerate() {
             let (stream, lead) = primed(&tokens, start, len, primer);
-            let stream = &stream[..];
+            let stream: &[u32] = &stream;
             let mut records: Vec<Vec<(u32, u32)>> = vec![Vec::new(); configs.len()];
-            // A learning predictor makes a stream's rows sequential: its
-            // tables, the coder's own, give the bits. The settings are
-            // independent of each other (run side by side).
-            let mut preds = configs
-                .iter()
-                .map(|&c| match (p.coder, c.any() || c.ngram) {
-                    (CoderKind::Arithmetic, true) => {
-                        let mut a = Adaptive::new(c, kernels, vocab, p.total_bits)?;
-                        for &t in &stream[..lead.max(1)] {
-                            a.observe(t);
-                        }
-                        Ok(Some(a))
-                    }
-                    _ => Ok(None),
-                })
-                .collect::<Result<Vec<_>, CodecError>>()?;
+            let mut preds = stream_predictors(configs, &opts.params, kernels, vocab, stream, lead)?;
             start += len;
             if lead == 0 {
-                for b in bits.iter_mut() {
-                    *b += first_bits;
-                }
+                stream_bits.iter_mut().for_each(|sb| sb[k] += first_bits);
                 result.tokens += 1;
             }
-            let (carry, sinks) = (p.carry as usize, p.sinks as usize);
             for w in windows(stream.len(), lead, p.window as usize, carry, sinks) {
                 w.enter(model, &mut state, carry, sinks);
                 let done_before = result.tokens;
@@ -138,37 +132,9 @@ pub fn score_predictors<M: LanguageModel, T: TextTokenizer>(
                     stream,
                     w,
                     |rows, next| {
-                        let ideal = || -> f64 { ideal_bits(rows, next, vocab) };
-                        let one = |((a, rec), &ng): (
-                            (&mut Option<Adaptive>, &mut Vec<(u32, u32)>),
-                            &bool,
-                        )| {
-                            match a {
-                                Some(a) if ng => {
-                                    record_intervals(a, rows, next, vocab, rec);
-                                    0.0
-                                }
-                                Some(a) => table_bits(a, rows, next, vocab),
-                                None => ideal(),
-                            }
-                        };
-                        let each: Vec<f64> = if parallel_rows() && preds.len() > 1 {
-                            preds
-                                .par_iter_mut()
-                                .zip(records.par_iter_mut())
-                                .zip(ngram_on.par_iter())
-                                .map(one)
-                                .collect()
-                        } else {
-                            preds
-                                .iter_mut()
-                                .zip(records.iter_mut())
-                                .zip(ngram_on.iter())
-                                .map(one)
-                                .collect()
-                        };
-                        for (b, e) in bits.iter_mut().zip(each) {
-                            *b += e;
+                        let each = rows_bits(&mut preds, &mut records, rows, next, vocab);
+                        for (sb, e) in stream_bits.iter_mut().zip(each) {
+                            sb[k] += e;
                         }
                     },
                     |coded| {
@@ -180,27 +146,32 @@ pub fn score_predictors<M: LanguageModel, T: TextTokenizer>(
                 )?;
                 result.tokens += w.coded().len() as u64;
             }
-            for ((c, rec), &ng) in coded.iter_mut().zip(records).zip(&ngram_on) {
-                if ng {
-                    c.push((stream.to_vec(), lead, rec));
+            for ((c, intervals), a) in coded.iter_mut().zip(records).zip(&preds) {
+                if matches!(a, Some(a) if a.config().ngram) {
+                    let tokens = stream.to_vec();
+                    c.push(Recorded {
+                        tokens,
+                        lead,
+                        intervals,
+                    });
                 }
             }
         }
-        for ((c, &ng), b) in coded.iter().zip(&ngram_on).zip(bits.iter_mut()) {
-            if !ng {
-                continue;
+        let bare = block.endings.as_ref().map(|e| &e.bare[..]);
+        for (((b, z), sb), c) in bits
+            .iter_mut()
+            .zip(sizes.iter_mut())
+            .zip(&mut stream_bits)
+            .zip(&coded)
+        {
+            if !c.is_empty() {
+                let views: Vec<Coded> = c.iter().map(Recorded::view).collect();
+                ngram_pass(&views, seg_tokens, p.total_bits, |i, (_, f, total)| {
+                    sb[i] += (total as f64).log2() - (f as f64).log2();
+                });
             }
-            let views: Vec<Coded> = c
-                .iter()
-                .map(|(tokens, lead, intervals)| Coded {
-                    tokens,
-                    first: if *lead == 0 { 1 } else { *lead },
-                    intervals,
-                })
-                .collect();
-            ngram_pass(&views, seg_tokens, p.total_bits, |_, (_, f, total)| {
-                *b += (total as f64).log2() - (f as f64).log2();
-            });
+            *z += block_len(seg_len, bare, &lens, sb) as u64;
+            *b += sb.iter().sum::<f64>();
         }
         result.bytes += seg_len;
         base_in += seg_len;
@@ -208,8 +179,79 @@ pub fn score_predictors<M: LanguageModel, T: TextTokenizer>(
     }
     Ok(bits
         .into_iter()
-        .map(|b| Score { bits: b, ..result })
+        .zip(sizes)
+        .map(|(b, z)| Score {
+            bits: b,
+            size: z + v2::end_len(base_in) as u64,
+            ..result
+        })
         .collect())
+}
+
+/// Each setting's predictor for a stream (`None`: the model's own
+/// softmax), having seen the stream's primer or token 0.
+fn stream_predictors(
+    configs: &[AdaptiveConfig],
+    p: &super::Params,
+    kernels: Kernels,
+    vocab: usize,
+    stream: &[u32],
+    lead: usize,
+) -> Result<Vec<Option<Adaptive>>, CodecError> {
+    configs
+        .iter()
+        .map(|&c| match (p.coder, c.any() || c.ngram) {
+            (CoderKind::Arithmetic, true) => {
+                let mut a = Adaptive::new(c, kernels, vocab, p.total_bits)?;
+                for &t in &stream[..lead.max(1)] {
+                    a.observe(t);
+                }
+                Ok(Some(a))
+            }
+            _ => Ok(None),
+        })
+        .collect()
+}
+
+/// Each setting's bits for the `rows` coding `next` (0 for an n-gram
+/// setting, whose intervals go to its `records` for the block's pass).
+/// A learning predictor makes a stream's rows sequential; the settings are
+/// independent of each other (run side by side).
+fn rows_bits(
+    preds: &mut [Option<Adaptive>],
+    records: &mut [Vec<(u32, u32)>],
+    rows: &[f32],
+    next: &[u32],
+    vocab: usize,
+) -> Vec<f64> {
+    let one = |(a, rec): (&mut Option<Adaptive>, &mut Vec<(u32, u32)>)| match a {
+        Some(a) if a.config().ngram => {
+            record_intervals(a, rows, next, vocab, rec);
+            0.0
+        }
+        Some(a) => table_bits(a, rows, next, vocab),
+        None => ideal_bits(rows, next, vocab),
+    };
+    if parallel_rows() && preds.len() > 1 {
+        preds
+            .par_iter_mut()
+            .zip(records.par_iter_mut())
+            .map(one)
+            .collect()
+    } else {
+        preds.iter_mut().zip(records.iter_mut()).map(one).collect()
+    }
+}
+
+/// The record of a model block of `len` bytes (CRLF exceptions `bare`)
+/// whose streams of `lens` tokens cost `bits` each, in whole bytes.
+fn block_len(len: u64, bare: Option<&[u64]>, lens: &[usize], bits: &[f64]) -> usize {
+    let streams: Vec<(u32, usize)> = lens
+        .iter()
+        .zip(bits)
+        .map(|(&n, &x)| (n as u32, (x / 8.0).ceil() as usize))
+        .collect();
+    v2::model_block_len(len, bare, &streams)
 }
 
 /// Bits of `next` under the predictor's tables, row by row in order.

@@ -207,6 +207,34 @@ pub fn encode_block(b: &Block) -> Vec<u8> {
     out
 }
 
+/// Size of a model block record of `original_len` bytes: the CRLF
+/// exceptions `bare_lfs` (if the transform applies), then streams of
+/// `(tokens, payload_len)`; what [`encode_block`] writes for it.
+pub fn model_block_len(
+    original_len: u64,
+    bare_lfs: Option<&[u64]>,
+    streams: &[(u32, usize)],
+) -> usize {
+    let mut n = 1 + varint_len(original_len) + 1 + varint_len(streams.len() as u64) + 4;
+    if let Some(bare) = bare_lfs {
+        n += varint_len(bare.len() as u64);
+        let mut next = 0u64;
+        for &i in bare {
+            n += varint_len(i - next);
+            next = i + 1;
+        }
+    }
+    for &(tokens, len) in streams {
+        n += varint_len(tokens as u64) + varint_len(len as u64) + len;
+    }
+    n
+}
+
+/// Size of the end record of a frame of `original_len` bytes.
+pub fn end_len(original_len: u64) -> usize {
+    1 + varint_len(original_len) + 4
+}
+
 /// Size of a raw block (stored, zstd or LZMA2 body of `payload_len` bytes).
 pub fn raw_block_len(original_len: u64, stored: bool, payload_len: usize) -> usize {
     let len_field = if stored {

@@ -141,6 +141,11 @@ impl Adaptive {
         })
     }
 
+    /// The parts that run.
+    pub fn config(&self) -> AdaptiveConfig {
+        self.cfg
+    }
+
     /// Records a token coded without a table (a stream's token 0).
     pub fn observe(&mut self, token: u32) {
         self.pending = None;

@@ -26,9 +26,11 @@ run() { echo "## $*"; "$@"; echo; }
 lscpu | grep -m1 "Model name" || true
 # The first table's level 5 (windows restart, no primer), with the
 # predictor's settings; then sliding windows without the primer; then the
-# level 5 this build writes (sliding windows and the primer).
+# second table's level 5 (sliding windows and the primer); then the level 5
+# this build writes (and the shared n-gram).
 run "$llmc" score -q --levers --sinks 0 --primer 0 --carry 512 "${files[@]}"
-run "$llmc" score -q --primer 0 "${files[@]}"
+run "$llmc" score -q --primer 0 --no-ngram "${files[@]}"
+run "$llmc" score -q --no-ngram "${files[@]}"
 run "$llmc" score -q "${files[@]}"
 [ -n "$v1" ] && [ -x "$v1" ] && run "$v1" score -q "${files[@]}"
 run "$llmc" score -q --levers --no-crlf --sinks 0 --primer 0 --carry 512 "${crlf[@]}"

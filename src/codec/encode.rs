@@ -109,6 +109,29 @@ pub(super) fn check_compress_options<M: LanguageModel>(
     }
 }
 
+/// The stream lengths of a block of `n` tokens (FORMAT.md 8.6). With the
+/// shared n-gram a decoder must hold every stream of a block at once, so
+/// there are no more streams than the default decoding budget holds
+/// (`DecompressOptions::default().state_budget`, by the model's state size
+/// at a full window): what llmc writes, llmc decodes without `-M`.
+pub(super) fn block_streams<M: LanguageModel>(
+    model: &M,
+    p: &super::Params,
+    n: usize,
+) -> Vec<usize> {
+    let mut max = p.max_streams as usize;
+    if p.ngram() {
+        let per_stream = model
+            .state_bytes_per_token()
+            .saturating_mul(p.window as usize)
+            .max(1);
+        max = max
+            .min(super::DecompressOptions::default().state_budget / per_stream)
+            .max(1);
+    }
+    split_streams(n, max, p.stream_tokens as usize)
+}
+
 /// Bytes of the version-2 header for `opts` (whatever the model).
 pub(super) fn header_len(opts: &CompressOptions) -> usize {
     let id = ModelIdentity {
@@ -276,11 +299,7 @@ impl<M: LanguageModel, T: TextTokenizer> BlockCoder<'_, M, T> {
         let mut streams = Vec::new();
         let mut start = 0;
         let n = tokens.len() as u64;
-        let lens = split_streams(
-            tokens.len(),
-            p.max_streams as usize,
-            p.stream_tokens as usize,
-        );
+        let lens = block_streams(self.model, &p, tokens.len());
         let primer = primer_len(p.primer as usize, &lens);
         // With the shared n-gram, each stream's tables are recorded first
         // and coded by the n-gram pass once every stream has run.

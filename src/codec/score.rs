@@ -7,10 +7,10 @@ use crate::lm::parallel_rows;
 use crate::predict::{Adaptive, AdaptiveConfig, Predictor};
 
 use super::block::BlockText;
-use super::encode::{check_compress_options, header_len, run_window};
+use super::encode::{block_streams, check_compress_options, header_len, run_window};
 use super::lockstep::{ngram_pass, Coded, Recorded};
 use super::segment::Segmenter;
-use super::stream::{primed, primer_len, split_streams, windows};
+use super::stream::{primed, primer_len, windows};
 use super::{
     report, CodecError, CompressOptions, LanguageModel, Progress, ProgressFn, TextTokenizer,
 };
@@ -100,11 +100,7 @@ pub fn score_predictors<M: LanguageModel, T: TextTokenizer>(
         let (seg_tokens, seg_len, seg_base) =
             (tokens.len() as u64, seg.len() as u64, result.tokens);
         let mut start = 0usize;
-        let lens = split_streams(
-            tokens.len(),
-            p.max_streams as usize,
-            p.stream_tokens as usize,
-        );
+        let lens = block_streams(model, &p, tokens.len());
         let primer = primer_len(p.primer as usize, &lens);
         // Per setting with the shared n-gram: each stream's tokens, lead
         // and intervals, for the n-gram pass after the block's streams;

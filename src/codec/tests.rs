@@ -1454,8 +1454,8 @@ fn shared_ngram_round_trips_at_every_batch_and_thread_count() {
     }
 }
 
-/// [`HistoryModel`] whose states cost 100 bytes per token.
-struct Heavy(HistoryModel);
+/// [`HistoryModel`] whose states cost this many bytes per token.
+struct Heavy(HistoryModel, usize);
 
 impl LanguageModel for Heavy {
     type State = Vec<u32>;
@@ -1470,7 +1470,7 @@ impl LanguageModel for Heavy {
         Vec::new()
     }
     fn state_bytes_per_token(&self) -> usize {
-        100
+        self.1
     }
     fn slide_state(&self, state: &mut Vec<u32>, sinks: usize, keep: usize) {
         self.0.slide_state(state, sinks, keep)
@@ -1488,7 +1488,7 @@ impl LanguageModel for Heavy {
 #[test]
 fn shared_ngram_blocks_decode_all_streams_or_name_the_memory_they_need() {
     let tok = PairTokenizer::english();
-    let model = Heavy(HistoryModel(HashModel::new(tok.vocab_size(), 1)));
+    let model = Heavy(HistoryModel(HashModel::new(tok.vocab_size(), 1)), 100);
     let data = repetitive_text(&model.0 .0, &tok, 120);
     let mut o = slide_opts(60, 20, 2, CoderKind::Arithmetic);
     o.params.primer = 30;
@@ -1515,4 +1515,25 @@ fn shared_ngram_blocks_decode_all_streams_or_name_the_memory_they_need() {
     // Room for all: decoded together although max_batch is 2.
     let back = decompress(&packed, &model, &tok, &id("h", 1), &d(6000 * n)).unwrap();
     assert!(back == data);
+}
+
+#[test]
+fn shared_ngram_blocks_have_no_more_streams_than_a_default_decoder_holds() {
+    let tok = PairTokenizer::english();
+    let mut o = slide_opts(60, 20, 2, CoderKind::Arithmetic);
+    o.params.primer = 30;
+    let budget = DecompressOptions::default().state_budget;
+    // States so large that three streams at a full window fill the budget.
+    let model = Heavy(HistoryModel(HashModel::new(tok.vocab_size(), 1)), budget / 180);
+    let data = repetitive_text(&model.0 .0, &tok, 120);
+    let packed = compress(&data, &model, &tok, &id("h", 1), &o).unwrap();
+    let n: usize = records(&packed).iter().filter_map(streams).map(|s| s.len()).sum();
+    assert_eq!(n, 3);
+    let back = decompress(&packed, &model, &tok, &id("h", 1), &Default::default()).unwrap();
+    assert!(back == data);
+    // Without the n-gram the streams may be decoded in turns: not capped.
+    let tokens = tok.encode(&data).len();
+    assert_eq!(super::encode::block_streams(&model, &o.params, tokens).len(), 3);
+    o.params.adaptive.ngram = false;
+    assert_eq!(super::encode::block_streams(&model, &o.params, tokens).len(), 8);
 }

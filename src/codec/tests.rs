@@ -1524,16 +1524,29 @@ fn shared_ngram_blocks_have_no_more_streams_than_a_default_decoder_holds() {
     o.params.primer = 30;
     let budget = DecompressOptions::default().state_budget;
     // States so large that three streams at a full window fill the budget.
-    let model = Heavy(HistoryModel(HashModel::new(tok.vocab_size(), 1)), budget / 180);
+    let model = Heavy(
+        HistoryModel(HashModel::new(tok.vocab_size(), 1)),
+        budget / 180,
+    );
     let data = repetitive_text(&model.0 .0, &tok, 120);
     let packed = compress(&data, &model, &tok, &id("h", 1), &o).unwrap();
-    let n: usize = records(&packed).iter().filter_map(streams).map(|s| s.len()).sum();
+    let n: usize = records(&packed)
+        .iter()
+        .filter_map(streams)
+        .map(|s| s.len())
+        .sum();
     assert_eq!(n, 3);
     let back = decompress(&packed, &model, &tok, &id("h", 1), &Default::default()).unwrap();
     assert!(back == data);
     // Without the n-gram the streams may be decoded in turns: not capped.
     let tokens = tok.encode(&data).len();
-    assert_eq!(super::encode::block_streams(&model, &o.params, tokens).len(), 3);
+    assert_eq!(
+        super::encode::block_streams(&model, &o.params, tokens).len(),
+        3
+    );
     o.params.adaptive.ngram = false;
-    assert_eq!(super::encode::block_streams(&model, &o.params, tokens).len(), 8);
+    assert_eq!(
+        super::encode::block_streams(&model, &o.params, tokens).len(),
+        8
+    );
 }

@@ -86,8 +86,18 @@ pub fn decompress_stream<R: Read, W: Write, M: LanguageModel, T: TextTokenizer>(
                         hint: known.map(|m| m.id),
                     });
                 }
-                let params = header_params(&h)
-                    .ok_or_else(|| CodecError::Parameters(format!("unknown level {}", h.level)))?;
+                let params = header_params(&h).ok_or_else(|| {
+                    CodecError::Parameters(match h.custom {
+                        Some(c) => format!(
+                            "custom parameters with predictor flags {} and total_bits {}: the \
+                             shared n-gram needs total_bits <= {}",
+                            c.predictor,
+                            c.total_bits,
+                            crate::predict::ngram::MAX_TABLE_BITS
+                        ),
+                        None => format!("unknown level {}", h.level),
+                    })
+                })?;
                 check_parameters(
                     model,
                     tokenizer.vocab_size(),

@@ -1550,3 +1550,48 @@ fn shared_ngram_blocks_have_no_more_streams_than_a_default_decoder_holds() {
         8
     );
 }
+
+#[test]
+fn custom_headers_carry_the_ngram_flag_and_refuse_it_above_28_bits() {
+    let tok = PairTokenizer::english();
+    let model = HashModel::new(tok.vocab_size(), 1);
+    let header = |predictor, total_bits| v2::Header {
+        model: [0; 8],
+        level: 0,
+        custom: Some(Custom {
+            coder: CoderKind::Arithmetic,
+            total_bits,
+            window: 24,
+            carry: 8,
+            predictor,
+            sinks: 4,
+            primer: 0,
+        }),
+    };
+    // Bit 3 (the n-gram) reads back with the others; bit 4 is refused.
+    for p in [8, 11, 3] {
+        let h = header(p, 28);
+        let r = FrameReader::new(&v2::encode_header(&h)[..]).read_header();
+        assert!(
+            matches!(r, Ok(Some(Header::V2(ref g))) if *g == h),
+            "{p}: {r:?}"
+        );
+    }
+    let r = FrameReader::new(&v2::encode_header(&header(16, 28))[..]).read_header();
+    assert!(r.is_err(), "{r:?}");
+    // An empty frame with the n-gram at total_bits 30: a clear error.
+    let mut file = v2::encode_header(&header(11, 30));
+    v2::write_end(&mut file, 0, v2::check32(&[])).unwrap();
+    let id = ModelIdentity {
+        name: "h".into(),
+        fingerprint: [0; 32],
+    };
+    let err = decompress(&file, &model, &tok, &id, &Default::default()).unwrap_err();
+    assert!(err.to_string().contains("total_bits <= 28"), "{err}");
+    let mut file = v2::encode_header(&header(11, 28));
+    v2::write_end(&mut file, 0, v2::check32(&[])).unwrap();
+    assert_eq!(
+        decompress(&file, &model, &tok, &id, &Default::default()).unwrap(),
+        b""
+    );
+}

@@ -75,22 +75,10 @@ fn check(made: Made, source: &str, file: &str) {
     check_with(&llmc::registry::DEFAULT_MODEL, made, source, file)
 }
 
-/// [`check`] with a known model: the default one is located like every
-/// test (`LLMC_TEST_MODEL` or the registry), others fetched by the
-/// registry as users fetch them.
+/// [`check`] with a known model ([`open`]).
 fn check_with(spec: &ModelSpec, made: Made, source: &str, file: &str) {
-    let path = if *spec == llmc::registry::DEFAULT_MODEL {
-        llmc::registry::model_for_tests().expect("locate the model")
-    } else {
-        llmc::registry::fetch(spec, true).expect("fetch the model")
-    };
-    let g = Gguf::open(&path).expect("open the model");
-    let tok = ModelTokenizer::from_gguf(&g).expect("tokenizer");
+    let (g, tok, id) = open(spec);
     let source = std::fs::read(data(source)).expect("read the source text");
-    let id = ModelIdentity {
-        name: spec.name.to_string(),
-        fingerprint: g.fingerprint(),
-    };
     let golden_path = data(file);
     let bless = std::env::var_os("LLMC_BLESS").is_some();
     let opts = options(made);
@@ -243,23 +231,29 @@ fn golden_v2_shared_ngram() {
 
 /// `source` compressed as `made` says, with the default model.
 fn compressed(made: Made, source: &str) -> Vec<u8> {
-    let path = llmc::registry::model_for_tests().expect("locate the model");
+    let (g, tok, id) = open(&llmc::registry::DEFAULT_MODEL);
+    let model = Model::load(&g, &ModelOptions::default()).expect("load");
+    let source = std::fs::read(data(source)).expect("read the source text");
+    let o = options(made).expect("made here");
+    compress(&source, &model, &tok, &id, &o).expect("compress")
+}
+
+/// A known model's file, tokenizer and identity: the default one located
+/// like every test (`LLMC_TEST_MODEL` or the registry), others fetched by
+/// the registry as users fetch them.
+fn open(spec: &ModelSpec) -> (Gguf, ModelTokenizer, ModelIdentity) {
+    let path = if *spec == llmc::registry::DEFAULT_MODEL {
+        llmc::registry::model_for_tests().expect("locate the model")
+    } else {
+        llmc::registry::fetch(spec, true).expect("fetch the model")
+    };
     let g = Gguf::open(&path).expect("open the model");
     let tok = ModelTokenizer::from_gguf(&g).expect("tokenizer");
     let id = ModelIdentity {
-        name: llmc::registry::DEFAULT_MODEL.name.to_string(),
+        name: spec.name.to_string(),
         fingerprint: g.fingerprint(),
     };
-    let model = Model::load(&g, &ModelOptions::default()).expect("load");
-    let source = std::fs::read(data(source)).expect("read the source text");
-    compress(
-        &source,
-        &model,
-        &tok,
-        &id,
-        &options(made).expect("made here"),
-    )
-    .expect("compress")
+    (g, tok, id)
 }
 
 #[test]

@@ -478,10 +478,9 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoderV2<'_, M, T> {
         drop(work);
         let mut order: Vec<usize> = (0..active.len()).collect();
         order.sort_unstable_by_key(|&k| active[k].index);
-        let mut decoded: Vec<Option<_>> = decoded.into_iter().map(Some).collect();
         for k in order {
             let slot = &mut active[k];
-            let (t, mix, g) = decoded[k].take().expect("each slot once").map_err(|_| {
+            let (t, mix, g) = decoded[k].map_err(|_| {
                 self.corrupt_stream(block, slot.index, "range decoder left its interval")
             })?;
             ngram.update(&slot.tokens, t, &mix, g);

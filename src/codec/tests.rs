@@ -109,6 +109,25 @@ fn streams(r: &Record) -> Option<&[Stream]> {
     }
 }
 
+/// Model-coded streams in a file.
+fn stream_count(file: &[u8]) -> usize {
+    records(file)
+        .iter()
+        .filter_map(streams)
+        .map(|s| s.len())
+        .sum()
+}
+
+/// Bits of a file's stream payloads.
+fn payload_bits(file: &[u8]) -> f64 {
+    records(file)
+        .iter()
+        .filter_map(streams)
+        .flatten()
+        .map(|s| s.payload.len() as f64 * 8.0)
+        .sum()
+}
+
 fn is_model(r: &Record) -> bool {
     streams(r).is_some()
 }
@@ -283,11 +302,7 @@ fn decompression_batches_streams() {
     let data = model_text(&model, &tok, 4000, 6);
     let o = opts(200, CoderKind::Arithmetic);
     let packed = compress(&data, &model, &tok, &id("hash", 1), &o).unwrap();
-    let n_model: usize = records(&packed)
-        .iter()
-        .filter_map(streams)
-        .map(|s| s.len())
-        .sum();
+    let n_model = stream_count(&packed);
     assert_eq!(n_model, 8);
     let counting = Counting::new(&model);
     let d = DecompressOptions {
@@ -1097,17 +1112,12 @@ fn score_is_the_cross_entropy_of_the_compressed_streams() {
     assert!(o.params.adaptive.bias && o.params.adaptive.sse);
     let s = score(&data, &model, &tok, &o, &mut no_progress).unwrap();
     let packed = compress(&data, &model, &tok, &id("hash", 1), &o).unwrap();
-    let payload_bits: f64 = records(&packed)
-        .iter()
-        .filter_map(streams)
-        .flatten()
-        .map(|s| s.payload.len() as f64 * 8.0)
-        .sum();
+    let payload = payload_bits(&packed);
     eprintln!(
-        "adaptive: score {:.1} bits, payloads {payload_bits} bits",
+        "adaptive: score {:.1} bits, payloads {payload} bits",
         s.bits
     );
-    assert!((payload_bits / s.bits - 1.0).abs() < 0.005);
+    assert!((payload / s.bits - 1.0).abs() < 0.005);
     // Blocks are cut like the compressor's: at 1000-byte blocks the
     // streams restart at every block, and the score changes accordingly.
     let mut o = CompressOptions {
@@ -1398,11 +1408,7 @@ fn shared_ngram_round_trips_at_every_batch_and_thread_count() {
     o.params.primer = 30;
     assert!(o.params.ngram());
     let packed = compress(&data, &model, &tok, &id("h", 1), &o).unwrap();
-    let n_streams: usize = records(&packed)
-        .iter()
-        .filter_map(streams)
-        .map(|s| s.len())
-        .sum();
+    let n_streams = stream_count(&packed);
     assert!(n_streams > 2, "{n_streams} streams");
     eprintln!("{n_streams} streams, {} bytes", packed.len());
     // The n-gram pays on repeated text: the same settings without it give
@@ -1433,17 +1439,9 @@ fn shared_ngram_round_trips_at_every_batch_and_thread_count() {
     // The score is what the mixed tables cost: the payloads agree within
     // the coder's overhead.
     let s = score(&data, &model, &tok, &o, &mut no_progress).unwrap();
-    let payload_bits: f64 = records(&packed)
-        .iter()
-        .filter_map(streams)
-        .flatten()
-        .map(|s| s.payload.len() as f64 * 8.0)
-        .sum();
-    eprintln!(
-        "n-gram: score {:.1} bits, payloads {payload_bits} bits",
-        s.bits
-    );
-    assert!((payload_bits / s.bits - 1.0).abs() < 0.01);
+    let payload = payload_bits(&packed);
+    eprintln!("n-gram: score {:.1} bits, payloads {payload} bits", s.bits);
+    assert!((payload / s.bits - 1.0).abs() < 0.01);
     // Every bit flip of a payload is an error, never a panic or a wrong
     // output.
     for (i, b) in packed.clone().iter().enumerate().step_by(7) {
@@ -1493,11 +1491,7 @@ fn shared_ngram_blocks_decode_all_streams_or_name_the_memory_they_need() {
     let mut o = slide_opts(60, 20, 2, CoderKind::Arithmetic);
     o.params.primer = 30;
     let packed = compress(&data, &model, &tok, &id("h", 1), &o).unwrap();
-    let n: usize = records(&packed)
-        .iter()
-        .filter_map(streams)
-        .map(|s| s.len())
-        .sum();
+    let n = stream_count(&packed);
     assert!(n > 2, "{n} streams");
     // 6000 bytes per stream (60 tokens): room for all but one.
     let d = |budget| DecompressOptions {
@@ -1530,11 +1524,7 @@ fn shared_ngram_blocks_have_no_more_streams_than_a_default_decoder_holds() {
     );
     let data = repetitive_text(&model.0 .0, &tok, 120);
     let packed = compress(&data, &model, &tok, &id("h", 1), &o).unwrap();
-    let n: usize = records(&packed)
-        .iter()
-        .filter_map(streams)
-        .map(|s| s.len())
-        .sum();
+    let n = stream_count(&packed);
     assert_eq!(n, 3);
     let back = decompress(&packed, &model, &tok, &id("h", 1), &Default::default()).unwrap();
     assert!(back == data);

@@ -329,3 +329,29 @@ fn golden_v2_gemma_shared_ngram() {
         "golden-v2.gemma.ngram.windows.arith.llmc",
     );
 }
+
+/// Wrapped CRLF prose at the default level: the block records both
+/// transforms (CRLF to LF, then the reflow at width 34), which the decoder
+/// undoes in the other order on every machine.
+#[test]
+fn golden_v2_reflow() {
+    use llmc::container::v2::{Block, Body, Record};
+    use llmc::container::FrameReader;
+    check(
+        Made::Level(llmc::codec::DEFAULT_LEVEL),
+        "golden-reflow.txt",
+        "golden-v2.reflow.level5.llmc",
+    );
+    let golden = std::fs::read(data("golden-v2.reflow.level5.llmc")).unwrap();
+    let mut r = FrameReader::new(&golden[..]);
+    r.read_header().unwrap().unwrap();
+    match r.read_record_v2().unwrap() {
+        Record::Block(Block {
+            body: Body::Model {
+                bare_lfs, reflow, ..
+            },
+            ..
+        }) => assert_eq!((bare_lfs, reflow), (Some(vec![]), Some(34))),
+        other => panic!("not a model block: {other:?}"),
+    }
+}

@@ -168,6 +168,10 @@ pub struct CodecArgs {
     /// recorded)
     #[arg(long)]
     pub no_crlf: bool,
+    /// Code text wrapped at a fixed width as it is, instead of its
+    /// paragraphs as one line each (the compressor's choice; not recorded)
+    #[arg(long)]
+    pub no_reflow: bool,
 }
 
 /// `--level` (and `-N`): 1..=9, with a message that gives the range for
@@ -282,6 +286,7 @@ impl CodecArgs {
             no_match: self.no_match || top.no_match,
             no_ngram: self.no_ngram || top.no_ngram,
             no_crlf: self.no_crlf || top.no_crlf,
+            no_reflow: self.no_reflow || top.no_reflow,
         }
     }
 
@@ -297,6 +302,7 @@ impl CodecArgs {
             || self.no_match
             || self.no_ngram
             || self.no_crlf
+            || self.no_reflow
     }
 }
 

@@ -40,6 +40,7 @@ pub struct CodecOptions {
     pub no_match: bool,
     pub no_ngram: bool,
     pub no_crlf: bool,
+    pub no_reflow: bool,
 }
 
 impl CodecOptions {
@@ -89,6 +90,7 @@ impl CodecOptions {
         p.adaptive.sse &= !self.no_match;
         p.adaptive.ngram &= !self.no_ngram;
         p.crlf &= !self.no_crlf;
+        p.reflow &= !self.no_reflow;
         let custom = (p.coder, p.window, p.carry, p.sinks, p.primer, p.adaptive)
             != (
                 base.coder,

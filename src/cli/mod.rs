@@ -146,6 +146,7 @@ fn codec_opts(c: &args::CodecArgs) -> CodecOptions {
         no_match: c.no_match,
         no_ngram: c.no_ngram,
         no_crlf: c.no_crlf,
+        no_reflow: c.no_reflow,
     }
 }
 

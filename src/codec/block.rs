@@ -2,7 +2,9 @@
 //! reversible transforms of `crate::transform` (FORMAT.md section 8.3).
 
 use super::TextTokenizer;
-use crate::transform::{count_line_endings, crlf_pays, crlf_to_lf, LineEndings};
+use crate::transform::{
+    choose_width, count_line_endings, crlf_pays, crlf_to_lf, reflow, LineEndings,
+};
 
 /// A block's bytes and the text its tokens code.
 pub(super) struct BlockText {
@@ -10,25 +12,39 @@ pub(super) struct BlockText {
     pub text: Vec<u8>,
     /// `Some` if `text` has CRLF pairs written as LF.
     pub endings: Option<LineEndings>,
+    /// `Some(width)` if `text` has paragraphs wrapped at `width` reflowed
+    /// (after the CRLF transform).
+    pub reflow: Option<u32>,
 }
 
 impl BlockText {
     /// The text of `bytes`, with the CRLF transform if `crlf` allows it and
-    /// it pays.
-    pub fn new(bytes: &[u8], crlf: bool) -> BlockText {
+    /// it pays, then the reflow transform if `reflow` allows it and the
+    /// text looks wrapped.
+    pub fn new(bytes: &[u8], crlf: bool, reflow_allowed: bool) -> BlockText {
+        let mut endings = None;
+        let mut text = None;
         if crlf {
             let (pairs, bare) = count_line_endings(bytes);
             if crlf_pays(pairs, bare) {
-                let (text, endings) = crlf_to_lf(bytes);
-                return BlockText {
-                    text,
-                    endings: Some(endings),
-                };
+                let (t, e) = crlf_to_lf(bytes);
+                text = Some(t);
+                endings = Some(e);
             }
         }
+        let text = text.unwrap_or_else(|| bytes.to_vec());
+        let width = if reflow_allowed {
+            choose_width(&text)
+        } else {
+            None
+        };
         BlockText {
-            text: bytes.to_vec(),
-            endings: None,
+            text: match width {
+                Some(w) => reflow(&text, w),
+                None => text,
+            },
+            endings,
+            reflow: width,
         }
     }
 

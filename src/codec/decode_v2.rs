@@ -20,7 +20,7 @@ use crate::container::FrameReader;
 use crate::kernels::Kernels;
 use crate::lm::parallel_rows;
 use crate::predict::{ngram, AdaptiveConfig, ChunkDecoder, Ngram};
-use crate::transform::{lf_to_crlf, LineEndings};
+use crate::transform::{lf_to_crlf, unreflow, LineEndings};
 
 /// The decoding parameters of a version-2 header (`None`: unknown level).
 pub(super) fn header_params(h: &Header) -> Option<Params> {
@@ -165,7 +165,11 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoderV2<'_, M, T> {
             Body::Stored(bytes) => bytes,
             Body::Zstd(p) => unzstd(&p, b.original_len).map_err(corrupt)?,
             Body::Lzma2(p) => unlzma2(&p, b.original_len).map_err(corrupt)?,
-            Body::Model { bare_lfs, streams } => {
+            Body::Model {
+                bare_lfs,
+                reflow,
+                streams,
+            } => {
                 let tokens = self.decode_streams(streams, index, logits, pool, at, progress)?;
                 let text = self
                     .tokenizer
@@ -175,6 +179,10 @@ impl<M: LanguageModel, T: TextTokenizer> FrameDecoderV2<'_, M, T> {
                         chunk: index,
                         source: Box::new(e),
                     })?;
+                let text = match reflow {
+                    None => text,
+                    Some(w) => unreflow(&text, w),
+                };
                 match bare_lfs {
                     None => text,
                     Some(bare) => lf_to_crlf(&text, &LineEndings { bare })

@@ -289,7 +289,7 @@ impl<M: LanguageModel, T: TextTokenizer> BlockCoder<'_, M, T> {
             return Ok(raw);
         }
         let p = self.opts.params;
-        let text = BlockText::new(seg, p.crlf);
+        let text = BlockText::new(seg, p.crlf, p.reflow);
         let tokens = self.tokenizer.encode(&text.text);
         // At most two tokens per byte (the reader's bound), and the tokens
         // must give the text back.
@@ -352,6 +352,7 @@ impl<M: LanguageModel, T: TextTokenizer> BlockCoder<'_, M, T> {
             original_len: seg.len() as u64,
             body: Body::Model {
                 bare_lfs: text.endings.map(|e| e.bare),
+                reflow: text.reflow,
                 streams,
             },
             check,

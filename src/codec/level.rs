@@ -43,6 +43,9 @@ pub struct Params {
     pub stream_tokens: u32,
     /// Code CRLF text as LF text (restored exactly) when it pays.
     pub crlf: bool,
+    /// Code paragraphs wrapped at a fixed width as one line each (restored
+    /// exactly) when the text looks wrapped.
+    pub reflow: bool,
 }
 
 /// Attention sinks of every level of this version's table.
@@ -159,6 +162,7 @@ impl Params {
             max_streams,
             stream_tokens,
             crlf: true,
+            reflow: true,
         }
     }
 }

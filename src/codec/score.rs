@@ -88,7 +88,7 @@ pub fn score_predictors<M: LanguageModel, T: TextTokenizer>(
     let mut base_in = 0u64;
     let mut segments = Segmenter::new(input, opts.segment_bytes);
     while let Some(seg) = segments.next_segment()? {
-        let block = BlockText::new(seg, p.crlf);
+        let block = BlockText::new(seg, p.crlf, p.reflow);
         let tokens = tokenizer.encode(&block.text);
         if !block.round_trips(tokenizer, &tokens) {
             base_in += seg.len() as u64;
@@ -166,7 +166,7 @@ pub fn score_predictors<M: LanguageModel, T: TextTokenizer>(
                     sb[i] += (total as f64).log2() - (f as f64).log2();
                 });
             }
-            *z += block_len(seg_len, bare, &lens, sb) as u64;
+            *z += block_len(seg_len, bare, block.reflow, &lens, sb) as u64;
             *b += sb.iter().sum::<f64>();
         }
         result.bytes += seg_len;
@@ -239,15 +239,22 @@ fn rows_bits(
     }
 }
 
-/// The record of a model block of `len` bytes (CRLF exceptions `bare`)
+/// The record of a model block of `len` bytes (CRLF exceptions `bare`,
+/// reflow width `reflow`)
 /// whose streams of `lens` tokens cost `bits` each, in whole bytes.
-fn block_len(len: u64, bare: Option<&[u64]>, lens: &[usize], bits: &[f64]) -> usize {
+fn block_len(
+    len: u64,
+    bare: Option<&[u64]>,
+    reflow: Option<u32>,
+    lens: &[usize],
+    bits: &[f64],
+) -> usize {
     let streams: Vec<(u32, usize)> = lens
         .iter()
         .zip(bits)
         .map(|(&n, &x)| (n as u32, (x / 8.0).ceil() as usize))
         .collect();
-    v2::model_block_len(len, bare, &streams)
+    v2::model_block_len(len, bare, reflow, &streams)
 }
 
 /// Bits of `next` under the predictor's tables, row by row in order.

@@ -868,6 +868,7 @@ fn one_token_streams_never_touch_the_model() {
                 original_len: text.len() as u64,
                 body: Body::Model {
                     bare_lfs: None,
+                    reflow: None,
                     streams: payloads
                         .iter()
                         .map(|p| Stream {
@@ -1584,4 +1585,113 @@ fn custom_headers_carry_the_ngram_flag_and_refuse_it_above_28_bits() {
         decompress(&file, &model, &tok, &id, &Default::default()).unwrap(),
         b""
     );
+}
+
+/// Paragraphs of `n` greedily wrapped at `width` columns with CRLF line
+/// endings, one bare LF (a CRLF exception) and a short line after each.
+fn wrapped_crlf_text(n: usize, width: usize) -> Vec<u8> {
+    let words = [
+        "the", "end", "of", "it", "then", "there", "was", "more", "here", "and", "so",
+    ];
+    let mut text = String::new();
+    let mut k = 7usize;
+    for para in 0..n {
+        let mut line = 0;
+        for _ in 0..50 {
+            k = (k * 31 + 17) % 1009;
+            let w = words[k % words.len()];
+            if line > 0 && line + 1 + w.len() > width {
+                text += "\r\n";
+                line = 0;
+            } else if line > 0 {
+                text += " ";
+                line += 1;
+            }
+            text += w;
+            line += w.len();
+        }
+        text += if para == 3 {
+            "\n\r\n"
+        } else {
+            "\r\nshort\r\n\r\n"
+        };
+    }
+    text.into_bytes()
+}
+
+#[test]
+fn wrapped_text_is_reflowed_after_crlf_and_restored() {
+    use super::block::BlockText;
+    use crate::transform::{lf_to_crlf, unreflow};
+    let data = wrapped_crlf_text(30, 48);
+    let t = BlockText::new(&data, true, true);
+    assert_eq!(t.reflow, Some(48));
+    assert_eq!(t.endings.as_ref().map(|e| e.bare.len()), Some(1));
+    // Each paragraph is one line: its LFs are the short line's and the
+    // blank line's (and the bare LF).
+    assert_eq!(t.text.iter().filter(|&&b| b == b'\n').count(), 30 * 3 - 1);
+    let back = lf_to_crlf(&unreflow(&t.text, 48), t.endings.as_ref().unwrap()).unwrap();
+    assert_eq!(back, data);
+    assert_eq!(BlockText::new(&data, true, false).reflow, None);
+    // Without the CRLF transform the lines still end in CRLF: reflow is
+    // not chosen either (joined lines would keep a stray CR).
+    let raw = BlockText::new(&data, false, true);
+    assert!(raw.reflow.is_none() && raw.text == data);
+}
+
+#[test]
+fn reflow_width_and_flags_are_checked() {
+    let block = |reflow: Option<u32>| {
+        v2::encode_block(&Block {
+            original_len: 3,
+            body: Body::Model {
+                bare_lfs: None,
+                reflow,
+                streams: vec![Stream {
+                    tokens: 1,
+                    payload: vec![0],
+                }],
+            },
+            check: v2::check32(b"abc"),
+        })
+    };
+    let read = |bytes: &[u8]| {
+        let mut file = v2::encode_header(&v2::Header {
+            level: 25,
+            model: [1; 8],
+            custom: None,
+        });
+        file.extend_from_slice(bytes);
+        let mut r = FrameReader::new(&file[..]);
+        r.read_header().unwrap().unwrap();
+        r.read_record_v2().map(|rec| match rec {
+            Record::Block(Block {
+                body: Body::Model { reflow, .. },
+                ..
+            }) => reflow,
+            _ => panic!("not a model block"),
+        })
+    };
+    for w in [1, 65, crate::transform::MAX_REFLOW_WIDTH] {
+        let b = block(Some(w));
+        assert_eq!(b.len(), v2::model_block_len(3, None, Some(w), &[(1, 1)]));
+        assert_eq!(read(&b).unwrap(), Some(w));
+    }
+    assert_eq!(read(&block(None)).unwrap(), None);
+    // The record: kind, original_len (one byte), flags, then the width.
+    const FLAGS: usize = 2;
+    for bad in [0, crate::transform::MAX_REFLOW_WIDTH + 1] {
+        let mut b = block(Some(1));
+        assert_eq!(b[FLAGS], 2);
+        let mut width = Vec::new();
+        crate::container::put_varint(&mut width, bad as u64);
+        b.splice(FLAGS + 1..FLAGS + 2, width);
+        let e = read(&b).unwrap_err().to_string();
+        assert!(e.contains("reflow width"), "{e}");
+    }
+    // Flag bits other than 0 and 1.
+    let mut b = block(None);
+    b[FLAGS] = 4;
+    let e = read(&b).unwrap_err().to_string();
+    assert!(e.contains("block flags"), "{e}");
 }

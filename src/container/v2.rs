@@ -14,6 +14,7 @@ use super::{
     MODEL_PAYLOAD_SLACK,
 };
 use crate::coder::{CoderKind, MAX_TOTAL_BITS, MIN_TOTAL_BITS};
+use crate::transform::MAX_REFLOW_WIDTH;
 
 /// The version byte of this format.
 pub const VERSION_2: u8 = 2;
@@ -37,6 +38,8 @@ const FLAG_NGRAM: u8 = 8;
 
 /// Block flag: CRLF pairs were coded as LF (exceptions follow).
 const FLAG_CRLF: u8 = 1;
+/// Block flag: paragraphs were reflowed (the width follows).
+const FLAG_REFLOW: u8 = 2;
 
 /// A version-2 frame header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +93,9 @@ pub enum Body {
         /// Indices of the LFs to restore as bare LF if the CRLF transform
         /// was used (`None`: no transform).
         bare_lfs: Option<Vec<u64>>,
+        /// The width of the reflow transform if it was used (applied after
+        /// the CRLF transform, undone before it).
+        reflow: Option<u32>,
         /// The streams, in text order.
         streams: Vec<Stream>,
     },
@@ -175,18 +181,24 @@ pub fn encode_block(b: &Block) -> Vec<u8> {
     out.push(kind);
     put_varint(&mut out, b.original_len);
     match &b.body {
-        Body::Model { bare_lfs, streams } => {
-            match bare_lfs {
-                None => out.push(0),
-                Some(bare) => {
-                    out.push(FLAG_CRLF);
-                    put_varint(&mut out, bare.len() as u64);
-                    let mut next = 0u64;
-                    for &i in bare {
-                        put_varint(&mut out, i - next);
-                        next = i + 1;
-                    }
+        Body::Model {
+            bare_lfs,
+            reflow,
+            streams,
+        } => {
+            let flags = if bare_lfs.is_some() { FLAG_CRLF } else { 0 }
+                | if reflow.is_some() { FLAG_REFLOW } else { 0 };
+            out.push(flags);
+            if let Some(bare) = bare_lfs {
+                put_varint(&mut out, bare.len() as u64);
+                let mut next = 0u64;
+                for &i in bare {
+                    put_varint(&mut out, i - next);
+                    next = i + 1;
                 }
+            }
+            if let Some(w) = reflow {
+                put_varint(&mut out, *w as u64);
             }
             put_varint(&mut out, streams.len() as u64);
             for s in streams {
@@ -208,14 +220,17 @@ pub fn encode_block(b: &Block) -> Vec<u8> {
 }
 
 /// Size of a model block record of `original_len` bytes: the CRLF
-/// exceptions `bare_lfs` (if the transform applies), then streams of
-/// `(tokens, payload_len)`; what [`encode_block`] writes for it.
+/// exceptions `bare_lfs` (if the transform applies), the `reflow` width (if
+/// that one does), then streams of `(tokens, payload_len)`; what
+/// [`encode_block`] writes for it.
 pub fn model_block_len(
     original_len: u64,
     bare_lfs: Option<&[u64]>,
+    reflow: Option<u32>,
     streams: &[(u32, usize)],
 ) -> usize {
     let mut n = 1 + varint_len(original_len) + 1 + varint_len(streams.len() as u64) + 4;
+    n += reflow.map_or(0, |w| varint_len(w as u64));
     if let Some(bare) = bare_lfs {
         n += varint_len(bare.len() as u64);
         let mut next = 0u64;
@@ -381,8 +396,8 @@ impl<R: Read> FrameReader<R> {
     fn model_body(&mut self, original_len: u64) -> Result<Body, ContainerError> {
         let flags_at = self.offset;
         let flags = self.byte("block flags")?;
-        if flags & !FLAG_CRLF != 0 {
-            return Err(out_of_range("block flags", flags as u64, 0, 1, flags_at));
+        if flags & !(FLAG_CRLF | FLAG_REFLOW) != 0 {
+            return Err(out_of_range("block flags", flags as u64, 0, 3, flags_at));
         }
         let mut bare_lfs = None;
         if flags & FLAG_CRLF != 0 {
@@ -406,6 +421,11 @@ impl<R: Read> FrameReader<R> {
             }
             bare_lfs = Some(bare);
         }
+        let reflow = if flags & FLAG_REFLOW != 0 {
+            Some(self.ranged("reflow width", 1, MAX_REFLOW_WIDTH as u64, None)? as u32)
+        } else {
+            None
+        };
         let n = self.ranged("stream count", 1, MAX_STREAMS, None)?;
         let mut table = Vec::with_capacity(n as usize);
         // A token codes at least half a byte (a real tokenizer's at least
@@ -423,7 +443,11 @@ impl<R: Read> FrameReader<R> {
             let payload = self.payload(len, "stream payload")?;
             streams.push(Stream { tokens, payload });
         }
-        Ok(Body::Model { bare_lfs, streams })
+        Ok(Body::Model {
+            bare_lfs,
+            reflow,
+            streams,
+        })
     }
 }
 

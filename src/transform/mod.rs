@@ -8,6 +8,9 @@
 //! LFs that were bare in the original are listed as exceptions. Every other
 //! byte, a lone CR included, passes through untouched, so any input
 //! round-trips: mixed endings, "\r\r\n", a final CR, binary data.
+//!
+//! Reflow (`reflow.rs`): paragraphs wrapped at a fixed width become one
+//! line each, applied after the CRLF transform.
 
 /// Why a transformed block cannot be restored (a corrupt file).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -107,6 +110,9 @@ pub fn lf_to_crlf(text: &[u8], endings: &LineEndings) -> Result<Vec<u8>, Transfo
     }
     Ok(out)
 }
+
+mod reflow;
+pub use reflow::{choose_width, reflow, unreflow, MAX_WIDTH as MAX_REFLOW_WIDTH};
 
 #[cfg(test)]
 mod tests;

@@ -27,12 +27,14 @@ lscpu | grep -m1 "Model name" || true
 # The first table's level 5 (windows restart, no primer), with the
 # predictor's settings; then sliding windows without the primer; then the
 # second table's level 5 (sliding windows and the primer); then the level 5
-# this build writes (and the shared n-gram).
-run "$llmc" score -q --levers --sinks 0 --primer 0 --carry 512 "${files[@]}"
-run "$llmc" score -q --primer 0 --no-ngram "${files[@]}"
-run "$llmc" score -q --no-ngram "${files[@]}"
+# this build writes, without the reflow transform and with it (the shared
+# n-gram, then the reflow of wrapped paragraphs).
+run "$llmc" score -q --levers --no-reflow --sinks 0 --primer 0 --carry 512 "${files[@]}"
+run "$llmc" score -q --primer 0 --no-ngram --no-reflow "${files[@]}"
+run "$llmc" score -q --no-ngram --no-reflow "${files[@]}"
+run "$llmc" score -q --no-reflow "${files[@]}"
 run "$llmc" score -q "${files[@]}"
 [ -n "$v1" ] && [ -x "$v1" ] && run "$v1" score -q "${files[@]}"
-run "$llmc" score -q --levers --no-crlf --sinks 0 --primer 0 --carry 512 "${crlf[@]}"
+run "$llmc" score -q --levers --no-crlf --no-reflow --sinks 0 --primer 0 --carry 512 "${crlf[@]}"
 run "$llmc" score -q -9 "${files[@]}"
 run "$llmc" score -q -1 "${files[@]}"

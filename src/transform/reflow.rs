@@ -75,7 +75,7 @@ pub fn unreflow(text: &[u8], width: u32) -> Vec<u8> {
 /// The width to reflow `text` at, if it looks wrapped (the compressor's
 /// policy, not the format): the width whose break positions hold the most
 /// LFs less four times the spaces, applied when those are at least
-/// [`MIN_JOINS`] LFs, at least three quarters of the LFs between two words
+/// 16 LFs, at least three quarters of the LFs between two words
 /// and at least 8 times the spaces (GPL-3's text, three fifths of whose
 /// breaks a greedy wrap predicts, lost 1.1% to the reflow at half). One pass: a separator `L` bytes into its line
 /// with a `w`-byte word after it is a break position for the widths

@@ -74,14 +74,14 @@ pub fn unreflow(text: &[u8], width: u32) -> Vec<u8> {
 
 /// The width to reflow `text` at, if it looks wrapped (the compressor's
 /// policy, not the format): the width whose break positions hold the most
-/// LFs less four times the spaces, applied when those are at least
-/// 16 LFs, at least three quarters of the LFs between two words
-/// and at least 8 times the spaces (GPL-3's text, three fifths of whose
-/// breaks a greedy wrap predicts, lost 1.1% to the reflow at half). One pass: a separator `L` bytes into its line
-/// with a `w`-byte word after it is a break position for the widths
-/// `L..=L + w`, added to difference arrays over the widths. Text whose
-/// lines still end in CRLF (the CRLF transform did not apply) is left
-/// alone: its joined lines would end in a stray CR.
+/// LFs less four times the spaces, applied when those are at least 16 LFs,
+/// at least three quarters of the LFs between two words and at least 8
+/// times the spaces (GPL-3's text, three fifths of whose breaks a greedy
+/// wrap predicts, lost 1.1% to the reflow at half). One pass: a separator
+/// `L` bytes into its line with a `w`-byte word after it is a break
+/// position for the widths `L..=L + w`, added to difference arrays over
+/// the widths. Text whose lines still end in CRLF (the CRLF transform did
+/// not apply) is left alone: its joined lines would end in a stray CR.
 pub fn choose_width(text: &[u8]) -> Option<u32> {
     if text.windows(2).any(|w| w == b"\r\n") {
         return None;

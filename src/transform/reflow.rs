@@ -1,7 +1,7 @@
 //! The reflow transform (FORMAT.md section 8.3): paragraphs wrapped to a
 //! fixed width become one line each before tokenizing.
 //!
-//! Text wrapped at `width` columns (books, RFCs, mail) ends its lines where
+//! Text wrapped at `width` columns (books, mail, licenses) ends its lines where
 //! a greedy wrap had to, which the model cannot see: the LF costs it about
 //! 1.5 bits where a space would cost nothing, and the word after it more
 //! than its usual price (about 2.3 bits per joined line on alice29.txt).

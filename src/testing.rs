@@ -2,6 +2,25 @@
 
 use crate::gguf::Value;
 
+/// A paragraph of `words` greedily wrapped at `width` columns, lines ended
+/// by `eol` (none after the last).
+pub fn wrap(words: &[&str], width: usize, eol: &str) -> String {
+    let mut out = String::new();
+    let mut line = 0;
+    for w in words {
+        if line > 0 && line + 1 + w.len() > width {
+            out += eol;
+            line = 0;
+        } else if line > 0 {
+            out.push(' ');
+            line += 1;
+        }
+        out += w;
+        line += w.len();
+    }
+    out
+}
+
 /// SplitMix64: a tiny seeded generator, so that failures reproduce.
 #[derive(Debug, Clone)]
 pub struct Rng(pub u64);

@@ -19,25 +19,20 @@ pub(super) struct BlockText {
 
 impl BlockText {
     /// The text of `bytes`, with the CRLF transform if `crlf` allows it and
-    /// it pays, then the reflow transform if `reflow` allows it and the
+    /// it pays, then the reflow transform if `reflow_allowed` and the
     /// text looks wrapped.
     pub fn new(bytes: &[u8], crlf: bool, reflow_allowed: bool) -> BlockText {
-        let mut endings = None;
-        let mut text = None;
-        if crlf {
+        let pays = crlf && {
             let (pairs, bare) = count_line_endings(bytes);
-            if crlf_pays(pairs, bare) {
-                let (t, e) = crlf_to_lf(bytes);
-                text = Some(t);
-                endings = Some(e);
-            }
-        }
-        let text = text.unwrap_or_else(|| bytes.to_vec());
-        let width = if reflow_allowed {
-            choose_width(&text)
-        } else {
-            None
+            crlf_pays(pairs, bare)
         };
+        let (text, endings) = if pays {
+            let (text, endings) = crlf_to_lf(bytes);
+            (text, Some(endings))
+        } else {
+            (bytes.to_vec(), None)
+        };
+        let width = reflow_allowed.then(|| choose_width(&text)).flatten();
         BlockText {
             text: match width {
                 Some(w) => reflow(&text, w),

@@ -1596,20 +1596,13 @@ fn wrapped_crlf_text(n: usize, width: usize) -> Vec<u8> {
     let mut text = String::new();
     let mut k = 7usize;
     for para in 0..n {
-        let mut line = 0;
-        for _ in 0..50 {
-            k = (k * 31 + 17) % 1009;
-            let w = words[k % words.len()];
-            if line > 0 && line + 1 + w.len() > width {
-                text += "\r\n";
-                line = 0;
-            } else if line > 0 {
-                text += " ";
-                line += 1;
-            }
-            text += w;
-            line += w.len();
-        }
+        let para_words: Vec<&str> = (0..50)
+            .map(|_| {
+                k = (k * 31 + 17) % 1009;
+                words[k % words.len()]
+            })
+            .collect();
+        text += &crate::testing::wrap(&para_words, width, "\r\n");
         text += if para == 3 {
             "\n\r\n"
         } else {

@@ -132,24 +132,10 @@ pub fn choose_width(text: &[u8]) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::Rng;
+    use crate::testing::{wrap as wrap_eol, Rng};
 
-    /// A paragraph of `words` greedily wrapped at `width`.
     fn wrap(words: &[&str], width: usize) -> String {
-        let mut out = String::new();
-        let mut line = 0;
-        for w in words {
-            if line > 0 && line + 1 + w.len() > width {
-                out.push('\n');
-                line = 0;
-            } else if line > 0 {
-                out.push(' ');
-                line += 1;
-            }
-            out.push_str(w);
-            line += w.len();
-        }
-        out
+        wrap_eol(words, width, "\n")
     }
 
     fn prose(rng: &mut Rng, n: usize) -> Vec<&'static str> {

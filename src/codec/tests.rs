@@ -1374,12 +1374,29 @@ fn header_levels_and_sinks() {
         assert_eq!(second, Params::second_table(l).unwrap());
         assert!(!second.adaptive.ngram && !first.adaptive.ngram);
         assert_eq!(p.adaptive.ngram, l >= 2);
+        // The same decoding parameters; only the compressor's split
+        // (streams of at least `stream_tokens`) may differ.
         assert_eq!(
             Params {
                 adaptive: second.adaptive,
+                stream_tokens: second.stream_tokens,
                 ..p
             },
             second
+        );
+        let longer = match l {
+            5 => Some(7168),
+            6 => Some(8192),
+            _ => None,
+        };
+        assert_eq!(p.stream_tokens, longer.unwrap_or(second.stream_tokens));
+    }
+    // A higher level never splits a block into more or shorter streams.
+    for l in MIN_LEVEL..MAX_LEVEL {
+        let (a, b) = (Params::level(l).unwrap(), Params::level(l + 1).unwrap());
+        assert!(
+            a.stream_tokens <= b.stream_tokens && a.max_streams >= b.max_streams,
+            "{l}"
         );
     }
 }
